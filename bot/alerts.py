@@ -1,0 +1,140 @@
+"""Alert payloads -> Telegram messages (HTML parse mode) and terminal text. Pure.
+
+Every piece of feed text is escaped, so a title with `<`, `&` or markup never breaks a message,
+and a message never exceeds Telegram's 4096 characters.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from bot.text import shorten
+
+MAX_MESSAGE = 4096
+SUMMARY_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """An inline button: opens `url`, or sends `callback` data back to the bot."""
+
+    label: str
+    url: str | None = None
+    callback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A message ready to send: HTML, its plain-text twin (fallback), and inline buttons."""
+
+    html: str
+    plain: str
+    buttons: tuple[Button, ...] = ()
+
+
+_LABELS = {
+    "de": {"open": "Artikel öffnen", "mute": "Watchlist 24 h stumm", "also": "auch", "terms": "Treffer",
+           "digest": "Zusammenfassung", "stories": "Meldungen", "more": "weitere"},
+    "en": {"open": "Open article", "mute": "Mute watchlist 24 h", "also": "also", "terms": "matched",
+           "digest": "Digest", "stories": "stories", "more": "more"},
+}
+
+
+def labels(lang: str) -> Mapping[str, str]:
+    """UI words in the chat's language (German by default)."""
+    return _LABELS.get(lang[:2], _LABELS["de"])
+
+
+def _e(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def _safe_url(url: str) -> str | None:
+    return url if url.startswith(("https://", "http://")) and len(url) < 2000 else None
+
+
+def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo, lang: str = "de",
+                 also: Sequence[str] = ()) -> Rendered:
+    """One alert: bold linked title, source and time, watchlist and terms, a short summary."""
+    words = labels(lang)
+    title = str(payload.get("title") or "")
+    link = _safe_url(str(payload.get("link") or ""))
+    source = str(payload.get("source") or "")
+    when = ""
+    if payload.get("published"):
+        when = datetime.fromisoformat(str(payload["published"])).astimezone(tz).strftime("%d.%m.%Y %H:%M")
+    terms = [str(t) for t in payload.get("terms") or []]
+    summary = shorten(str(payload.get("summary") or ""), SUMMARY_CHARS)
+    if summary and title and summary.startswith(title):
+        summary = shorten(summary[len(title):].lstrip(" .:-–"), SUMMARY_CHARS)
+    meta = " · ".join(x for x in (source, when) if x)
+    watch = f"{watchlist_name} — {words['terms']}: {', '.join(terms[:8])}" if terms else watchlist_name
+    also_line = f"{words['also']}: {', '.join(also[:12])}" + (
+        f" (+{len(also) - 12} {words['more']})" if len(also) > 12 else ""
+    ) if also else ""
+
+    def build(title_limit: int, summary_text: str) -> tuple[str, str]:
+        t = shorten(title, title_limit)
+        head = f'<b><a href="{_e(link)}">{_e(t)}</a></b>' if link else f"<b>{_e(t)}</b>"
+        parts_html = [head, _e(meta), f"🔎 {_e(watch)}"]
+        parts_plain = [t, meta, f"🔎 {watch}"]
+        if summary_text:
+            parts_html.append(_e(summary_text))
+            parts_plain.append(summary_text)
+        if also_line:
+            parts_html.append(f"➕ {_e(also_line)}")
+            parts_plain.append(f"➕ {also_line}")
+        if link:
+            parts_plain.append(link)
+        return "\n".join(p for p in parts_html if p), "\n".join(p for p in parts_plain if p)
+
+    text_html, text_plain = build(500, summary)
+    if len(text_html) > MAX_MESSAGE:  # escaped entities can grow text ~5x; cut until it fits
+        text_html, text_plain = build(300, shorten(summary, 200))
+        limit = MAX_MESSAGE
+        while len(text_html) > MAX_MESSAGE and limit > 50:
+            limit //= 2
+            text_html, text_plain = build(limit, "")
+    buttons: list[Button] = []
+    if link:
+        buttons.append(Button(words["open"], url=link))
+    if payload.get("watchlist"):
+        buttons.append(Button(words["mute"], callback=f"mute:{payload['watchlist']}"))
+    return Rendered(text_html, text_plain[:MAX_MESSAGE], tuple(buttons))
+
+
+def render_notice(text: str) -> Rendered:
+    """A plain notice (admin messages): escaped, bounded."""
+    text = shorten(text, 3500)
+    return Rendered(_e(text), text)
+
+
+def render_digest(entries: Sequence[Mapping[str, Any]], *, heading: str, tz: tzinfo, lang: str = "de",
+                  names: Mapping[str, str] | None = None) -> Rendered:
+    """Several held alerts as one compact message: one line per story, newest last."""
+    words = labels(lang)
+    names = names or {}
+    lines_html = [f"<b>{_e(heading)}</b> — {len(entries)} {words['stories']}"]
+    lines_plain = [f"{heading} — {len(entries)} {words['stories']}"]
+    shown = 0
+    for p in entries:
+        title = shorten(str(p.get("title") or ""), 160)
+        link = _safe_url(str(p.get("link") or ""))
+        source = str(p.get("source") or "")
+        wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
+        item_html = f'• <a href="{_e(link)}">{_e(title)}</a>' if link else f"• {_e(title)}"
+        item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
+        if sum(len(x) + 1 for x in lines_html) + len(item_html) > MAX_MESSAGE - 80:
+            break
+        lines_html.append(item_html)
+        lines_plain.append(f"• {title} ({source}; {wl}) {link or ''}".rstrip())
+        shown += 1
+    if shown < len(entries):
+        rest = f"… +{len(entries) - shown} {words['more']}"
+        lines_html.append(_e(rest))
+        lines_plain.append(rest)
+    return Rendered("\n".join(lines_html), "\n".join(lines_plain)[:MAX_MESSAGE])

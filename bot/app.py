@@ -1,0 +1,113 @@
+"""Wiring shared by `run`, `poll --once` and `demo`: builds the adapters and connects them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from bot.alerts import Rendered, render_alert, render_digest, render_notice
+from bot.config import Config, Settings
+from bot.deliver import ConsoleSender, Deliverer, Pacer, Sender, TelegramSender, payload_of
+from bot.fetch import Fetcher
+from bot.match import Matcher
+from bot.models import OutboxRow
+from bot.pipeline import CONSOLE_CHAT, CycleContext
+from bot.store import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The live parts of one process. `config` and `matcher` are swapped together on reload."""
+
+    settings: Settings
+    config: Config
+    store: SqliteStore
+    fetcher: Fetcher
+    matcher: Matcher
+    sender: Sender
+    deliverer: Deliverer
+    ctx: CycleContext
+    bot: Any = None  # telegram.Bot when a token is set
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def swap_config(self, config: Config) -> None:
+        """Install a validated config (atomically: the next cycle sees all of it or none)."""
+        matcher = Matcher(config.watchlists)
+        self.config = config
+        self.matcher = matcher
+        self.ctx.config = config
+        self.ctx.matcher = matcher
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool, the Telegram client and the store."""
+        await self.fetcher.aclose()
+        if self.bot is not None:
+            try:
+                await self.bot.shutdown()
+            except Exception:
+                logger.warning("telegram client did not shut down cleanly", exc_info=True)
+        self.store.close()
+
+
+def make_renderer(rt: Runtime) -> Any:
+    """Outbox row -> Rendered, in the chat's language, with "also: ..." for folded stories."""
+
+    def render(row: OutboxRow) -> Rendered | None:
+        data = payload_of(row)
+        chat = rt.store.chat(row.chat_id) if row.chat_id != CONSOLE_CHAT else None
+        lang = str(chat["language"]) if chat else "de"
+        names = {w.id: w.name for w in rt.config.watchlists}
+        if row.kind in ("alert", "edit"):
+            also: list[str] = []
+            if row.story_id is not None:
+                sources = rt.store.story_sources(row.story_id)
+                also = [s for s in sources if s != data.get("source")]
+            return render_alert(data, watchlist_name=names.get(row.watchlist, row.watchlist),
+                                tz=rt.settings.tz, lang=lang, also=also)
+        if row.kind == "digest":
+            return render_digest(data.get("entries", []), heading=str(data.get("heading", "Digest")),
+                                 tz=rt.settings.tz, lang=lang, names=names)
+        return render_notice(str(data.get("text", "")))
+
+    return render
+
+
+def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str] | None = None,
+                  force_console: bool = False, now: Any = None) -> Runtime:
+    """Open the store (taking the instance lock), the HTTP pool and the sender."""
+    store = SqliteStore(settings.db_path)
+    try:
+        fetcher = Fetcher(user_agent=settings.user_agent, max_body=settings.max_body_bytes,
+                          concurrency=settings.fetch_concurrency, per_host=settings.per_host_concurrency)
+        matcher = Matcher(config.watchlists)
+        console = force_console or not settings.token
+        bot = None
+        sender: Sender
+        if console:
+            sender = ConsoleSender(console_stream)
+        else:
+            from telegram import Bot
+            from telegram.request import HTTPXRequest
+
+            bot = Bot(
+                token=settings.token or "",
+                base_url=settings.api_base_url,
+                request=HTTPXRequest(connection_pool_size=64, read_timeout=20, connect_timeout=10),
+            )
+            sender = TelegramSender(bot)
+        clock = now or (lambda: datetime.now(UTC))
+        ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
+                           console=console, now=clock)
+        rt = Runtime(settings, config, store, fetcher, matcher, sender,
+                     Deliverer(store, sender, lambda r: None, now=clock,
+                               # the terminal has no rate limits; Telegram's are enforced by Pacer()
+                               pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer()), ctx, bot)
+        rt.deliverer.render = make_renderer(rt)
+        return rt
+    except BaseException:
+        store.close()
+        raise

@@ -1,0 +1,54 @@
+"""`mediabot backtest`: run an (edited) watchlist over stored items and show what would change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from bot.config import Config, Settings, load_watchlist, parse_duration
+from bot.match import Matcher
+from bot.store import SqliteStore
+
+
+def run_backtest(path: Path, since: str, settings: Settings, config: Config, out: IO[str]) -> int:
+    """Print items the edited watchlist would match, and the difference to the version in force."""
+    problems: list[str] = []
+    edited = load_watchlist(path, problems)
+    if edited is None:
+        for p in problems:
+            print(p, file=out)
+        return 2
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        print(f"--since: {exc}", file=out)
+        return 1
+    current = next((w for w in config.watchlists if w.id == edited.id), None)
+    new_m = Matcher([edited])
+    old_m = Matcher([current]) if current is not None else None
+    store = SqliteStore(settings.db_path, lock=False)
+    try:
+        items = list(store.items_since(datetime.now(UTC) - timedelta(seconds=seconds)))
+    finally:
+        store.close()
+    added: list[str] = []
+    removed: list[str] = []
+    kept = 0
+    for it in items:
+        now_hit = bool(new_m.match(it.title, it.summary))
+        was_hit = bool(old_m.match(it.title, it.summary)) if old_m else False
+        line = f"{it.published:%Y-%m-%d %H:%M} {it.source}: {it.title}"
+        if now_hit and not was_hit:
+            added.append(line)
+        elif was_hit and not now_hit:
+            removed.append(line)
+        elif now_hit:
+            kept += 1
+    print(f"{edited.id}: {len(items)} stored items since {since}; would match {kept + len(added)} "
+          f"({kept} unchanged, {len(added)} new, {len(removed)} no longer)", file=out)
+    for line in added:
+        print(f"  + {line}", file=out)
+    for line in removed:
+        print(f"  - {line}", file=out)
+    return 0

@@ -1,0 +1,295 @@
+"""Command line: run | poll --once | check | match | demo | backtest. Exit codes:
+0 done (even if some feeds failed), 1 usage or bad input, 2 invalid configuration,
+3 the state directory is in use by another instance, 4 the store cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from bot import __version__
+from bot.config import Config, Settings, load_config, load_settings, mask_secret
+from bot.errors import ConfigError, StoreError, StoreLockedError
+from bot.log import setup_logging
+
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED, EXIT_STORE = 0, 1, 2, 3, 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mediabot` console script and `python -m bot`."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    handler = {
+        "run": _cmd_run, "poll": _cmd_poll, "check": _cmd_check, "match": _cmd_match,
+        "demo": _cmd_demo, "backtest": _cmd_backtest,
+    }[args.command]
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediabot",
+                                description="Media-monitoring alert bot: feeds -> watchlists -> Telegram.")
+    p.add_argument("--version", action="version", version=f"mediabot {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="the daemon: scheduler + Telegram bot + delivery")
+    poll = sub.add_parser("poll", help="poll feeds and deliver alerts")
+    poll.add_argument("--once", action="store_true", required=True, help="one cycle plus delivery, then exit")
+    sub.add_parser("check", help="validate the configuration (exit 2 on errors)")
+    m = sub.add_parser("match", help="match JSON Lines items from stdin or --items against the watchlists")
+    m.add_argument("--items", type=Path, help="JSON Lines file (default: stdin)")
+    sub.add_parser("demo", help="run the real pipeline on bundled sample feeds; no network, no token")
+    b = sub.add_parser("backtest", help="run an (edited) watchlist over stored items and show the difference")
+    b.add_argument("watchlist", type=Path, help="path to a watchlist YAML file")
+    b.add_argument("--since", default="7d", help="how far back (e.g. 24h, 7d; default 7d)")
+    return p
+
+
+def _load(stream: IO[str] = sys.stderr) -> tuple[Settings, Config] | int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=stream)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, [settings.token or ""])
+    try:
+        config = load_config(settings.watchlists_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=stream)
+        print(f"{len(exc.problems)} problem(s); nothing was changed.", file=stream)
+        return EXIT_CONFIG
+    return settings, config
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(sys.stdout)
+    if isinstance(loaded, int):
+        return loaded
+    settings, config = loaded
+    enabled = [f for f in config.feeds if f.enabled]
+    print(f"OK: {len(config.feeds)} feeds ({len(enabled)} enabled), {len(config.watchlists)} watchlists "
+          f"in {settings.watchlists_dir}")
+    for wl in config.watchlists:
+        terms = sum(len(t) for t in wl.groups.values())
+        chats = f", {len(wl.chats)} fixed chats" if wl.chats else ""
+        print(f"  {wl.id}: {len(wl.groups)} groups, {terms} terms, {len(wl.rules)} rules, "
+              f"{len(wl.exclude)} exclusions{chats} — {wl.description}")
+    print("settings:")
+    print(f"  TELEGRAM_BOT_TOKEN={mask_secret(settings.token)}"
+          + ("" if settings.token else "  (alerts go to the terminal)"))
+    print(f"  TELEGRAM_API_BASE_URL={settings.api_base_url}")
+    print(f"  MEDIABOT_STATE_DIR={settings.state_dir}  MEDIABOT_POLL_INTERVAL={settings.poll_interval:g}s "
+          f"(min {settings.poll_min_interval:g}s, max {settings.poll_max_interval:g}s)")
+    print(f"  MEDIABOT_ADMINS={','.join(map(str, sorted(settings.admins))) or '(none)'}  "
+          f"MEDIABOT_ALLOWED_USERS={'(open bot)' if not settings.allowed else len(settings.allowed)}  "
+          f"MEDIABOT_TIMEZONE={settings.timezone}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- poll --once
+
+
+def _cmd_poll(args: argparse.Namespace) -> int:
+    loaded = _load()
+    if isinstance(loaded, int):
+        return loaded
+    settings, config = loaded
+    return asyncio.run(_poll_once(settings, config))
+
+
+async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout) -> int:
+    from bot.app import build_runtime
+    from bot.pipeline import run_cycle
+
+    try:
+        rt = build_runtime(settings, config, console_stream=stream)
+    except StoreLockedError as exc:
+        print(f"mediabot: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except StoreError as exc:
+        print(f"mediabot: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    try:
+        report = await run_cycle(rt.ctx, ignore_schedule=True)
+        stats = await rt.deliverer.drain(timeout=600)
+    finally:
+        await rt.aclose()
+    polled = len(report.feeds_ok) + len(report.feeds_not_modified) + len(report.feeds_failed)
+    print(f"polled {polled} feeds: {len(report.feeds_ok)} updated, {len(report.feeds_not_modified)} unchanged, "
+          f"{len(report.feeds_failed)} failed; {report.new_items} new items, {report.matched} matched, "
+          f"{report.queued} alerts queued, {stats.sent} sent", file=sys.stderr)
+    for feed_id, error in sorted(report.feeds_failed.items()):
+        print(f"  failed: {feed_id}: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load()
+    if isinstance(loaded, int):
+        return loaded
+    settings, config = loaded
+    from bot.scheduler import run_daemon
+
+    try:
+        return asyncio.run(run_daemon(settings, config))
+    except StoreLockedError as exc:
+        print(f"mediabot: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except StoreError as exc:
+        print(f"mediabot: {exc}", file=sys.stderr)
+        return EXIT_STORE
+
+
+# --------------------------------------------------------------------------- match
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    loaded = _load()
+    if isinstance(loaded, int):
+        return loaded
+    settings, config = loaded
+    try:
+        source = args.items.open(encoding="utf-8") if args.items else sys.stdin
+    except OSError as exc:
+        print(f"mediabot: cannot read {args.items}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    with source:
+        return match_stream(source, sys.stdout, config, settings)
+
+
+def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settings) -> int:
+    """The `match` JSONL contract: one output line per input line, in order."""
+    from bot.dedup import StoryIndex, item_from_record
+    from bot.match import Matcher
+
+    matcher = Matcher(config.watchlists)
+    index = StoryIndex(window=settings.dedup_window)
+    bad = 0
+    for lineno, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            if record.get("id") is None or not isinstance(record.get("title"), str):
+                raise ValueError("`id` and `title` (text) are required")
+        except ValueError as exc:
+            bad += 1
+            print(f"mediabot: line {lineno}: {exc}", file=sys.stderr)
+            out.write(json.dumps({"id": None, "line": lineno, "error": str(exc)}) + "\n")
+            continue
+        item = item_from_record(record)
+        matches = matcher.match(item.title, item.summary)
+        duplicate_of = index.check(item, record["id"])
+        out.write(json.dumps({
+            "id": record["id"],
+            "watchlists": [m.watchlist for m in matches],
+            "matches": [{"watchlist": m.watchlist, "score": m.score, "terms": m.terms,
+                         "where": [{"term": h.term, "text": h.text, "field": h.field,
+                                    "word": h.position % 100_000} for h in m.hits]} for m in matches],
+            "duplicate_of": duplicate_of,
+        }, ensure_ascii=False) + "\n")
+    out.flush()
+    return EXIT_USAGE if bad else EXIT_OK
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging("ERROR", [settings.token or ""])  # the progress display says what happens
+    from bot.demo import shipped_watchlists_dir
+
+    wdir = settings.watchlists_dir
+    if not (wdir / "feeds.yaml").exists():
+        wdir = shipped_watchlists_dir()
+    try:
+        config = load_config(wdir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(_demo(settings, config))
+
+
+async def _demo(settings: Settings, config: Config) -> int:
+    from bot.app import build_runtime
+    from bot.demo import serve_demo_feeds
+    from bot.pipeline import FeedOutcome, run_cycle
+
+    err = sys.stderr
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mediabot-demo-") as tmp, serve_demo_feeds() as feeds:
+        demo_settings = replace(settings, state_dir=Path(tmp), token=None, admins=frozenset())
+        demo_config = Config(tuple(feeds), config.watchlists)
+        print(f"mediabot demo: {len(feeds)} sample feeds on a loopback server, watchlists: "
+              f"{', '.join(w.id for w in config.watchlists)}", file=err)
+        rt = build_runtime(demo_settings, demo_config, force_console=True)
+
+        def progress(o: FeedOutcome) -> None:
+            mark = "✓" if o.status in ("ok", "not_modified") else "✗"
+            detail = o.error or f"{o.new} new, {o.matched} matched, {o.queued} alerts"
+            print(f"  {mark} {o.feed_id}: {detail}", file=err)
+
+        rt.ctx.on_feed = progress
+        try:
+            print("poll 1 (first poll of each feed: only items from the last "
+                  f"{settings.recent_window / 3600:g} h may alert):", file=err)
+            report = await run_cycle(rt.ctx, ignore_schedule=True)
+            sent1 = (await rt.deliverer.drain(timeout=60)).sent
+            print("─" * 72, file=sys.stdout, flush=True)
+            print("poll 2 (same feeds again: nothing is new, nothing is sent twice):", file=err)
+            report2 = await run_cycle(rt.ctx, ignore_schedule=True)
+            sent2 = (await rt.deliverer.drain(timeout=60)).sent - sent1
+        finally:
+            await rt.aclose()
+    print(f"done in {time.monotonic() - started:.1f} s: {report.new_items} items, {report.matched} matched, "
+          f"{sent1} alerts printed; second poll: {report2.new_items} new, {sent2} alerts.", file=err)
+    print("Set TELEGRAM_BOT_TOKEN and run `mediabot run` to send real alerts.", file=err)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- backtest
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    loaded = _load()
+    if isinstance(loaded, int):
+        return loaded
+    settings, config = loaded
+    from bot.backtest import run_backtest
+
+    return run_backtest(args.watchlist, args.since, settings, config, sys.stdout)
+
+
+def _json_default(value: Any) -> str:
+    return str(value)

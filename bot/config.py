@@ -1,0 +1,657 @@
+"""Environment and YAML -> frozen Settings, FeedSpec and Watchlist values; all validation.
+
+Every problem is reported at once, as `file:line: message`. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from bot.errors import ConfigError
+from bot.models import FeedSpec
+
+DEFAULT_API_BASE = "https://api.telegram.org/bot"
+DEFAULT_USER_AGENT = "mediabot/0.1 (+https://github.com/mediabot/mediabot)"
+TERM_MODES = ("fuzzy", "exact", "acronym", "regex")
+FIELDS = ("title", "title+summary")
+IDENTITIES = ("auto", "guid", "link", "title_link")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime settings from the environment. `token` is a secret: never log it."""
+
+    token: str | None = None
+    api_base_url: str = DEFAULT_API_BASE
+    watchlists_dir: Path = Path("watchlists")
+    state_dir: Path = Path("state")
+    admins: frozenset[int] = frozenset()
+    allowed: frozenset[int] = frozenset()  # empty = open bot
+    poll_interval: float = 300.0
+    poll_min_interval: float = 60.0
+    poll_max_interval: float = 3600.0
+    timezone: str = "Europe/Berlin"
+    recent_window: float = 6 * 3600.0  # a new feed may alert only on items this recent
+    burst_cap: int = 20  # a known feed alerting on more new items than this at once is a burst
+    dedup_window: float = 48 * 3600.0
+    retention_days: int = 30
+    http_addr: str | None = None
+    log_level: str = "INFO"
+    user_agent: str = "mediabot/0.1 (+https://github.com/mediabot/mediabot)"  # see DEFAULT_USER_AGENT
+    max_body_bytes: int = 10 * 1024 * 1024
+    fetch_concurrency: int = 50
+    per_host_concurrency: int = 4
+    digest_threshold: int = 10
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The display and quiet-hours time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file inside the state directory."""
+        return self.state_dir / "mediabot.db"
+
+
+def parse_duration(value: str) -> float:
+    """`90`, `90s`, `15m`, `6h`, `2d`, `1w` -> seconds. Raises ValueError otherwise."""
+    m = _DURATION_RE.match(value)
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 90, 15m, 6h, 2d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _ids(value: str, name: str, problems: list[str]) -> frozenset[int]:
+    out: set[int] = set()
+    for part in value.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.add(int(part))
+        except ValueError:
+            problems.append(f"environment: {name}: {part!r} is not a numeric Telegram id")
+    return frozenset(out)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from the environment; every bad value is reported at once."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    def duration(name: str, default: float) -> float:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            seconds = parse_duration(raw)
+        except ValueError as exc:
+            problems.append(f"environment: {name}: {exc}")
+            return default
+        if seconds <= 0:
+            problems.append(f"environment: {name}: must be positive")
+            return default
+        return seconds
+
+    def integer(name: str, default: int) -> int:
+        raw = env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            problems.append(f"environment: {name}: {raw!r} is not a whole number")
+            return default
+
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip() or None
+    interval = duration("MEDIABOT_POLL_INTERVAL", 300.0)
+    min_interval = duration("MEDIABOT_POLL_MIN_INTERVAL", min(60.0, interval))
+    max_interval = duration("MEDIABOT_POLL_MAX_INTERVAL", max(3600.0, interval))
+    if min_interval > max_interval:
+        problems.append("environment: MEDIABOT_POLL_MIN_INTERVAL is larger than MEDIABOT_POLL_MAX_INTERVAL")
+    tz = env.get("MEDIABOT_TIMEZONE", "Europe/Berlin").strip() or "Europe/Berlin"
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"environment: MEDIABOT_TIMEZONE: unknown time zone {tz!r}")
+        tz = "Europe/Berlin"
+    level = env.get("MEDIABOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        problems.append(f"environment: MEDIABOT_LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
+        level = "INFO"
+    http_addr = env.get("MEDIABOT_HTTP_ADDR", "").strip() or None
+    if http_addr and not re.match(r"^[\w.\-\[\]:]*:\d{1,5}$", http_addr):
+        problems.append(f"environment: MEDIABOT_HTTP_ADDR: {http_addr!r} is not host:port")
+    settings = Settings(
+        token=token,
+        api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE,
+        watchlists_dir=Path(env.get("MEDIABOT_WATCHLISTS_DIR", "").strip() or "watchlists"),
+        state_dir=Path(env.get("MEDIABOT_STATE_DIR", "").strip() or "state"),
+        admins=_ids(env.get("MEDIABOT_ADMINS", ""), "MEDIABOT_ADMINS", problems),
+        allowed=_ids(env.get("MEDIABOT_ALLOWED_USERS", ""), "MEDIABOT_ALLOWED_USERS", problems),
+        poll_interval=interval,
+        poll_min_interval=min_interval,
+        poll_max_interval=max_interval,
+        timezone=tz,
+        recent_window=duration("MEDIABOT_RECENT_WINDOW", 6 * 3600.0),
+        burst_cap=integer("MEDIABOT_BURST_CAP", 20),
+        dedup_window=duration("MEDIABOT_DEDUP_WINDOW", 48 * 3600.0),
+        retention_days=integer("MEDIABOT_RETENTION_DAYS", 30),
+        http_addr=http_addr,
+        log_level=level,
+        user_agent=env.get("MEDIABOT_USER_AGENT", "").strip() or DEFAULT_USER_AGENT,
+        max_body_bytes=integer("MEDIABOT_MAX_BODY_BYTES", 10 * 1024 * 1024),
+        fetch_concurrency=integer("MEDIABOT_FETCH_CONCURRENCY", 50),
+        per_host_concurrency=integer("MEDIABOT_PER_HOST_CONCURRENCY", 4),
+        digest_threshold=integer("MEDIABOT_DIGEST_THRESHOLD", 10),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def mask_secret(value: str | None) -> str:
+    """Show that a secret is set without showing it."""
+    if not value:
+        return "(not set)"
+    return "***" + ("" if len(value) < 12 else f" ({len(value)} chars)")
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _Located:
+    """A YAML value with the line it was written on (1-based)."""
+
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that keeps positions; used only through compose()."""
+
+
+def _compose(path: Path, problems: list[str]) -> _Located | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+        return None
+    except OSError as exc:
+        problems.append(f"{path}:1: cannot read ({exc.strerror})")
+        return None
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problems.append(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}")
+        return None
+    except yaml.YAMLError as exc:
+        problems.append(f"{path}:1: invalid YAML: {exc}")
+        return None
+    if node is None:
+        return _Located(None, 1)
+    return _convert(node, path, problems)
+
+
+def _convert(node: yaml.Node, path: Path, problems: list[str]) -> _Located:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, _Located] = {}
+        keylines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = _convert(key_node, path, problems)
+            if not isinstance(key.value, str):
+                problems.append(f"{path}:{key.line}: keys must be text, got {key.value!r}")
+                continue
+            if key.value in out:
+                problems.append(
+                    f"{path}:{key.line}: duplicate key {key.value!r} (first at line {keylines[key.value]})"
+                )
+                continue
+            keylines[key.value] = key.line
+            out[key.value] = _convert(value_node, path, problems)
+        return _Located(out, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Located([_convert(v, path, problems) for v in node.value], line)
+    assert isinstance(node, yaml.ScalarNode)
+    loader = yaml.SafeLoader("")
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        problems.append(f"{path}:{line}: {exc}")
+        value = None
+    finally:
+        loader.dispose()
+    return _Located(value, line)
+
+
+class _Reader:
+    """Typed accessors over a located mapping that record problems instead of raising."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+
+    def err(self, line: int, message: str) -> None:
+        self.problems.append(f"{self.path}:{line}: {message}")
+
+    def mapping(self, node: _Located, what: str, allowed: Iterable[str]) -> dict[str, _Located] | None:
+        if not isinstance(node.value, dict):
+            self.err(node.line, f"{what} must be a mapping of keys, got {_kind(node.value)}")
+            return None
+        allowed = tuple(allowed)
+        for key, value in node.value.items():
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                self.err(
+                    value.line,
+                    f"{what}: unknown key {key!r}"
+                    + (f" (did you mean {hint!r}?)" if hint else f"; allowed: {', '.join(allowed)}"),
+                )
+        return dict(node.value)
+
+    def text(self, m: dict[str, _Located], key: str, what: str, default: str | None = None) -> str | None:
+        node = m.get(key)
+        if node is None or node.value is None:
+            return default
+        if isinstance(node.value, bool) or not isinstance(node.value, (str, int, float)):
+            self.err(node.line, f"{what}.{key} must be text, got {_kind(node.value)}")
+            return default
+        return str(node.value)
+
+    def boolean(self, m: dict[str, _Located], key: str, what: str, default: bool) -> bool:
+        node = m.get(key)
+        if node is None or node.value is None:
+            return default
+        if not isinstance(node.value, bool):
+            self.err(node.line, f"{what}.{key} must be true or false, got {node.value!r}")
+            return default
+        return node.value
+
+    def number(
+        self, m: dict[str, _Located], key: str, what: str, lo: float, hi: float, default: float | None
+    ) -> float | None:
+        node = m.get(key)
+        if node is None or node.value is None:
+            return default
+        value = node.value
+        if isinstance(value, str):
+            try:
+                value = parse_duration(value)
+            except ValueError:
+                self.err(node.line, f"{what}.{key} must be a number, got {value!r}")
+                return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.err(node.line, f"{what}.{key} must be a number, got {_kind(value)}")
+            return default
+        if not lo <= value <= hi:
+            self.err(node.line, f"{what}.{key} must be between {lo:g} and {hi:g}, got {value:g}")
+            return default
+        return float(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return f"{value!r}"
+
+
+def _closest(key: str, allowed: Iterable[str]) -> str | None:
+    from difflib import get_close_matches
+
+    found = get_close_matches(key, list(allowed), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+FEED_KEYS = ("id", "url", "name", "lang", "enabled", "interval", "identity", "allow_private", "max_new_alerts")
+
+
+def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
+    """Read feeds.yaml; problems are appended as `file:line: message`."""
+    root = _compose(path, problems)
+    if root is None:
+        return []
+    r = _Reader(path, problems)
+    top = r.mapping(root, "feeds.yaml", ("feeds",)) if root.value is not None else {}
+    if top is None:
+        return []
+    node = top.get("feeds")
+    if node is None or not isinstance(node.value, list):
+        r.err(node.line if node else 1, "feeds.yaml must have a list under `feeds:`")
+        return []
+    feeds: list[FeedSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(node.value):
+        what = f"feeds[{i}]"
+        m = r.mapping(entry, what, FEED_KEYS)
+        if m is None:
+            continue
+        fid = r.text(m, "id", what)
+        url = r.text(m, "url", what)
+        if not fid:
+            r.err(entry.line, f"{what}: missing `id`")
+            continue
+        if not _ID_RE.match(fid):
+            r.err(m["id"].line, f"{what}.id {fid!r}: use lower-case letters, digits, - and _")
+        if fid in seen:
+            r.err(m["id"].line, f"{what}: duplicate feed id {fid!r} (first at line {seen[fid]})")
+            continue
+        seen[fid] = m["id"].line
+        if not url:
+            r.err(entry.line, f"{what} ({fid}): missing `url`")
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            r.err(m["url"].line, f"{what} ({fid}): url must be an http(s) URL, got {url!r}")
+            continue
+        allow_private = r.boolean(m, "allow_private", what, False)
+        if not allow_private and _is_private_host(parts.hostname):
+            r.err(
+                m["url"].line,
+                f"{what} ({fid}): {parts.hostname} is a private or loopback address; "
+                "set `allow_private: true` if that is intended",
+            )
+        identity = r.text(m, "identity", what, "auto") or "auto"
+        if identity not in IDENTITIES:
+            r.err(m["identity"].line, f"{what}.identity must be one of {', '.join(IDENTITIES)}")
+            identity = "auto"
+        interval = r.number(m, "interval", what, 10, 7 * 86400, None)
+        cap = r.number(m, "max_new_alerts", what, 0, 10000, None)
+        feeds.append(
+            FeedSpec(
+                id=fid,
+                url=url,
+                name=r.text(m, "name", what, fid) or fid,
+                lang=(r.text(m, "lang", what, "") or "").lower(),
+                enabled=r.boolean(m, "enabled", what, True),
+                interval=int(interval) if interval is not None else None,
+                identity=identity,
+                allow_private=allow_private,
+                max_items_alert=int(cap) if cap is not None else None,
+                source=f"{path}:{entry.line}",
+            )
+        )
+    return feeds
+
+
+def _is_private_host(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_unspecified
+
+
+# --------------------------------------------------------------------------- watchlists
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One watchlist term with its aliases; `mode` decides how it is compared."""
+
+    term: str
+    aliases: tuple[str, ...] = ()
+    mode: str = "fuzzy"
+    threshold: float | None = None
+    line: int = 0
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """The term and all its aliases."""
+        return (self.term, *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """All `groups` must match; with `near`, their hits must lie within that many words."""
+
+    groups: tuple[str, ...]
+    near: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Watchlist:
+    """A validated watchlist; its id is the file stem."""
+
+    id: str
+    name: str
+    description: str
+    fields: str = "title+summary"
+    threshold: float = 88.0
+    groups: Mapping[str, tuple[Term, ...]] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    exclude: tuple[Term, ...] = ()
+    chats: tuple[int, ...] = ()
+    enabled: bool = True
+    source: str = ""
+
+
+WATCHLIST_KEYS = ("name", "description", "fields", "threshold", "groups", "rules", "exclude", "chats", "enabled")
+TERM_KEYS = ("term", "aliases", "mode", "threshold")
+RULE_KEYS = ("all", "near")
+
+
+def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
+    """Read one watchlist file; None when it has errors (appended to `problems`)."""
+    before = len(problems)
+    root = _compose(path, problems)
+    if root is None:
+        return None
+    r = _Reader(path, problems)
+    wid = path.stem
+    if not _ID_RE.match(wid):
+        r.err(1, f"watchlist id {wid!r} (the file name) must be lower-case letters, digits, - and _")
+    m = r.mapping(root, wid, WATCHLIST_KEYS)
+    if m is None:
+        return None
+    description = r.text(m, "description", wid, "") or ""
+    if not description:
+        r.err(root.line, f"{wid}: add a one-line `description:` (shown in /list)")
+    fields = r.text(m, "fields", wid, "title+summary") or "title+summary"
+    if fields not in FIELDS:
+        r.err(m["fields"].line, f"{wid}.fields must be `title` or `title+summary`, got {fields!r}")
+    threshold = r.number(m, "threshold", wid, 50, 100, 88.0) or 88.0
+    groups: dict[str, tuple[Term, ...]] = {}
+    gnode = m.get("groups")
+    if gnode is None:
+        r.err(root.line, f"{wid}: needs `groups:` (named lists of terms)")
+    else:
+        declared = list(gnode.value) if isinstance(gnode.value, dict) else []
+        gmap = r.mapping(gnode, f"{wid}.groups", declared)
+        for gname, terms_node in (gmap or {}).items():
+            if not _ID_RE.match(gname):
+                r.err(terms_node.line, f"{wid}.groups: name {gname!r} must be lower-case letters, digits, - and _")
+            groups[gname] = _terms(r, terms_node, f"{wid}.groups.{gname}")
+            if not groups[gname]:
+                r.err(terms_node.line, f"{wid}.groups.{gname} has no terms")
+    rules: list[Rule] = []
+    rnode = m.get("rules")
+    if rnode is None or rnode.value is None:
+        if groups:
+            rules.append(Rule(tuple(groups)))
+    elif not isinstance(rnode.value, list):
+        r.err(rnode.line, f"{wid}.rules must be a list of {{all: [groups], near: N}}")
+    else:
+        for i, rule_node in enumerate(rnode.value):
+            what = f"{wid}.rules[{i}]"
+            rm = r.mapping(rule_node, what, RULE_KEYS)
+            if rm is None:
+                continue
+            names_node = rm.get("all")
+            if names_node is None or not isinstance(names_node.value, list) or not names_node.value:
+                r.err(rule_node.line, f"{what}.all must list one or more group names")
+                continue
+            names: list[str] = []
+            for n in names_node.value:
+                if not isinstance(n.value, str):
+                    r.err(n.line, f"{what}.all: {n.value!r} is not a group name")
+                elif n.value not in groups:
+                    hint = _closest(n.value, groups)
+                    r.err(
+                        n.line,
+                        f"{what}.all: no group named {n.value!r}"
+                        + (f" (did you mean {hint!r}?)" if hint else f"; groups: {', '.join(groups)}"),
+                    )
+                else:
+                    names.append(n.value)
+            near = r.number(rm, "near", what, 1, 200, None)
+            if near is not None and len(names) < 2:
+                r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
+            rules.append(Rule(tuple(names), int(near) if near is not None else None))
+    exclude: tuple[Term, ...] = ()
+    if "exclude" in m and m["exclude"].value is not None:
+        exclude = _terms(r, m["exclude"], f"{wid}.exclude")
+    chats: list[int] = []
+    cnode = m.get("chats")
+    if cnode is not None and cnode.value is not None:
+        if not isinstance(cnode.value, list):
+            r.err(cnode.line, f"{wid}.chats must be a list of Telegram chat ids")
+        else:
+            for c in cnode.value:
+                if isinstance(c.value, bool) or not isinstance(c.value, int):
+                    r.err(c.line, f"{wid}.chats: {c.value!r} is not a numeric chat id (e.g. -1001234567890)")
+                else:
+                    chats.append(c.value)
+    if len(problems) > before:
+        return None
+    return Watchlist(
+        id=wid,
+        name=r.text(m, "name", wid, wid) or wid,
+        description=description,
+        fields=fields,
+        threshold=threshold,
+        groups=groups,
+        rules=tuple(rules),
+        exclude=exclude,
+        chats=tuple(chats),
+        enabled=r.boolean(m, "enabled", wid, True),
+        source=str(path),
+    )
+
+
+def _terms(r: _Reader, node: _Located, what: str) -> tuple[Term, ...]:
+    if not isinstance(node.value, list):
+        r.err(node.line, f"{what} must be a list of terms")
+        return ()
+    out: list[Term] = []
+    for i, t in enumerate(node.value):
+        term = _term(r, t, f"{what}[{i}]")
+        if term is not None:
+            out.append(term)
+    return tuple(out)
+
+
+def _term(r: _Reader, node: _Located, what: str) -> Term | None:
+    if isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
+        text = str(node.value).strip()
+        if not text:
+            r.err(node.line, f"{what} is empty")
+            return None
+        return Term(text, line=node.line)
+    m = r.mapping(node, what, TERM_KEYS)
+    if m is None:
+        return None
+    text = (r.text(m, "term", what) or "").strip()
+    if not text:
+        r.err(node.line, f"{what} needs `term:`")
+        return None
+    mode = r.text(m, "mode", what, "fuzzy") or "fuzzy"
+    if mode not in TERM_MODES:
+        r.err(m["mode"].line, f"{what}.mode must be one of {', '.join(TERM_MODES)}, got {mode!r}")
+        return None
+    aliases: list[str] = []
+    anode = m.get("aliases")
+    if anode is not None and anode.value is not None:
+        if not isinstance(anode.value, list):
+            r.err(anode.line, f"{what}.aliases must be a list")
+        else:
+            for a in anode.value:
+                if not isinstance(a.value, (str, int)) or isinstance(a.value, bool) or not str(a.value).strip():
+                    r.err(a.line, f"{what}.aliases: {a.value!r} is not text")
+                else:
+                    aliases.append(str(a.value).strip())
+    threshold = r.number(m, "threshold", what, 50, 100, None)
+    if threshold is not None and mode != "fuzzy":
+        r.err(m["threshold"].line, f"{what}.threshold only applies to mode fuzzy")
+    if mode == "regex":
+        import re2
+
+        for pattern in (text, *aliases):
+            try:
+                re2.compile(pattern)
+            except Exception as exc:  # re2.error has no stable public base class
+                r.err(node.line, f"{what}: invalid regular expression {pattern!r}: {exc}")
+                return None
+    return Term(text, tuple(aliases), mode, threshold, node.line)
+
+
+# --------------------------------------------------------------------------- everything
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Feeds and watchlists loaded together; swapped in as a whole on reload."""
+
+    feeds: tuple[FeedSpec, ...]
+    watchlists: tuple[Watchlist, ...]
+
+
+def load_config(directory: Path) -> Config:
+    """Load feeds.yaml and every other *.yaml in `directory`; ConfigError lists every problem."""
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: watchlists directory not found (set MEDIABOT_WATCHLISTS_DIR)"])
+    feeds_path = directory / "feeds.yaml"
+    feeds: list[FeedSpec] = []
+    if feeds_path.exists():
+        feeds = load_feeds(feeds_path, problems)
+    else:
+        problems.append(f"{feeds_path}:1: missing; it lists the feeds to poll under `feeds:`")
+    watchlists: list[Watchlist] = []
+    for path in sorted(directory.glob("*.y*ml")):
+        if path.name in ("feeds.yaml", "feeds.yml") or path.suffix not in (".yaml", ".yml"):
+            continue
+        wl = load_watchlist(path, problems)
+        if wl is not None:
+            if any(w.id == wl.id for w in watchlists):
+                problems.append(f"{path}:1: duplicate watchlist id {wl.id!r} (.yaml and .yml)")
+                continue
+            watchlists.append(wl)
+    if problems:
+        raise ConfigError(problems)
+    return Config(tuple(feeds), tuple(watchlists))

@@ -1,0 +1,258 @@
+"""Item identity and story folding. Pure: no I/O, no clock.
+
+Exact duplicates: an item is the same as one seen before when its guid (per feed) or its canonical
+link was seen. Canonical links drop what does not name the article (tracking parameters, fragments,
+scheme, `www.`/`m.`/`amp.` hosts, AMP paths, trailing slashes), so copies of one article carried in
+two feeds of one outlet, or re-published with a new tracking suffix, are recognised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from bot.models import Item
+from bot.text import clean, fold, words
+
+_TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "at_", "wt_", "ga_", "hsa_", "oly_")
+_TRACKING = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "yclid", "mc_cid", "mc_eid", "igshid",
+        "ref", "ref_src", "ref_url", "referrer", "source", "src", "cmpid", "cmp", "campaign",
+        "icid", "ncid", "ocid", "ito", "xtor", "wt_mc", "wtmc", "feature", "share", "s_cid",
+        "rss", "output", "ns_mchannel", "ns_source", "ns_campaign", "ns_linkname", "ns_fee",
+        "_ga", "_gl", "spm", "sr_share", "smid", "partner", "via", "amp", "outputtype",
+    }
+)
+_HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_AMP_PATH = re.compile(r"(/amp)(?=/|$)|(\.amp)(?=\.html?$|$)|(/amp\.html?)$", re.IGNORECASE)
+
+
+def canonical_link(url: str) -> str:
+    """Normalise an article URL for identity; the original stays the one shown to readers."""
+    url = url.strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return url
+    host = (parts.hostname or "").lower().rstrip(".")
+    for prefix in _HOST_PREFIXES:
+        if host.startswith(prefix) and host.count(".") >= 2:
+            host = host[len(prefix) :]
+            break
+    port = parts.port
+    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
+    path = _AMP_PATH.sub("", parts.path) or "/"
+    path = re.sub(r"/{2,}", "/", path)
+    if len(path) > 1:
+        path = path.rstrip("/")
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not (k.lower() in _TRACKING or k.lower().startswith(_TRACKING_PREFIXES))
+    ]
+    query.sort()
+    return urlunsplit(("https", netloc, path, urlencode(query), ""))
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def identity_keys(feed_id: str, guid: str, canonical: str, title: str, identity: str = "auto") -> list[str]:
+    """Keys under which an item is remembered as seen; any one already seen makes it a duplicate.
+
+    `identity` (per feed, from feeds.yaml): auto = guid and link; guid or link alone for publishers
+    whose other field is broken; title_link for feeds that reuse guids and links.
+    """
+    keys: list[str] = []
+    if identity == "title_link":
+        return [f"t:{feed_id}:{_digest(title.casefold(), canonical)}"]
+    if identity in ("auto", "guid") and guid:
+        keys.append(f"g:{feed_id}:{_digest(guid)}")
+    if identity in ("auto", "link") and canonical:
+        keys.append(f"l:{_digest(canonical)}")
+    if not keys:
+        keys.append(f"t:{feed_id}:{_digest(title.casefold(), canonical)}")
+    return keys
+
+
+# --------------------------------------------------------------------------- near duplicates
+#
+# Two items report the same story when their informative words overlap enough: words are folded
+# and stemmed (so inflection and transliteration do not count as differences), words that occur in
+# very many recent items carry no weight, and rare shared words (names, places, numbers) carry the
+# most (IDF weighting). Candidates come from an inverted index of those words, so a check touches
+# only items that share a rare word, never all pairs. Comparison stays inside one language and a
+# time window. The threshold is set for precision first: a wrong merge hides news, a missed fold
+# only repeats it.
+
+_POSTING_CAP = 400  # newest items kept per word; a word in more items than this is not informative
+_MIN_WORD = 3
+SIMILARITY_THRESHOLD = 0.5
+
+
+def story_words(title: str, summary: str) -> frozenset[str]:
+    """The comparable words of an item: folded, stemmed, short words dropped."""
+    from bot.match import stem  # local import: match imports config, keep dedup light
+
+    out = set()
+    for w in words(fold(clean(f"{title} {summary}"))):
+        if len(w) >= _MIN_WORD or w.isdigit():
+            out.add(stem(w) if not w.isdigit() else w)
+    return frozenset(out)
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: Hashable  # story id (pipeline) or item id (match CLI)
+    lang: str
+    published: datetime
+    words: frozenset[str]
+    title_words: frozenset[str]
+
+
+class StoryIndex:
+    """In-memory index of recent items for near-duplicate lookup; rebuilt from the store at start."""
+
+    def __init__(self, window: float = 48 * 3600.0, threshold: float = SIMILARITY_THRESHOLD) -> None:
+        self.window = timedelta(seconds=window)
+        self.threshold = threshold
+        self._postings: dict[tuple[str, str], deque[int]] = {}
+        self._entries: dict[int, _Entry] = {}
+        self._df: Counter[tuple[str, str]] = Counter()
+        self._next = 0
+        self._order: deque[int] = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _idf(self, key: tuple[str, str]) -> float:
+        n = max(len(self._entries), 1)
+        return math.log((n + 1) / (self._df.get(key, 0) + 0.5))
+
+    def nearest(self, title: str, summary: str, lang: str, published: datetime) -> tuple[Hashable | None, float]:
+        """The most similar earlier entry in the same language and window, and its similarity."""
+        ws = story_words(title, summary)
+        if not ws:
+            return None, 0.0
+        lang = (lang or "")[:2]
+        counts: Counter[int] = Counter()
+        for w in ws:
+            posting = self._postings.get((lang, w))
+            if posting is not None and len(posting) < _POSTING_CAP:
+                counts.update(posting)
+        best: tuple[Hashable | None, float] = (None, 0.0)
+        tws = story_words(title, "")
+        for eid, shared in counts.most_common(20):
+            if shared < 3:
+                break
+            entry = self._entries.get(eid)
+            if entry is None or abs(published - entry.published) > self.window:
+                continue
+            sim = self._similarity(ws, entry.words, tws, entry.title_words, lang)
+            if sim > best[1]:
+                best = (entry.key, sim)
+        return best
+
+    def _similarity(self, a: frozenset[str], b: frozenset[str], ta: frozenset[str], tb: frozenset[str],
+                    lang: str) -> float:
+        def weight(ws: frozenset[str]) -> float:
+            return sum(self._idf((lang, w)) for w in ws)
+
+        inter = a & b
+        if not inter:
+            return 0.0
+        body = weight(inter) / max(min(weight(a), weight(b)), 1e-9)
+        union = weight(a | b)
+        jacc = weight(inter) / max(union, 1e-9)
+        title = weight(ta & tb) / max(weight(ta | tb), 1e-9) if ta and tb else 0.0
+        return max(jacc, 0.5 * body + 0.5 * title)
+
+    def add(self, key: Hashable, title: str, summary: str, lang: str, published: datetime) -> None:
+        """Remember an item under `key` (its story id)."""
+        lang = (lang or "")[:2]
+        ws = story_words(title, summary)
+        eid = self._next
+        self._next += 1
+        self._entries[eid] = _Entry(key, lang, published, ws, story_words(title, ""))
+        self._order.append(eid)
+        for w in ws:
+            k = (lang, w)
+            posting = self._postings.get(k)
+            if posting is None:
+                posting = self._postings[k] = deque(maxlen=_POSTING_CAP)
+            posting.append(eid)
+            self._df[k] += 1
+
+    def expire(self, now: datetime) -> None:
+        """Forget entries older than the window (by publication time)."""
+        while self._order:
+            eid = self._order[0]
+            entry = self._entries.get(eid)
+            if entry is not None and now - entry.published <= self.window:
+                break
+            self._order.popleft()
+            if entry is None:
+                continue
+            del self._entries[eid]
+            for w in entry.words:
+                k = (entry.lang, w)
+                self._df[k] -= 1
+                if self._df[k] <= 0:
+                    del self._df[k]
+                    self._postings.pop(k, None)
+
+    # -- the two users: the pipeline (stories) and `mediabot match` (item ids) -------------------
+
+    def find(self, item: Item, now: datetime) -> int | None:
+        """The story id an item belongs to, when it is a later copy of a recent story."""
+        key, sim = self.nearest(item.title, item.summary, item.lang, item.published)
+        return int(key) if key is not None and sim >= self.threshold else None  # type: ignore[call-overload]
+
+    def add_item(self, item: Item, story_id: int) -> None:
+        """Remember a stored item under its story."""
+        self.add(story_id, item.title, item.summary, item.lang, item.published)
+
+    def check(self, item: Item, item_id: Any) -> Any:
+        """For `mediabot match`: the earlier item id of the same story, or None; remembers this one."""
+        key, sim = self.nearest(item.title, item.summary, item.lang, item.published)
+        if key is not None and sim >= self.threshold:
+            # Later copies point at the first item of the story, so chains do not drift.
+            self.add(key, item.title, item.summary, item.lang, item.published)
+            return key
+        self.add(item_id, item.title, item.summary, item.lang, item.published)
+        return None
+
+
+def item_from_record(record: Mapping[str, Any]) -> Item:
+    """A `mediabot match` input line -> Item (only id and title are required)."""
+    published = None
+    raw = record.get("published")
+    if isinstance(raw, str) and raw:
+        try:
+            published = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if published.tzinfo is None:
+                published = published.replace(tzinfo=UTC)
+        except ValueError:
+            published = None
+    link = str(record.get("link") or "")
+    canon = canonical_link(link)
+    return Item(
+        key=str(record.get("id")), feed_id=str(record.get("source") or ""), title=str(record.get("title") or ""),
+        summary=str(record.get("summary") or ""), link=link, canonical_link=canon, guid="",
+        published=published or datetime(1970, 1, 1, tzinfo=UTC), lang=str(record.get("lang") or ""),
+        source=str(record.get("source") or ""), dated=published is not None,
+    )

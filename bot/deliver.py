@@ -1,0 +1,382 @@
+"""Delivery: outbox rows -> Telegram (or the terminal), paced inside Telegram's limits.
+
+The outbox is the source of truth: a row is marked sent in its own commit right after Telegram
+accepted it, so a crash loses nothing and repeats at most the message in flight.
+
+Pacing (one place decides when a message may leave), from the Bot API FAQ
+(https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
+at most 30 messages in any 1 s window overall, about 1 per second per chat, at most 20 per minute
+per group or channel, and after a 429 nothing to that chat before `retry_after` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any, Protocol
+
+from bot.alerts import Rendered
+from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError
+from bot.models import OutboxRow
+
+logger = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    """Sends rendered messages; raises RetryLaterError / ChatUnavailableError / DeliveryError."""
+
+    async def send(self, chat_id: int, message: Rendered) -> int | None: ...
+    async def edit(self, chat_id: int, message_id: int, message: Rendered) -> None: ...
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+class Pacer:
+    """Sliding-window limits: global, per chat, per group/channel, plus per-chat retry_after blocks."""
+
+    def __init__(self, per_second: int = 30, window: float = 1.0, chat_interval: float = 1.0,
+                 group_per_minute: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        # A small margin: the server counts arrivals, which jitter by a few ms against our clock.
+        self.window = window * 1.03
+        self.chat_interval = chat_interval
+        self.group_per_minute = group_per_minute
+        self.clock = clock
+        self._global: deque[float] = deque()
+        self._chat_last: dict[int, float] = {}
+        self._group: dict[int, deque[float]] = {}
+        self._blocked: dict[int, float] = {}
+
+    def wait_time(self, chat_id: int) -> float:
+        """Seconds until a message to `chat_id` may leave (0 = now)."""
+        now = self.clock()
+        while self._global and now - self._global[0] >= self.window:
+            self._global.popleft()
+        waits = [0.0]
+        if len(self._global) >= self.per_second:
+            waits.append(self._global[0] + self.window - now)
+        last = self._chat_last.get(chat_id)
+        if last is not None:
+            waits.append(last + self.chat_interval - now)
+        if chat_id < 0:  # groups, supergroups and channels have negative ids
+            log = self._group.get(chat_id)
+            if log:
+                while log and now - log[0] >= 60.0:
+                    log.popleft()
+                if len(log) >= self.group_per_minute:
+                    waits.append(log[0] + 60.0 - now)
+        blocked = self._blocked.get(chat_id)
+        if blocked is not None:
+            waits.append(blocked - now)
+        return max(waits)
+
+    def record(self, chat_id: int) -> None:
+        """A message to `chat_id` is leaving now."""
+        now = self.clock()
+        self._global.append(now)
+        self._chat_last[chat_id] = now
+        if chat_id < 0:
+            self._group.setdefault(chat_id, deque()).append(now)
+
+    def block(self, chat_id: int, seconds: float) -> None:
+        """Nothing to this chat for `seconds` (Telegram's retry_after)."""
+        self._blocked[chat_id] = max(self._blocked.get(chat_id, 0.0), self.clock() + seconds)
+
+
+# --------------------------------------------------------------------------- senders
+
+
+class ConsoleSender:
+    """Prints alerts to the terminal (no token set): the same outbox path, another sink."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._next_id = 1
+
+    async def send(self, chat_id: int, message: Rendered) -> int | None:
+        print("─" * 72, file=self.stream)
+        print(message.plain, file=self.stream)
+        self.stream.flush()
+        self._next_id += 1
+        return self._next_id
+
+    async def edit(self, chat_id: int, message_id: int, message: Rendered) -> None:
+        print(f"(update to alert #{message_id}) " + message.plain.splitlines()[-1], file=self.stream)
+
+
+class TelegramSender:
+    """python-telegram-bot's Bot, with its errors mapped to ours by what the caller must do next."""
+
+    def __init__(self, bot: Any) -> None:
+        self.bot = bot
+
+    async def send(self, chat_id: int, message: Rendered) -> int | None:
+        from telegram.constants import ParseMode
+
+        try:
+            sent = await self.bot.send_message(
+                chat_id=chat_id, text=message.html, parse_mode=ParseMode.HTML,
+                reply_markup=_keyboard(message), link_preview_options=_no_preview(),
+            )
+        except Exception as exc:
+            if _is_entity_error(exc):
+                logger.warning("html rejected, resending as plain text chat=%s error=%s", chat_id, exc)
+                try:
+                    sent = await self.bot.send_message(chat_id=chat_id, text=message.plain,
+                                                       reply_markup=_keyboard(message))
+                except Exception as exc2:
+                    raise _map_error(exc2) from exc2
+            else:
+                raise _map_error(exc) from exc
+        return int(sent.message_id)
+
+    async def edit(self, chat_id: int, message_id: int, message: Rendered) -> None:
+        from telegram.constants import ParseMode
+        from telegram.error import BadRequest
+
+        try:
+            await self.bot.edit_message_text(
+                chat_id=chat_id, message_id=message_id, text=message.html, parse_mode=ParseMode.HTML,
+                reply_markup=_keyboard(message), link_preview_options=_no_preview(),
+            )
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return
+            raise _map_error(exc) from exc
+        except Exception as exc:
+            raise _map_error(exc) from exc
+
+
+def _no_preview() -> Any:
+    from telegram import LinkPreviewOptions
+
+    return LinkPreviewOptions(is_disabled=True)
+
+
+def _keyboard(message: Rendered) -> Any:
+    if not message.buttons:
+        return None
+    from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(b.label, url=b.url) if b.url else InlineKeyboardButton(b.label, callback_data=b.callback)
+        for b in message.buttons
+    ]])
+
+
+def _is_entity_error(exc: Exception) -> bool:
+    from telegram.error import BadRequest
+
+    return isinstance(exc, BadRequest) and "parse entities" in str(exc).lower()
+
+
+def retry_after_seconds(exc: Any) -> float:
+    """RetryAfter's delay in seconds, without touching the deprecated int/timedelta property."""
+    value = getattr(exc, "_retry_after", None)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value if value is not None else 1.0)
+
+
+def _map_error(exc: Exception) -> DeliveryError:
+    from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+
+    if isinstance(exc, RetryAfter):
+        return RetryLaterError(f"flood control: retry after {retry_after_seconds(exc):g} s", retry_after_seconds(exc))
+    if isinstance(exc, ChatMigrated):
+        return ChatUnavailableError("group became a supergroup", migrated_to=int(exc.new_chat_id))
+    if isinstance(exc, Forbidden):
+        return ChatUnavailableError(f"forbidden: {exc}")
+    if isinstance(exc, BadRequest):
+        text = str(exc).lower()
+        if "chat not found" in text or "user is deactivated" in text or "chat_write_forbidden" in text:
+            return ChatUnavailableError(f"chat unavailable: {exc}")
+        return DeliveryError(f"rejected by Telegram: {exc}")
+    if isinstance(exc, (TimedOut, NetworkError)):
+        return RetryLaterError(f"network: {exc}", 0.0)
+    return DeliveryError(f"{type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class OutboxStore(Protocol):
+    def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]: ...
+    def mark_sent(self, row_id: int, message_id: int | None, now: datetime) -> None: ...
+    def mark_retry(self, row_id: int, not_before: datetime, error: str) -> None: ...
+    def mark_failed(self, row_id: int, error: str) -> None: ...
+    def deactivate_chat(self, chat_id: int) -> None: ...
+    def migrate_chat(self, old: int, new: int) -> None: ...
+    def next_due(self) -> datetime | None: ...
+
+
+Renderer = Callable[[OutboxRow], Rendered | None]  # None: nothing to send (row is dropped as sent)
+Router = Callable[[list[OutboxRow], datetime], list[OutboxRow]]  # holds rows for mute/quiet/digest
+
+
+@dataclass
+class DeliveryStats:
+    """Counts for logs, metrics and benchmarks."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    chats_gone: int = 0
+
+
+class Deliverer:
+    """Takes due rows, paces them, sends them concurrently (one in flight per chat), records outcomes."""
+
+    def __init__(self, store: OutboxStore, sender: Sender, render: Renderer, *, pacer: Pacer | None = None,
+                 router: Router | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 max_in_flight: int = 30, on_sent: Callable[[OutboxRow], None] | None = None) -> None:
+        self.store = store
+        self.sender = sender
+        self.render = render
+        self.pacer = pacer or Pacer()
+        self.router = router
+        self.now = now
+        self.max_in_flight = max_in_flight
+        self.stats = DeliveryStats()
+        self.on_sent = on_sent
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    def wake(self) -> None:
+        """New rows were queued."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Send nothing new; `run` returns once the messages in flight are settled."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, timeout: float | None = None) -> DeliveryStats:
+        """Send everything due now and return when the outbox has nothing left that is due."""
+        await self.run(until_idle=True, timeout=timeout)
+        return self.stats
+
+    async def run(self, *, until_idle: bool = False, timeout: float | None = None) -> None:
+        """The delivery loop. With `until_idle`, stop once nothing is due or in flight."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopping:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            now = self.now()
+            rows = self.store.due(now, limit=2000)
+            if self.router is not None and rows:
+                rows = self.router(rows, now)
+            started = 0
+            soonest = 1.0
+            for row in rows:
+                if len(self._in_flight) >= self.max_in_flight:
+                    break
+                if row.chat_id in self._in_flight:
+                    continue
+                wait = self.pacer.wait_time(row.chat_id)
+                if wait > 0:
+                    soonest = min(soonest, wait)
+                    continue
+                self.pacer.record(row.chat_id)
+                task = asyncio.create_task(self._deliver(row))
+                self._in_flight[row.chat_id] = task
+                task.add_done_callback(self._forget(row.chat_id))
+                started += 1
+            if not rows and not self._in_flight:
+                if until_idle:
+                    break
+                nxt = self.store.next_due()
+                delay = 5.0 if nxt is None else max(0.05, min(5.0, (nxt - self.now()).total_seconds()))
+                await self._sleep(delay)
+                continue
+            if started == 0:
+                if self._in_flight:
+                    await asyncio.wait(list(self._in_flight.values()), timeout=max(0.005, soonest),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    if until_idle and all(self.pacer.wait_time(r.chat_id) > 60 for r in rows):
+                        break  # only long-blocked chats left: poll --once leaves them for next time
+                    await self._sleep(max(0.005, soonest))
+            else:
+                await asyncio.sleep(0)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    def _forget(self, chat_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._in_flight.pop(chat_id, None)
+
+        return done
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        try:
+            message = self.render(row)
+            if message is None:
+                self.store.mark_sent(row.id, None, self.now())
+                return
+            if row.kind == "edit" and row.message_id:
+                await self.sender.edit(row.chat_id, row.message_id, message)
+                message_id: int | None = row.message_id
+            else:
+                message_id = await self.sender.send(row.chat_id, message)
+        except RetryLaterError as exc:
+            delay = exc.retry_after
+            if delay <= 0:  # network trouble: back off exponentially
+                delay = min(300.0, 2.0 ** min(row.attempts + 1, 8))
+            else:
+                self.stats.rate_limited += 1
+            self.pacer.block(row.chat_id, delay)
+            self.store.mark_retry(row.id, self.now() + timedelta(seconds=delay), str(exc))
+            self.stats.retried += 1
+            logger.warning("send deferred chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
+            return
+        except ChatUnavailableError as exc:
+            if exc.migrated_to is not None:
+                logger.warning("chat migrated chat=%s new_chat=%s", row.chat_id, exc.migrated_to)
+                self.store.migrate_chat(row.chat_id, exc.migrated_to)
+                return
+            self.stats.chats_gone += 1
+            logger.warning("chat unavailable, subscriptions deactivated chat=%s reason=%s", row.chat_id, exc)
+            self.store.deactivate_chat(row.chat_id)
+            return
+        except DeliveryError as exc:
+            if row.attempts >= 4 or "rejected" in str(exc):
+                self.stats.failed += 1
+                logger.error("send failed chat=%s row=%s error=%s", row.chat_id, row.id, exc)
+                self.store.mark_failed(row.id, str(exc))
+            else:
+                delay = min(300.0, 2.0 ** (row.attempts + 1))
+                self.store.mark_retry(row.id, self.now() + timedelta(seconds=delay), str(exc))
+                self.stats.retried += 1
+            return
+        except Exception:
+            logger.exception("send crashed chat=%s row=%s", row.chat_id, row.id)
+            self.store.mark_retry(row.id, self.now() + timedelta(seconds=60), "internal error")
+            return
+        self.store.mark_sent(row.id, message_id, self.now())
+        self.stats.sent += 1
+        if self.on_sent:
+            self.on_sent(row)
+        logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
+
+
+def payload_of(row: OutboxRow) -> dict[str, Any]:
+    """The JSON payload of a row."""
+    data = json.loads(row.payload)
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,262 @@
+"""Item x watchlists -> Matches. Pure: no I/O, no clock.
+
+How a term is compared (mode):
+- fuzzy (default): the term is folded (see text.fold: case, umlauts, ß, diacritics, Cyrillic and
+  transliteration variants) and cut to a stem (a German/Russian ending and trailing vowels removed).
+  A word matches when it starts with the stem, so one entry covers inflections and compound heads
+  (Nordkorea -> nordkoreanischen, Nordkorea-Soldaten; Курск -> Курской; 쿠르스크 -> 쿠르스크에서).
+  Stems of three letters or fewer must be the whole word plus at most two letters (Kim, Kims, not
+  Kimchi). Long stems (>= 7 letters) also accept a word whose start is within the term's threshold
+  by rapidfuzz ratio (one typo or transliteration slip). Multi-word terms must match consecutive words.
+- exact: the folded words must be equal; no stemming, no fuzz.
+- acronym: case-sensitive, whole words of the original text (DPRK, KN-23).
+- regex: RE2 over the original text (linear time: an admin's pattern cannot hang the bot).
+
+Trade-offs: prefix stems buy recall across inflection at the price of occasional over-reach on
+short stems, which is why short stems are held to whole words and why watchlists pair concepts
+(place AND actor) instead of relying on a single word. Exclusions veto a match outright.
+
+Speed: every distinct folded word is looked up once in an index keyed by its first letters, and
+the result is cached per word, so the cost grows with the words of an item, not with the number
+of terms; rapidfuzz only runs for long candidate words that share the first two letters with a term.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import re2
+from rapidfuzz import fuzz
+
+from bot.config import Term, Watchlist
+from bot.models import Match, TermHit
+from bot.text import clean, fold, words
+
+_GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
+_VOWELS = set("aeiouyаеиоуэюя")
+_SUMMARY_OFFSET = 100_000  # summary word positions start here, so NEAR never spans fields
+_EXCLUDE = "\x00exclude"
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_CACHE_LIMIT = 500_000
+
+
+def stem(word: str) -> str:
+    """Cut a folded word to the prefix that its inflected forms share."""
+    if _HANGUL.search(word):
+        return word
+    out = word
+    for ending in _GERMAN_ENDINGS:
+        if out.endswith(ending) and len(out) - len(ending) >= 5:
+            out = out[: -len(ending)]
+            break
+    while len(out) > 4 and out[-1] in _VOWELS:
+        out = out[:-1]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Atom:
+    """One spelling of one term, as compiled for lookup."""
+
+    watchlist: int
+    group: str  # group name, or _EXCLUDE
+    term: Term
+    parts: tuple[str, ...]  # folded stems (fuzzy), folded words (exact), original words (acronym)
+    threshold: float
+
+
+def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
+    """How well `word` matches `stem_` (0 when it does not)."""
+    if word.startswith(stem_):
+        extra = len(word) - len(stem_)
+        if extra == 0:
+            return 100.0
+        if _HANGUL.match(stem_):
+            return 100.0 if len(stem_) >= 2 or extra <= 1 else 0.0
+        if len(stem_) <= 3:
+            return 100.0 if extra <= 2 else 0.0
+        return 100.0
+    if fuzzy and len(stem_) >= 7 and len(word) >= len(stem_) - 1:
+        score = fuzz.ratio(stem_, word[: len(stem_)])
+        if score >= threshold:
+            return float(score)
+    return 0.0
+
+
+@dataclass(slots=True)
+class _Tokens:
+    orig: list[str]
+    folded: list[str]
+    offset: int
+    field: str
+
+
+class Matcher:
+    """Watchlists compiled for fast matching. Build once per config; reuse for every item."""
+
+    def __init__(self, watchlists: Sequence[Watchlist]) -> None:
+        self.watchlists = [w for w in watchlists if w.enabled]
+        self._prefix: list[dict[str, list[_Atom]]] = [{}, {}, {}]  # keyed by the stem's first 1, 2, 3 chars
+        self._fuzzy: dict[str, list[_Atom]] = {}  # long stems keyed by the first 2 chars
+        self._exact: dict[str, list[_Atom]] = {}
+        self._acronym: dict[str, list[_Atom]] = {}
+        self._regex: list[tuple[_Atom, re2._Regexp]] = []
+        self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        for wi, wl in enumerate(self.watchlists):
+            for group, terms in wl.groups.items():
+                for term in terms:
+                    self._add(wi, group, term, wl.threshold)
+            for term in wl.exclude:
+                self._add(wi, _EXCLUDE, term, wl.threshold)
+
+    def _add(self, wi: int, group: str, term: Term, default_threshold: float) -> None:
+        threshold = term.threshold or default_threshold
+        for spelling in term.spellings:
+            if term.mode == "regex":
+                atom = _Atom(wi, group, term, (spelling,), threshold)
+                self._regex.append((atom, re2.compile(spelling)))
+                continue
+            if term.mode == "acronym":
+                parts = tuple(words(clean(spelling)))
+                if parts:
+                    self._acronym.setdefault(parts[0], []).append(_Atom(wi, group, term, parts, threshold))
+                continue
+            folded = tuple(words(fold(clean(spelling))))
+            if not folded:
+                continue
+            if term.mode == "exact":
+                self._exact.setdefault(folded[0], []).append(_Atom(wi, group, term, folded, threshold))
+                continue
+            stems = tuple(stem(w) for w in folded)
+            atom = _Atom(wi, group, term, stems, threshold)
+            first = stems[0]
+            key_len = min(3, len(first))
+            self._prefix[key_len - 1].setdefault(first[:key_len], []).append(atom)
+            if len(first) >= 7 and not _HANGUL.search(first):
+                self._fuzzy.setdefault(first[:2], []).append(atom)
+
+    # -- per word lookup -------------------------------------------------------------------
+
+    def _lookup(self, word: str) -> tuple[tuple[_Atom, float], ...]:
+        """Atoms whose first part matches `word` (folded), with scores. Cached per word."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        found: dict[int, tuple[_Atom, float]] = {}
+        for n in (1, 2, 3):
+            if len(word) < n:
+                break
+            for atom in self._prefix[n - 1].get(word[:n], ()):
+                score = _word_score(atom.parts[0], word, atom.threshold, fuzzy=False)
+                if score:
+                    found[id(atom)] = (atom, score)
+        if len(word) >= 6:
+            for atom in self._fuzzy.get(word[:2], ()):
+                if id(atom) not in found:
+                    score = _word_score(atom.parts[0], word, atom.threshold, fuzzy=True)
+                    if score:
+                        found[id(atom)] = (atom, score)
+        for atom in self._exact.get(word, ()):
+            found[id(atom)] = (atom, 100.0)
+        result = tuple(found.values())
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[word] = result
+        return result
+
+    # -- per item --------------------------------------------------------------------------
+
+    def match(self, title: str, summary: str = "") -> list[Match]:
+        """Every watchlist the text matches, best score first."""
+        fields = [_tokenize(title, 0, "title")]
+        if summary:
+            fields.append(_tokenize(summary, _SUMMARY_OFFSET, "summary"))
+        # hits[watchlist][group] -> list of TermHit
+        hits: dict[int, dict[str, list[TermHit]]] = {}
+
+        def add(atom: _Atom, pos: int, text: str, field: str, score: float) -> None:
+            if field == "summary" and self.watchlists[atom.watchlist].fields == "title":
+                return
+            hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
+                TermHit(atom.term.term, text, field, pos, round(score, 1))
+            )
+
+        for tokens in fields:
+            folded = tokens.folded
+            for i, word in enumerate(folded):
+                for atom, score in self._lookup(word):
+                    n = len(atom.parts)
+                    if n > 1:
+                        if i + n > len(folded):
+                            continue
+                        exact = atom.term.mode == "exact"
+                        rest = [
+                            100.0 if (exact and folded[i + k] == atom.parts[k]) else
+                            (0.0 if exact else _word_score(atom.parts[k], folded[i + k], atom.threshold, True))
+                            for k in range(1, n)
+                        ]
+                        if not all(rest):
+                            continue
+                        score = min(score, *rest)
+                    add(atom, tokens.offset + i, " ".join(tokens.orig[i : i + n]), tokens.field, score)
+            if self._acronym:
+                orig = tokens.orig
+                for i, word in enumerate(orig):
+                    for atom in self._acronym.get(word, ()):
+                        n = len(atom.parts)
+                        if tuple(orig[i : i + n]) == atom.parts:
+                            add(atom, tokens.offset + i, " ".join(orig[i : i + n]), tokens.field, 100.0)
+        if self._regex:
+            for field_name, text, offset in (("title", title, 0), ("summary", summary, _SUMMARY_OFFSET)):
+                if not text:
+                    continue
+                for atom, rx in self._regex:
+                    m = rx.search(text)
+                    if m:
+                        pos = offset + len(words(clean(text[: m.start()])))
+                        add(atom, pos, m.group(0), field_name, 100.0)
+        matches = [m for wi, groups in hits.items() if (m := self._decide(wi, groups)) is not None]
+        matches.sort(key=lambda m: (-m.score, m.watchlist))
+        return matches
+
+    def _decide(self, wi: int, groups: dict[str, list[TermHit]]) -> Match | None:
+        if _EXCLUDE in groups:
+            return None
+        wl = self.watchlists[wi]
+        best: tuple[float, list[TermHit]] | None = None
+        for rule in wl.rules:
+            if not all(g in groups for g in rule.groups):
+                continue
+            if rule.near is not None and not _near(groups, rule.groups, rule.near):
+                continue
+            score = min(max(h.score for h in groups[g]) for g in rule.groups)
+            if best is None or score > best[0]:
+                rule_hits = [h for g in rule.groups for h in groups[g]]
+                best = (score, rule_hits)
+        if best is None:
+            return None
+        ordered = sorted(best[1], key=lambda h: h.position)
+        return Match(wl.id, best[0], tuple(ordered))
+
+
+def _tokenize(text: str, offset: int, field: str) -> _Tokens:
+    cleaned = clean(text)
+    orig = words(cleaned)
+    folded = words(fold(cleaned))
+    if len(folded) != len(orig):  # should not happen; keep positions consistent if it does
+        orig = folded
+    return _Tokens(orig, folded, offset, field)
+
+
+def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -> bool:
+    """Every pair of the named groups has hits at most `within` words apart."""
+    names = list(names)
+    for a_i, a in enumerate(names):
+        for b in names[a_i + 1 :]:
+            if not any(
+                abs(x.position - y.position) <= within for x in groups[a] for y in groups[b]
+            ):
+                return False
+    return True

@@ -1,0 +1,325 @@
+"""One poll cycle: due feeds -> fetch -> parse -> new? -> match -> story -> record (one txn).
+
+The shell that sequences the stages. CPU work (parsing, matching) runs in a worker thread so the
+event loop keeps answering Telegram commands during a big cycle. Delivery is separate (deliver.py):
+this module only queues outbox rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from bot.config import Config, Settings
+from bot.dedup import identity_keys
+from bot.errors import ParseError
+from bot.match import Matcher
+from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, PollReport
+from bot.parse import parse_feed
+from bot.store import NewItem
+
+logger = logging.getLogger(__name__)
+
+CONSOLE_CHAT = 0  # the terminal "chat" used when no Telegram token is set
+FULL_FETCH_EVERY = timedelta(hours=4)  # servers that answer 304 with stale validators
+
+
+class FetcherPort(Protocol):
+    async def fetch(self, spec: FeedSpec, state: FeedState, *, conditional: bool = True) -> FetchResult: ...
+
+
+class StorePort(Protocol):
+    def feed_state(self, feed_id: str, url: str) -> FeedState: ...
+    def save_feed_state(self, s: FeedState) -> None: ...
+    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]: ...
+    def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
+                     notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
+    def subscribers(self, watchlist: str) -> list[int]: ...
+    def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
+
+
+class StoryFolder(Protocol):
+    """Finds the story an item belongs to (near duplicates); see dedup.StoryIndex."""
+
+    def find(self, item: Item, now: datetime) -> int | None: ...
+    def add_item(self, item: Item, story_id: int) -> None: ...
+
+
+@dataclass
+class FeedOutcome:
+    """What polling one feed did."""
+
+    feed_id: str
+    status: str  # ok | not_modified | error | skipped
+    error: str | None = None
+    new: int = 0
+    matched: int = 0
+    queued: int = 0
+    suppressed: int = 0
+
+
+@dataclass
+class CycleContext:
+    """Everything a cycle needs; built by the CLI, reused across cycles."""
+
+    config: Config
+    settings: Settings
+    store: StorePort
+    fetcher: FetcherPort
+    matcher: Matcher
+    console: bool  # no token: alerts go to the terminal chat
+    stories: StoryFolder | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    on_feed: Callable[[FeedOutcome], None] | None = None  # progress display / metrics
+
+
+def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule: bool) -> bool:
+    """Is this feed to be polled now? `ignore_schedule` (poll --once) still honours backoff."""
+    if not spec.enabled or state.disabled:
+        return False
+    if state.next_poll is None:
+        return True
+    if ignore_schedule and state.failures == 0:
+        return True
+    return state.next_poll <= now
+
+
+async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> PollReport:
+    """Poll every due feed concurrently; one feed's failure never stops the others."""
+    now = ctx.now()
+    feeds = [f for f in ctx.config.feeds if f.enabled]
+    states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
+    due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule)]
+    outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
+    report = PollReport(
+        feeds_ok=[o.feed_id for o in outcomes if o.status == "ok"],
+        feeds_not_modified=[o.feed_id for o in outcomes if o.status == "not_modified"],
+        feeds_failed={o.feed_id: o.error or "failed" for o in outcomes if o.status == "error"},
+        new_items=sum(o.new for o in outcomes),
+        matched=sum(o.matched for o in outcomes),
+        queued=sum(o.queued for o in outcomes),
+        suppressed=sum(o.suppressed for o in outcomes),
+    )
+    logger.info(
+        "cycle done feeds=%d ok=%d not_modified=%d failed=%d new=%d matched=%d queued=%d",
+        len(due), len(report.feeds_ok), len(report.feeds_not_modified), len(report.feeds_failed),
+        report.new_items, report.matched, report.queued,
+    )
+    return report
+
+
+def next_interval(spec: FeedSpec, state: FeedState, settings: Settings, new_items: int,
+                  hint: float | None) -> float:
+    """Adaptive interval: shorter while a feed publishes, longer while it is quiet, inside the bounds.
+
+    Starts at the feed's `interval` or MEDIABOT_POLL_INTERVAL; halves after a poll with new items,
+    grows by half after a quiet one; never below a TTL/Cache-Control hint from the publisher.
+    """
+    lo, hi = settings.poll_min_interval, settings.poll_max_interval
+    base = float(spec.interval or settings.poll_interval)
+    current = state.interval or base
+    current = max(current / 2, base / 4) if new_items else min(current * 1.5, base * 4)
+    if hint:
+        current = max(current, min(hint, hi))
+    return max(lo, min(hi, current))
+
+
+def _backoff(failures: int, retry_after: float | None, settings: Settings) -> float:
+    if retry_after is not None:
+        return max(retry_after, 1.0)
+    base = min(settings.poll_max_interval, settings.poll_min_interval * (2 ** min(failures - 1, 10)))
+    return float(base * random.uniform(0.8, 1.2))  # jitter: failing feeds must not retry in lockstep
+
+
+async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> FeedOutcome:
+    """Poll one feed and record what it brought. Never raises for feed trouble."""
+    try:
+        outcome = await _poll_feed(ctx, spec, state)
+    except Exception as exc:  # a bug: log with traceback, keep the other feeds going
+        logger.exception("feed poll crashed feed=%s", spec.id)
+        state.last_error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+        state.failures += 1
+        state.next_poll = ctx.now() + timedelta(seconds=_backoff(state.failures, None, ctx.settings))
+        try:
+            ctx.store.save_feed_state(state)
+        except Exception:
+            logger.exception("cannot save feed state feed=%s", spec.id)
+        outcome = FeedOutcome(spec.id, "error", error=state.last_error)
+    if ctx.on_feed:
+        ctx.on_feed(outcome)
+    return outcome
+
+
+async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> FeedOutcome:
+    now = ctx.now()
+    if state.url != spec.url and not state.polls:
+        state.url = spec.url
+    full = state.last_full_fetch is None or now - state.last_full_fetch >= FULL_FETCH_EVERY
+    result = await ctx.fetcher.fetch(spec, state, conditional=not full)
+    now = ctx.now()
+    state.last_attempt = now
+    if result.permanent_redirect and result.final_url:
+        logger.info("feed moved permanently feed=%s url=%s", spec.id, result.final_url)
+        state.url = result.final_url
+    if result.error:
+        return _failed(ctx, spec, state, result, now)
+    if full:
+        state.last_full_fetch = now
+    state.etag = result.etag or (state.etag if result.status == 304 else None)
+    state.last_modified = result.last_modified or (state.last_modified if result.status == 304 else None)
+    if result.status == 304 or result.body is None:
+        return _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
+    digest = hashlib.sha256(result.body).hexdigest()
+    if digest == state.body_hash:
+        return _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
+    try:
+        items = await asyncio.to_thread(
+            parse_feed, result.body, spec, now, result.final_url or state.url, result.content_type
+        )
+    except ParseError as exc:
+        return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
+    state.body_hash = digest
+    return await _record(ctx, spec, state, items, now, result)
+
+
+def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchResult,
+            now: datetime) -> FeedOutcome:
+    state.failures += 1
+    state.last_error = result.error
+    delay = _backoff(state.failures, result.retry_after, ctx.settings)
+    if not result.transient:
+        delay = max(delay, ctx.settings.poll_interval)
+    state.next_poll = now + timedelta(seconds=delay)
+    notices: list[tuple[int, str]] = []
+    if result.status == 410:
+        state.disabled = True
+        text = f"Feed {spec.name} ({spec.id}) is gone (HTTP 410) and was disabled. Remove it from feeds.yaml."
+        notices = [(a, text) for a in ctx.settings.admins]
+        logger.warning("feed disabled feed=%s status=410", spec.id)
+    logger.warning("feed failed feed=%s status=%s error=%r failures=%d next_in_s=%d",
+                   spec.id, result.status, result.error, state.failures, delay)
+    ctx.store.record_items([], state, now, notices)
+    return FeedOutcome(spec.id, "error", error=result.error)
+
+
+def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
+               outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
+               new_items: Sequence[NewItem] = ()) -> FeedOutcome:
+    state.failures = 0
+    state.last_error = None
+    state.last_success = now
+    state.polls += 1
+    interval = next_interval(spec, state, ctx.settings, outcome.new, state.ttl or result.max_age)
+    state.interval = interval
+    state.next_poll = now + timedelta(seconds=interval)
+    story_ids = ctx.store.record_items(new_items, state, now, notices)
+    if ctx.stories is not None:
+        for n, sid in zip(new_items, story_ids, strict=True):
+            if sid and n.story_id is None:
+                ctx.stories.add_item(n.item, sid)
+    logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
+                spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
+    return outcome
+
+
+async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
+                  result: FetchResult) -> FeedOutcome:
+    settings = ctx.settings
+    keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
+    fresh = ctx.store.filter_new(keyed)
+    new: list[tuple[Item, list[str]]] = []
+    batch_keys: set[str] = set()
+    for it, keys, is_new in zip(items, keyed, fresh, strict=True):
+        if not is_new or any(k in batch_keys for k in keys):  # repeated inside one document
+            continue
+        batch_keys.update(keys)
+        new.append((it, keys))
+    matches = await asyncio.to_thread(_match_all, ctx.matcher, [it for it, _ in new]) if new else []
+    alertable = _alertable(spec, state, [it for it, _ in new], now, settings)
+    notices: list[tuple[int, str]] = []
+    suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
+    if alertable.burst and suppressed:
+        text = (f"Feed {spec.name} ({spec.id}) suddenly delivered {len(new)} new items ({alertable.burst}); "
+                f"they were recorded but {suppressed} matching items did not alert.")
+        notices = [(a, text) for a in settings.admins]
+        logger.warning("feed burst feed=%s new=%d suppressed=%d reason=%r", spec.id, len(new), suppressed,
+                       alertable.burst)
+    recipients_cache: dict[str, list[int]] = {}
+    names = {w.id: w for w in ctx.config.watchlists}
+    records: list[NewItem] = []
+    queued = matched = 0
+    for (it, keys), ms in zip(new, matches, strict=True):
+        story_id = ctx.stories.find(it, now) if ctx.stories is not None else None
+        chats: list[tuple[int, str]] = []
+        if ms:
+            matched += 1
+        if ms and it.key in alertable and story_id is None:
+            for m in ms:
+                wl = names.get(m.watchlist)
+                if wl is None:
+                    continue
+                if m.watchlist not in recipients_cache:
+                    recipients_cache[m.watchlist] = _recipients(ctx, wl.chats, m.watchlist)
+                chats.extend((c, m.watchlist) for c in recipients_cache[m.watchlist])
+        # one alert per (story, chat): a chat reached by two watchlists gets the best-scoring one
+        seen_chats: set[int] = set()
+        unique = []
+        for c, w in chats:
+            if c not in seen_chats:
+                seen_chats.add(c)
+                unique.append((c, w))
+        queued += len(unique)
+        records.append(NewItem(it, keys, ms, unique, story_id=story_id))
+        for m in ms:
+            logger.debug("item matched feed=%s item=%s watchlist=%s score=%.0f terms=%s",
+                         spec.id, it.key, m.watchlist, m.score, ",".join(m.terms))
+    outcome = FeedOutcome(spec.id, "ok", new=len(new), matched=matched, queued=queued, suppressed=suppressed)
+    return _succeeded(ctx, spec, state, now, result, outcome, notices, records)
+
+
+def _match_all(matcher: Matcher, items: Sequence[Item]) -> list[list[Match]]:
+    return [matcher.match(it.title, it.summary) for it in items]
+
+
+def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list[int]:
+    if ctx.console:
+        return [CONSOLE_CHAT]
+    out = list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist)]))
+    return out
+
+
+class _Alertable(set[str]):
+    burst: str = ""
+
+
+def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: datetime,
+               settings: Settings) -> _Alertable:
+    """Which new items may alert. A feed's first poll alerts only on recent items (catch-up);
+    a known feed that suddenly yields many new or mostly old items (a migration, changed GUIDs)
+    alerts on at most `burst_cap` recent items."""
+    out = _Alertable()
+    window = timedelta(seconds=settings.recent_window)
+    recent = [it for it in items if it.dated and now - it.published <= window]
+    first_poll = state.polls == 0 and state.last_success is None
+    if first_poll:
+        out.update(it.key for it in recent)
+        return out
+    cap = spec.max_items_alert if spec.max_items_alert is not None else settings.burst_cap
+    old = len(items) - len(recent)
+    undated = [it for it in items if not it.dated]
+    if len(items) > cap:
+        out.burst = f"more than the cap of {cap}"
+    elif len(items) >= 5 and old - len(undated) > len(items) / 2:
+        out.burst = "mostly older than the recent window"
+    if not out.burst:
+        out.update(it.key for it in items)
+        return out
+    newest = sorted(recent, key=lambda it: it.published, reverse=True)[:cap]
+    out.update(it.key for it in newest)
+    return out

@@ -1,0 +1,628 @@
+"""SQLite state: schema and migrations, feed state, seen items, matches, stories, chats, outbox.
+
+All SQL lives here, behind the methods of `SqliteStore`; a PostgreSQL store for several instances
+would be another class with the same methods. WAL mode: a crash (even kill -9) leaves a store that
+opens cleanly, and every method that changes state commits its own transaction.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bot.errors import StoreError, StoreLockedError
+from bot.models import FeedState, Item, Match, OutboxRow
+
+SCHEMA_VERSION = 1
+
+# Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE feeds (
+        id TEXT PRIMARY KEY, url TEXT NOT NULL, etag TEXT, last_modified TEXT, body_hash TEXT,
+        last_success TEXT, last_attempt TEXT, last_error TEXT, failures INTEGER NOT NULL DEFAULT 0,
+        next_poll TEXT, polls INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0,
+        last_full_fetch TEXT, interval REAL, ttl REAL
+    );
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY, first_item INTEGER, lang TEXT, created TEXT NOT NULL,
+        sources TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, feed_id TEXT NOT NULL, title TEXT NOT NULL,
+        summary TEXT NOT NULL, link TEXT NOT NULL, canonical_link TEXT NOT NULL, guid TEXT NOT NULL,
+        published TEXT NOT NULL, first_seen TEXT NOT NULL, lang TEXT NOT NULL, source TEXT NOT NULL,
+        story_id INTEGER, fingerprint TEXT
+    );
+    CREATE INDEX items_first_seen ON items(first_seen);
+    CREATE INDEX items_story ON items(story_id);
+    CREATE TABLE seen (key TEXT PRIMARY KEY, item_id INTEGER, first_seen TEXT NOT NULL);
+    CREATE INDEX seen_first_seen ON seen(first_seen);
+    CREATE TABLE matches (
+        item_id INTEGER NOT NULL, watchlist TEXT NOT NULL, score REAL NOT NULL, terms TEXT NOT NULL,
+        hits TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (item_id, watchlist)
+    );
+    CREATE INDEX matches_watchlist ON matches(watchlist, created);
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY, type TEXT NOT NULL DEFAULT 'private', title TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL DEFAULT 'de', active INTEGER NOT NULL DEFAULT 1, muted_until TEXT,
+        quiet TEXT, digest TEXT NOT NULL DEFAULT 'off', allowed INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE subscriptions (
+        chat_id INTEGER NOT NULL, watchlist TEXT NOT NULL, created TEXT NOT NULL,
+        muted_until TEXT, PRIMARY KEY (chat_id, watchlist)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY, chat_id INTEGER NOT NULL, kind TEXT NOT NULL, watchlist TEXT NOT NULL,
+        story_id INTEGER, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, not_before TEXT NOT NULL, message_id INTEGER,
+        error TEXT, created TEXT NOT NULL, sent_at TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(state, not_before);
+    CREATE INDEX outbox_story ON outbox(story_id, chat_id);
+    CREATE UNIQUE INDEX outbox_once ON outbox(chat_id, story_id, watchlist) WHERE kind = 'alert';
+    """,
+]
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """One new item and what it caused, written together by `record_items`."""
+
+    item: Item
+    keys: Sequence[str]
+    matches: Sequence[Match]
+    alert_chats: Sequence[tuple[int, str]]  # (chat id, watchlist) pairs to queue an alert for
+    story_id: int | None = None  # an existing story this item joins (near duplicate)
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMatch:
+    """A stored match for /recent and backtests."""
+
+    item_id: int
+    watchlist: str
+    score: float
+    terms: list[str]
+    title: str
+    link: str
+    source: str
+    published: datetime
+
+
+class SqliteStore:
+    """The default store: one SQLite file in the state directory."""
+
+    def __init__(self, path: Path, *, lock: bool = True) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if lock:
+            self._acquire_lock(path.parent / "mediabot.lock")
+        try:
+            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise StoreError(f"{path}: cannot open the state store: {exc}") from exc
+        except StoreError:
+            self._release_lock()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _acquire_lock(self, lock_path: Path) -> None:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise StoreLockedError(
+                f"another mediabot (pid {holder}) is using the state directory {lock_path.parent}; "
+                "two instances would send every alert twice. Stop it first, or use another MEDIABOT_STATE_DIR."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def close(self) -> None:
+        """Checkpoint and close; safe to call twice."""
+        try:
+            if getattr(self, "_db", None) is not None:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
+        finally:
+            self._release_lock()
+
+    def _migrate(self) -> None:
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        version = 0
+        if has_meta:
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer mediabot (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); upgrade mediabot or restore a backup made with this version"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            # executescript commits before it runs, so the script carries its own transaction:
+            # a migration and its version bump land together or not at all.
+            try:
+                self._db.executescript(
+                    "BEGIN IMMEDIATE;" + _MIGRATIONS[target]
+                    + "INSERT INTO meta(key, value) VALUES('schema_version', '" + str(target + 1) + "') "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value; COMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"store busy or unwritable: {exc}") from exc
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        """The schema version of the open store."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0])
+
+    def check_writable(self) -> bool:
+        """True when a write transaction can be opened (for /healthz)."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES('health', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (_ts(datetime.now(UTC)),),
+                )
+            return True
+        except (StoreError, sqlite3.Error):
+            return False
+
+    # -- feeds -----------------------------------------------------------------------------
+
+    def feed_state(self, feed_id: str, url: str) -> FeedState:
+        """The stored state of a feed, or a fresh one."""
+        row = self._db.execute("SELECT * FROM feeds WHERE id=?", (feed_id,)).fetchone()
+        if row is None:
+            return FeedState(feed_id=feed_id, url=url)
+        return FeedState(
+            feed_id=row["id"], url=row["url"], etag=row["etag"], last_modified=row["last_modified"],
+            body_hash=row["body_hash"], last_success=_dt(row["last_success"]),
+            last_attempt=_dt(row["last_attempt"]), last_error=row["last_error"], failures=row["failures"],
+            next_poll=_dt(row["next_poll"]), polls=row["polls"], disabled=bool(row["disabled"]),
+            last_full_fetch=_dt(row["last_full_fetch"]), interval=row["interval"], ttl=row["ttl"],
+        )
+
+    def feed_states(self) -> list[FeedState]:
+        """Every stored feed state."""
+        ids = [(r["id"], r["url"]) for r in self._db.execute("SELECT id, url FROM feeds ORDER BY id")]
+        return [self.feed_state(i, u) for i, u in ids]
+
+    def save_feed_state(self, s: FeedState) -> None:
+        """Insert or replace a feed's state."""
+        with self._tx() as db:
+            self._save_feed_state(db, s)
+
+    @staticmethod
+    def _save_feed_state(db: sqlite3.Connection, s: FeedState) -> None:
+        db.execute(
+            """INSERT INTO feeds(id, url, etag, last_modified, body_hash, last_success, last_attempt,
+                   last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(id) DO UPDATE SET url=excluded.url, etag=excluded.etag,
+                   last_modified=excluded.last_modified, body_hash=excluded.body_hash,
+                   last_success=excluded.last_success, last_attempt=excluded.last_attempt,
+                   last_error=excluded.last_error, failures=excluded.failures, next_poll=excluded.next_poll,
+                   polls=excluded.polls, disabled=excluded.disabled, last_full_fetch=excluded.last_full_fetch,
+                   interval=excluded.interval, ttl=excluded.ttl""",
+            (s.feed_id, s.url, s.etag, s.last_modified, s.body_hash, _ts(s.last_success), _ts(s.last_attempt),
+             s.last_error, s.failures, _ts(s.next_poll), s.polls, int(s.disabled), _ts(s.last_full_fetch),
+             s.interval, s.ttl),
+        )
+
+    # -- items -----------------------------------------------------------------------------
+
+    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]:
+        """For each item's identity keys: True when none of them was seen before."""
+        flat = sorted({k for keys in keyed for k in keys})
+        seen: set[str] = set()
+        for i in range(0, len(flat), 500):
+            chunk = flat[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            seen.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
+        return [not any(k in seen for k in keys) for keys in keyed]
+
+    def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
+                     notices: Iterable[tuple[int, str]] = ()) -> list[int]:
+        """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
+        in ONE transaction: after a crash either all of it is there or none (and the items are new
+        again on the next poll). Returns the story id of each item."""
+        stamp = _ts(now)
+        story_ids: list[int] = []
+        with self._tx() as db:
+            for n in new:
+                it = n.item
+                cur = db.execute(
+                    """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
+                           first_seen, lang, source, fingerprint) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(key) DO NOTHING""",
+                    (it.key, it.feed_id, it.title, it.summary, it.link, it.canonical_link, it.guid,
+                     _ts(it.published), stamp, it.lang, it.source, n.fingerprint),
+                )
+                if cur.rowcount == 0:  # same key recorded earlier in this batch
+                    story_ids.append(0)
+                    continue
+                item_id = int(cur.lastrowid or 0)
+                story_id = n.story_id
+                if story_id is None:
+                    story_id = int(db.execute(
+                        "INSERT INTO stories(first_item, lang, created, sources) VALUES(?,?,?,?)",
+                        (item_id, it.lang, stamp, json.dumps([it.source])),
+                    ).lastrowid or 0)
+                else:
+                    row = db.execute("SELECT sources FROM stories WHERE id=?", (story_id,)).fetchone()
+                    sources = json.loads(row[0]) if row else []
+                    if it.source not in sources:
+                        sources.append(it.source)
+                    db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources), story_id))
+                db.execute("UPDATE items SET story_id=? WHERE id=?", (story_id, item_id))
+                story_ids.append(story_id)
+                db.executemany(
+                    "INSERT OR IGNORE INTO seen(key, item_id, first_seen) VALUES(?,?,?)",
+                    [(k, item_id, stamp) for k in n.keys],
+                )
+                for m in n.matches:
+                    db.execute(
+                        "INSERT OR REPLACE INTO matches(item_id, watchlist, score, terms, hits, created) "
+                        "VALUES(?,?,?,?,?,?)",
+                        (item_id, m.watchlist, m.score, json.dumps(m.terms, ensure_ascii=False),
+                         json.dumps([[h.term, h.text, h.field, h.position, h.score] for h in m.hits],
+                                    ensure_ascii=False), stamp),
+                    )
+                if n.alert_chats:
+                    payload = _alert_payload(it, n.matches)
+                    for chat_id, watchlist in n.alert_chats:
+                        body = dict(payload, watchlist=watchlist,
+                                    terms=next((m.terms for m in n.matches if m.watchlist == watchlist), []))
+                        db.execute(
+                            """INSERT INTO outbox(chat_id, kind, watchlist, story_id, payload, not_before, created)
+                               VALUES(?, 'alert', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+                            (chat_id, watchlist, story_id, json.dumps(body, ensure_ascii=False), stamp, stamp),
+                        )
+            for chat_id, text in notices:
+                db.execute(
+                    "INSERT INTO outbox(chat_id, kind, watchlist, payload, not_before, created) "
+                    "VALUES(?, 'notice', '', ?, ?, ?)",
+                    (chat_id, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp),
+                )
+            if state is not None:
+                self._save_feed_state(db, state)
+        return story_ids
+
+    def queue_notice(self, chat_ids: Iterable[int], text: str, now: datetime) -> None:
+        """Queue a plain notice (e.g. to the bot admins)."""
+        stamp = _ts(now)
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO outbox(chat_id, kind, watchlist, payload, not_before, created) "
+                "VALUES(?, 'notice', '', ?, ?, ?)",
+                [(c, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp) for c in chat_ids],
+            )
+
+    def count(self, table: str) -> int:
+        """Row count of a table (for tests, metrics and benchmarks)."""
+        if table not in ("items", "seen", "matches", "stories", "outbox", "chats", "subscriptions", "feeds"):
+            raise ValueError(table)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def recent_matches(self, watchlist: str, limit: int = 10) -> list[StoredMatch]:
+        """The newest matches of a watchlist."""
+        rows = self._db.execute(
+            """SELECT m.item_id, m.watchlist, m.score, m.terms, i.title, i.link, i.source, i.published
+               FROM matches m JOIN items i ON i.id = m.item_id
+               WHERE m.watchlist=? ORDER BY i.published DESC, m.item_id DESC LIMIT ?""",
+            (watchlist, limit),
+        )
+        return [
+            StoredMatch(r["item_id"], r["watchlist"], r["score"], json.loads(r["terms"]), r["title"],
+                        r["link"], r["source"], _dt(r["published"]) or datetime.now(UTC))
+            for r in rows
+        ]
+
+    def items_since(self, since: datetime) -> Iterator[Item]:
+        """Stored items first seen after `since` (for backtests)."""
+        for r in self._db.execute("SELECT * FROM items WHERE first_seen >= ? ORDER BY id", (_ts(since),)):
+            yield Item(
+                key=r["key"], feed_id=r["feed_id"], title=r["title"], summary=r["summary"], link=r["link"],
+                canonical_link=r["canonical_link"], guid=r["guid"], published=_dt(r["published"]) or since,
+                lang=r["lang"], source=r["source"],
+            )
+
+    def matches_of(self, item_ids: Sequence[int]) -> dict[int, set[str]]:
+        """Watchlists each stored item matched."""
+        out: dict[int, set[str]] = {}
+        for r in self._db.execute("SELECT item_id, watchlist FROM matches"):
+            out.setdefault(r[0], set()).add(r[1])
+        return {i: out.get(i, set()) for i in item_ids}
+
+    # -- chats and subscriptions -----------------------------------------------------------
+
+    def subscribers(self, watchlist: str) -> list[int]:
+        """Active chats subscribed to a watchlist."""
+        rows = self._db.execute(
+            """SELECT s.chat_id FROM subscriptions s JOIN chats c ON c.id = s.chat_id
+               WHERE s.watchlist=? AND c.active=1 ORDER BY s.chat_id""",
+            (watchlist,),
+        )
+        return [r[0] for r in rows]
+
+    def ensure_chat(self, chat_id: int, type_: str = "private", title: str = "", language: str = "de",
+                    now: datetime | None = None) -> None:
+        """Create the chat row if missing; reactivate it and refresh its title otherwise."""
+        stamp = _ts(now or datetime.now(UTC))
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO chats(id, type, title, language, created) VALUES(?,?,?,?,?)
+                   ON CONFLICT(id) DO UPDATE SET type=excluded.type, title=excluded.title, active=1""",
+                (chat_id, type_, title, language, stamp),
+            )
+
+    def chat(self, chat_id: int) -> dict[str, Any] | None:
+        """A chat's settings as a plain dict, or None."""
+        row = self._db.execute("SELECT * FROM chats WHERE id=?", (chat_id,)).fetchone()
+        return dict(row) if row else None
+
+    def update_chat(self, chat_id: int, **fields: Any) -> None:
+        """Change chat settings (language, muted_until, quiet, digest, allowed, active)."""
+        allowed = {"language", "muted_until", "quiet", "digest", "allowed", "active", "title", "type"}
+        if not fields or not set(fields) <= allowed:
+            raise ValueError(f"unknown chat fields: {set(fields) - allowed}")
+        values = [(_ts(v) if isinstance(v, datetime) else v) for v in fields.values()]
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE chats SET {cols} WHERE id=?", (*values, chat_id))
+
+    def subscribe(self, chat_id: int, watchlist: str, now: datetime) -> bool:
+        """Subscribe; False when it already was."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO subscriptions(chat_id, watchlist, created) VALUES(?,?,?)",
+                (chat_id, watchlist, _ts(now)),
+            )
+            return cur.rowcount > 0
+
+    def unsubscribe(self, chat_id: int, watchlist: str | None) -> int:
+        """Remove one subscription, or all when `watchlist` is None; returns how many."""
+        with self._tx() as db:
+            if watchlist is None:
+                return db.execute("DELETE FROM subscriptions WHERE chat_id=?", (chat_id,)).rowcount
+            return db.execute(
+                "DELETE FROM subscriptions WHERE chat_id=? AND watchlist=?", (chat_id, watchlist)
+            ).rowcount
+
+    def subscriptions(self, chat_id: int) -> set[str]:
+        """Watchlists a chat is subscribed to."""
+        return {r[0] for r in self._db.execute("SELECT watchlist FROM subscriptions WHERE chat_id=?", (chat_id,))}
+
+    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None) -> None:
+        """Mute one watchlist for one chat (the alert's mute button)."""
+        with self._tx() as db:
+            db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
+                       (_ts(until), chat_id, watchlist))
+
+    def watchlist_muted_until(self, chat_id: int, watchlist: str) -> datetime | None:
+        """Until when a chat muted one watchlist."""
+        row = self._db.execute("SELECT muted_until FROM subscriptions WHERE chat_id=? AND watchlist=?",
+                               (chat_id, watchlist)).fetchone()
+        return _dt(row[0]) if row else None
+
+    def deactivate_chat(self, chat_id: int) -> None:
+        """The chat is gone (403): stop sending; pending alerts to it fail."""
+        with self._tx() as db:
+            db.execute("UPDATE chats SET active=0 WHERE id=?", (chat_id,))
+            db.execute(
+                "UPDATE outbox SET state='failed', error='chat unavailable' "
+                "WHERE chat_id=? AND state IN ('pending','held')",
+                (chat_id,),
+            )
+
+    def migrate_chat(self, old: int, new: int) -> None:
+        """A group became a supergroup: move the chat, its subscriptions and its pending alerts."""
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO chats(id, type, title, language, active, muted_until, quiet, digest, allowed, created)
+                   SELECT ?, 'supergroup', title, language, 1, muted_until, quiet, digest, allowed, created
+                   FROM chats WHERE id=? ON CONFLICT(id) DO NOTHING""",
+                (new, old),
+            )
+            db.execute("UPDATE OR IGNORE subscriptions SET chat_id=? WHERE chat_id=?", (new, old))
+            db.execute("DELETE FROM subscriptions WHERE chat_id=?", (old,))
+            db.execute("UPDATE OR IGNORE outbox SET chat_id=? WHERE chat_id=? AND state IN ('pending','held')",
+                       (new, old))
+            db.execute("UPDATE chats SET active=0 WHERE id=?", (old,))
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
+        """Pending rows whose time has come, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE state='pending' AND not_before <= ? ORDER BY not_before, id LIMIT ?",
+            (_ts(now), limit),
+        )
+        return [_row(r) for r in rows]
+
+    def next_due(self) -> datetime | None:
+        """When the next pending row becomes due."""
+        row = self._db.execute("SELECT MIN(not_before) FROM outbox WHERE state='pending'").fetchone()
+        return _dt(row[0]) if row and row[0] else None
+
+    def pending_count(self, chat_id: int | None = None) -> int:
+        """Rows still to send (pending or held), overall or for one chat."""
+        if chat_id is None:
+            row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','held')").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','held') AND chat_id=?", (chat_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def outbox_rows(self, state: str | None = None, chat_id: int | None = None) -> list[OutboxRow]:
+        """Outbox rows for inspection and digests."""
+        sql, args = "SELECT * FROM outbox WHERE 1=1", list[object]()
+        if state:
+            sql += " AND state=?"
+            args.append(state)
+        if chat_id is not None:
+            sql += " AND chat_id=?"
+            args.append(chat_id)
+        return [_row(r) for r in self._db.execute(sql + " ORDER BY id", args)]
+
+    def mark_sent(self, row_id: int, message_id: int | None, now: datetime) -> None:
+        """Telegram accepted the message: commit at once, so a crash repeats at most this one."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET state='sent', message_id=?, sent_at=?, attempts=attempts+1 WHERE id=?",
+                (message_id, _ts(now), row_id),
+            )
+
+    def mark_retry(self, row_id: int, not_before: datetime, error: str) -> None:
+        """Try again later (429, 5xx, timeout)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET not_before=?, error=?, attempts=attempts+1 WHERE id=?",
+                (_ts(not_before), error, row_id),
+            )
+
+    def mark_failed(self, row_id: int, error: str) -> None:
+        """Permanently undeliverable."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET state='failed', error=?, attempts=attempts+1 WHERE id=?", (error, row_id))
+
+    def set_state(self, row_ids: Sequence[int], state: str, not_before: datetime | None = None) -> None:
+        """Move rows between pending/held/merged (mute, quiet hours, digests)."""
+        with self._tx() as db:
+            for rid in row_ids:
+                if not_before is None:
+                    db.execute("UPDATE outbox SET state=? WHERE id=?", (state, rid))
+                else:
+                    db.execute("UPDATE outbox SET state=?, not_before=? WHERE id=?", (state, _ts(not_before), rid))
+
+    def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime,
+                  watchlist: str = "", story_id: int | None = None, message_id: int | None = None,
+                  replaces: Sequence[int] = ()) -> int:
+        """Queue a digest/edit/notice row; rows in `replaces` become 'merged' in the same transaction."""
+        with self._tx() as db:
+            rid = int(db.execute(
+                """INSERT INTO outbox(chat_id, kind, watchlist, story_id, payload, not_before, message_id, created)
+                   VALUES(?,?,?,?,?,?,?,?)""",
+                (chat_id, kind, watchlist, story_id, json.dumps(payload, ensure_ascii=False), _ts(now),
+                 message_id, _ts(now)),
+            ).lastrowid or 0)
+            for old in replaces:
+                db.execute("UPDATE outbox SET state='merged' WHERE id=?", (old,))
+            return rid
+
+    def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]:
+        """Alerts already delivered for a story (to edit them with "also: ...")."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE story_id=? AND kind='alert' AND state='sent' AND message_id IS NOT NULL",
+            (story_id,),
+        )
+        return [_row(r) for r in rows]
+
+    def story_sources(self, story_id: int) -> list[str]:
+        """Outlets that carried a story, first one first."""
+        row = self._db.execute("SELECT sources FROM stories WHERE id=?", (story_id,)).fetchone()
+        return list(json.loads(row[0])) if row else []
+
+    # -- retention -------------------------------------------------------------------------
+
+    def prune(self, now: datetime, keep_days: int, keep_seen_days: int | None = None) -> dict[str, int]:
+        """Delete old items, matches, stories and finished outbox rows. Seen keys are kept longer
+        (default: twice as long), so an old item still in a feed never comes back as new."""
+        cutoff = _ts(now - timedelta(days=keep_days))
+        seen_cutoff = _ts(now - timedelta(days=keep_seen_days or keep_days * 2))
+        counts: dict[str, int] = {}
+        with self._tx() as db:
+            counts["outbox"] = db.execute(
+                "DELETE FROM outbox WHERE state IN ('sent','failed','merged') AND created < ?", (cutoff,)
+            ).rowcount
+            counts["matches"] = db.execute("DELETE FROM matches WHERE created < ?", (cutoff,)).rowcount
+            counts["items"] = db.execute("DELETE FROM items WHERE first_seen < ?", (cutoff,)).rowcount
+            counts["stories"] = db.execute(
+                "DELETE FROM stories WHERE created < ? AND id NOT IN (SELECT story_id FROM outbox "
+                "WHERE story_id IS NOT NULL)", (cutoff,)
+            ).rowcount
+            counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
+        return counts
+
+
+def _row(r: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        id=r["id"], chat_id=r["chat_id"], kind=r["kind"], watchlist=r["watchlist"], story_id=r["story_id"],
+        payload=r["payload"], state=r["state"], attempts=r["attempts"],
+        not_before=_dt(r["not_before"]) or datetime.now(UTC), message_id=r["message_id"],
+        created=_dt(r["created"]),
+    )
+
+
+def _alert_payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:
+    return {
+        "title": item.title,
+        "summary": item.summary,
+        "link": item.link,
+        "source": item.source,
+        "published": _ts(item.published),
+        "lang": item.lang,
+        "feed": item.feed_id,
+    }

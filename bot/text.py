@@ -1,0 +1,89 @@
+"""Text helpers shared by parsing, matching and dedup: HTML to text, folding, tokens.
+
+Contains no business logic: what counts as a match or a duplicate lives in match.py and dedup.py.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_WS = re.compile(r"\s+")
+_WORD = re.compile(r"\w+")
+
+
+def html_to_text(value: str) -> str:
+    """Strip markup to plain text: tags removed, entities decoded, whitespace folded."""
+    if not value:
+        return ""
+    if "<" in value:
+        value = _SCRIPT_STYLE.sub(" ", value)
+        value = _BLOCK_TAG.sub(" ", value)
+        value = _TAG.sub("", value)
+    if "&" in value:
+        # Twice: feeds often double-escape ("&amp;amp;", "&lt;b&gt;").
+        value = html.unescape(html.unescape(value))
+        if "<" in value:
+            value = _TAG.sub("", value)
+    return _WS.sub(" ", value).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut `text` at a word boundary to at most `limit` characters, adding an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+# Folding: one key per spelling family, applied the same way to watchlist terms and to item
+# text. German umlauts and their ae/oe/ue spellings, ß/ss, diacritics, Ukrainian letters onto
+# their Russian neighbours and the soft sign dropped (Курськ/Курск), and a few transliteration
+# habits (Schoigu/Shoigu, Lawrow/Lavrov, Pjöngjang/Pyongyang, doubled letters).
+_CHAR_MAP = str.maketrans(
+    {
+        "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss",
+        "ё": "е", "й": "и", "і": "и", "ї": "и", "є": "е", "ґ": "г", "ы": "и", "ь": None, "ъ": None,
+        "'": None, "’": None, "ʼ": None, "`": None, "´": None,
+        "j": "y", "w": "v",
+        "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\ufeff": None,
+    }
+)
+_LATIN_SEQ = (
+    ("tsch", "ch"), ("sch", "sh"), ("zh", "sh"), ("ae", "a"), ("oe", "o"), ("ue", "u"), ("ph", "f"), ("ck", "k"),
+)
+_DOUBLE = re.compile(r"([a-z])\1+")
+_NEEDS_NFD = re.compile(r"[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")
+_COMBINING = re.compile(r"[\u0300-\u036f]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff'’ʼ`´]")
+
+
+def fold(text: str) -> str:
+    """Map text to its matching key: NFKC, case-folded, spelling variants unified."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = text.translate(_CHAR_MAP)
+    if _NEEDS_NFD.search(text):
+        # Strip remaining diacritics (é -> e, й -> и). Only Latin and Cyrillic letters with marks
+        # trigger this; Hangul stays composed, so Korean text skips the NFD round trip.
+        text = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))
+    for old, new in _LATIN_SEQ:
+        if old in text:
+            text = text.replace(old, new)
+    return _DOUBLE.sub(r"\1", text)
+
+
+def clean(text: str) -> str:
+    """NFKC and invisible characters removed; word boundaries are then the same as in fold(text)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def words(text: str) -> list[str]:
+    """Split into word tokens (letters and digits); hyphens and punctuation separate words."""
+    return _WORD.findall(text)

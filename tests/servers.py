@@ -1,0 +1,485 @@
+"""Real loopback servers for tests: a scriptable feed server and a stand-in of the Telegram Bot API.
+
+Both bind to 127.0.0.1 on a free port, run in a background thread and are stopped by the fixture
+that started them. The Telegram stand-in answers like Telegram does (the `{"ok": ...}` envelope,
+400/403/429 with `parameters`, HTML entity validation, the 4096-character limit) and records
+every call, so tests assert on what a subscriber would actually receive.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import html.parser
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+# --------------------------------------------------------------------------- feed server
+
+
+@dataclass
+class Route:
+    """What the feed server answers for one path. `handler` overrides everything else."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    handler: Callable[[BaseHTTPRequestHandler], None] | None = None
+
+
+class FeedServer:
+    """Serves feed documents per path; counts requests; supports ETag/304."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                with server._lock:
+                    server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                    route = server.routes.get(path)
+                if route is None:
+                    self._send(404, b"not found", {"Content-Type": "text/plain"})
+                    return
+                if route.handler is not None:
+                    route.handler(self)
+                    return
+                if route.etag and self.headers.get("If-None-Match") == route.etag:
+                    self._send(304, b"", {"ETag": route.etag})
+                    return
+                headers = {"Content-Type": "application/rss+xml; charset=utf-8", **route.headers}
+                if route.etag:
+                    headers["ETag"] = route.etag
+                self._send(route.status, route.body, headers)
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if status != 304:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if status != 304:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def start(self) -> FeedServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def hits(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for p, _ in self.requests if p.split("?")[0] == path)
+
+
+def rss(items: list[dict[str, Any]], title: str = "Test feed") -> bytes:
+    """A small RSS 2.0 document; each item dict has title, link, guid, description, ago (minutes)."""
+    now = datetime.now(UTC)
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{html.escape(title)}</title>'
+             "<link>https://example.org/</link><description>test</description>"]
+    for it in items:
+        parts.append("<item>")
+        parts.append(f"<title>{html.escape(it['title'])}</title>")
+        if it.get("link"):
+            parts.append(f"<link>{html.escape(it['link'])}</link>")
+        if it.get("guid"):
+            parts.append(f'<guid isPermaLink="false">{html.escape(it["guid"])}</guid>')
+        if it.get("description"):
+            parts.append(f"<description>{html.escape(it['description'])}</description>")
+        if it.get("ago") is not None:
+            when = now - timedelta(minutes=float(it["ago"]))
+            parts.append(f"<pubDate>{email.utils.format_datetime(when)}</pubDate>")
+        parts.append("</item>")
+    parts.append("</channel></rss>")
+    return "".join(parts).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- Telegram stand-in
+
+_ALLOWED_TAGS = {
+    "b": (), "strong": (), "i": (), "em": (), "u": (), "ins": (), "s": (), "strike": (), "del": (),
+    "a": ("href",), "code": ("class",), "pre": (), "tg-spoiler": (), "span": ("class",),
+    "blockquote": ("expandable",), "tg-emoji": ("emoji-id",),
+}
+
+
+class _EntityChecker(html.parser.HTMLParser):
+    """Validates Telegram's HTML subset; collects the visible text length."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.error: str | None = None
+        self.stack: list[str] = []
+        self.text_len = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _ALLOWED_TAGS:
+            self.error = self.error or f"Unsupported start tag \"{tag}\""
+            return
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.error = self.error or f"Unexpected end tag \"{tag}\""
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text_len += len(data)
+
+
+def check_telegram_html(text: str) -> str | None:
+    """None when Telegram would accept `text` in HTML mode, else its error description."""
+    # A bare '<' that does not open a tag, or '&' that is not an entity, is rejected by Telegram.
+    i = 0
+    while True:
+        i = text.find("&", i)
+        if i < 0:
+            break
+        semi = text.find(";", i)
+        entity = text[i : semi + 1] if semi > 0 else ""
+        if not entity or html.unescape(entity) == entity or len(entity) > 12:
+            return f"Bad Request: can't parse entities: unsupported entity at byte offset {i}"
+        i += 1
+    for pos, ch in enumerate(text):
+        if ch == "<" and not (text[pos + 1 : pos + 2].isalpha() or text[pos + 1 : pos + 2] == "/"):
+            return f"Bad Request: can't parse entities: unexpected character '<' at byte offset {pos}"
+    parser = _EntityChecker()
+    parser.feed(text)
+    parser.close()
+    if parser.error:
+        return f"Bad Request: can't parse entities: {parser.error}"
+    if parser.stack:
+        tag = parser.stack[-1]
+        return f"Bad Request: can't parse entities: can't find end tag corresponding to start tag \"{tag}\""
+    if parser.text_len > 4096:
+        return "Bad Request: message is too long"
+    return None
+
+
+@dataclass
+class SentMessage:
+    chat_id: int
+    text: str
+    parse_mode: str | None
+    message_id: int
+    at: float
+    reply_markup: Any = None
+    method: str = "sendMessage"
+
+
+class TelegramStub:
+    """A loopback stand-in of the Bot API reached through python-telegram-bot's `base_url`."""
+
+    TOKEN = "123456789:TEST-token-for-the-loopback-stand-in-only"
+
+    def __init__(self, *, enforce_limits: bool = False) -> None:
+        self.enforce_limits = enforce_limits
+        self.messages: list[SentMessage] = []  # accepted sendMessage / editMessageText
+        self.calls: list[tuple[str, dict[str, Any], float]] = []
+        self.rejections: list[tuple[str, int, str, float]] = []  # (method, chat, description, time)
+        self.forbidden: set[int] = set()
+        self.migrated: dict[int, int] = {}
+        self.retry_after: dict[int, int] = {}  # chat -> seconds, one 429 then cleared
+        self.blocked_until: dict[int, float] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.chat_admins: dict[int, set[int]] = {}
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.too_many = 0
+        self.delay = 0.0
+        self._next_message = 1000
+        self._next_update = 1
+        self._log: list[float] = []
+        self._chat_log: dict[int, list[float]] = {}
+        self._lock = threading.Lock()
+        self._updates_cond = threading.Condition(self._lock)
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def _handle(self) -> None:
+                path = urlsplit(self.path).path
+                parts = path.strip("/").split("/")
+                if len(parts) != 2 or parts[0] != "bot" + stub.TOKEN:
+                    self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
+                method = parts[1]
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                params = _decode_params(raw, self.headers.get("Content-Type", ""), self.path)
+                status, payload = stub.dispatch(method, params)
+                self._reply(status, payload)
+
+            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """What goes into TELEGRAM_API_BASE_URL."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/bot"
+
+    def start(self) -> TelegramStub:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._updates_cond:
+            self._updates_cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def push_update(self, update: dict[str, Any]) -> None:
+        """Queue an update for getUpdates (a user's message or button press)."""
+        with self._updates_cond:
+            update = {"update_id": self._next_update, **update}
+            self._next_update += 1
+            self.updates.append(update)
+            self._updates_cond.notify_all()
+
+    def user_message(self, text: str, *, chat_id: int = 1001, user_id: int | None = None,
+                     chat_type: str = "private", lang: str = "de", title: str = "") -> None:
+        """Queue a text message from a user, as Telegram would deliver it."""
+        user_id = user_id if user_id is not None else chat_id
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        if chat_type == "private":
+            chat["first_name"] = "Test"
+        else:
+            chat["title"] = title or "Newsroom"
+        entities = []
+        if text.startswith("/"):
+            entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        self.push_update({"message": {
+            "message_id": self._next_message, "date": int(time.time()), "chat": chat, "text": text,
+            "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": lang},
+            "entities": entities,
+        }})
+
+    def button_press(self, data: str, *, chat_id: int = 1001, user_id: int | None = None,
+                     message_id: int = 1, lang: str = "de") -> None:
+        """Queue a callback query (an inline button pressed)."""
+        user_id = user_id if user_id is not None else chat_id
+        self.push_update({"callback_query": {
+            "id": str(self._next_update), "chat_instance": "1", "data": data,
+            "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": lang},
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}, "text": "x"},
+        }})
+
+    def sent_to(self, chat_id: int) -> list[SentMessage]:
+        with self._lock:
+            return [m for m in self.messages if m.chat_id == chat_id and m.method == "sendMessage"]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def dispatch(self, method: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        now = time.monotonic()
+        with self._lock:
+            self.calls.append((method, p, now))
+        if self.delay:
+            time.sleep(self.delay)
+        if method == "getMe":
+            return 200, {"ok": True, "result": {"id": 42, "is_bot": True, "first_name": "mediabot",
+                                                 "username": "mediabot_test_bot", "can_join_groups": True,
+                                                 "can_read_all_group_messages": False,
+                                                 "supports_inline_queries": False}}
+        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "setMyDescription",
+                      "deleteMyCommands"):
+            if method == "setMyCommands":
+                with self._lock:
+                    self.commands[str(p.get("language_code") or "")] = _as_json(p.get("commands")) or []
+            return 200, {"ok": True, "result": True}
+        if method == "getUpdates":
+            return 200, {"ok": True, "result": self._get_updates(p)}
+        if method == "getChatMember":
+            chat, user = int(p["chat_id"]), int(p["user_id"])
+            status = "administrator" if user in self.chat_admins.get(chat, set()) else "member"
+            return 200, {"ok": True, "result": {"status": status, "user": {"id": user, "is_bot": False,
+                                                                             "first_name": "U"},
+                                                 "can_be_edited": False, "can_manage_chat": True,
+                                                 "can_change_info": True, "can_delete_messages": True,
+                                                 "can_invite_users": True, "can_restrict_members": True,
+                                                 "can_pin_messages": True, "can_promote_members": False,
+                                                 "can_manage_video_chats": True, "is_anonymous": False,
+                                                 "can_post_stories": False, "can_edit_stories": False,
+                                                 "can_delete_stories": False}}
+        if method == "getChat":
+            chat = int(p["chat_id"])
+            return 200, {"ok": True, "result": {"id": chat, "type": "private" if chat > 0 else "supergroup"}}
+        if method in ("sendMessage", "editMessageText"):
+            return self._send(method, p, now)
+        return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: method {method} not in stand-in"}
+
+    def _reject(self, method: str, chat: int, status: int, description: str, now: float,
+                parameters: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.rejections.append((method, chat, description, now))
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return status, body
+
+    def _send(self, method: str, p: dict[str, Any], now: float) -> tuple[int, dict[str, Any]]:
+        chat = int(p.get("chat_id", 0))
+        text = str(p.get("text", ""))
+        if chat in self.forbidden:
+            return self._reject(method, chat, 403, "Forbidden: bot was blocked by the user", now)
+        if chat in self.migrated:
+            return self._reject(method, chat, 400, "Bad Request: group chat was upgraded to a supergroup chat", now,
+                                {"migrate_to_chat_id": self.migrated[chat]})
+        with self._lock:
+            until = self.blocked_until.get(chat)
+            if until is not None and now < until:
+                self.too_many += 1
+                early = True
+            else:
+                early = False
+        if early:
+            # A retry before retry_after has passed: Telegram answers 429 again; we count it.
+            return self._reject(method, chat, 429, "Too Many Requests: retry after 1", now, {"retry_after": 1})
+        if chat in self.retry_after:
+            seconds = self.retry_after.pop(chat)
+            with self._lock:
+                self.blocked_until[chat] = now + seconds
+                self.too_many += 1
+            return self._reject(method, chat, 429, f"Too Many Requests: retry after {seconds}", now,
+                                {"retry_after": seconds})
+        if self.enforce_limits:
+            with self._lock:
+                self._log = [t for t in self._log if now - t < 1.0]
+                log = self._chat_log.setdefault(chat, [])
+                log[:] = [t for t in log if now - t < 60.0]
+                over_global = len(self._log) >= 30
+                over_chat = bool(log) and now - log[-1] < 0.9 if chat > 0 else (
+                    len(log) >= 20 or (bool(log) and now - log[-1] < 0.9))
+                if over_global or over_chat:
+                    self.too_many += 1
+                    self.blocked_until[chat] = now + 1
+                else:
+                    self._log.append(now)
+                    log.append(now)
+            if over_global or over_chat:
+                return self._reject(method, chat, 429, "Too Many Requests: retry after 1", now, {"retry_after": 1})
+        if not text:
+            return self._reject(method, chat, 400, "Bad Request: message text is empty", now)
+        if p.get("parse_mode") == "HTML":
+            problem = check_telegram_html(text)
+            if problem:
+                return self._reject(method, chat, 400, problem, now)
+        elif len(text) > 4096:
+            return self._reject(method, chat, 400, "Bad Request: message is too long", now)
+        with self._lock:
+            if method == "editMessageText":
+                message_id = int(p.get("message_id", 0))
+            else:
+                self._next_message += 1
+                message_id = self._next_message
+            self.messages.append(SentMessage(chat, text, p.get("parse_mode"), message_id, now,
+                                             _as_json(p.get("reply_markup")), method))
+        if method == "editMessageText":
+            result: Any = {"message_id": message_id, "date": int(time.time()), "text": text,
+                           "chat": {"id": chat, "type": "private" if chat > 0 else "supergroup"}}
+        else:
+            result = {"message_id": message_id, "date": int(time.time()), "text": text,
+                      "chat": {"id": chat, "type": "private" if chat > 0 else "supergroup"}}
+        return 200, {"ok": True, "result": result}
+
+    def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(p.get("offset") or 0)
+        timeout = min(float(p.get("timeout") or 0), 1.0)
+        with self._updates_cond:
+            if offset:
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            if not self.updates and timeout:
+                self._updates_cond.wait(timeout)
+            return list(self.updates)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _decode_params(raw: bytes, content_type: str, path: str) -> dict[str, Any]:
+    params: dict[str, Any] = dict(parse_qsl(urlsplit(path).query))
+    if not raw:
+        return params
+    if "json" in content_type:
+        data = json.loads(raw)
+        params.update(data if isinstance(data, dict) else {})
+    elif "multipart/form-data" in content_type:
+        boundary = content_type.split("boundary=")[-1].strip('"').encode()
+        for part in raw.split(b"--" + boundary):
+            head, _, body = part.partition(b"\r\n\r\n")
+            if b'name="' not in head:
+                continue
+            name = head.split(b'name="')[1].split(b'"')[0].decode()
+            params[name] = body.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    else:
+        params.update(dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)))
+    return params

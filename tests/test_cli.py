@@ -1,0 +1,114 @@
+"""The command line as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import ROOT, run_cli, write_feeds_yaml
+
+
+def test_check_accepts_the_shipped_config():
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK:" in result.stdout
+    for wl in ("dprk-troops", "kursk-front", "russia-dprk-treaty"):
+        assert wl in result.stdout
+
+
+def test_check_reports_broken_yaml_with_file_and_line(workdir: Path):
+    write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
+    bad = workdir / "watchlists" / "broken.yaml"
+    bad.write_text("description: test\ngroups:\n  one:\n    - Kursk\n    - [unclosed\n", encoding="utf-8")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    assert result.returncode == 2
+    assert f"{bad}:" in result.stdout
+    line = result.stdout.split(f"{bad}:")[1].split(":")[0]
+    assert line.isdigit() and int(line) >= 5
+
+
+def test_check_reports_every_problem_with_its_line(workdir: Path):
+    write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
+    wl = workdir / "watchlists" / "typo.yaml"
+    wl.write_text(
+        "description: test\n"          # 1
+        "treshold: 80\n"               # 2 unknown key
+        "groups:\n"                    # 3
+        "  place:\n"                   # 4
+        "    - term: Kursk\n"          # 5
+        "      mode: magic\n"          # 6 bad mode
+        "    - {term: '(a+', mode: regex}\n"  # 7 invalid regex
+        "rules:\n"                     # 8
+        "  - all: [place, actor]\n",   # 9 unknown group
+        encoding="utf-8",
+    )
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    assert result.returncode == 2
+    out = result.stdout
+    assert f"{wl}:2: typo: unknown key 'treshold' (did you mean 'threshold'?)" in out
+    assert f"{wl}:6:" in out and "mode must be one of" in out
+    assert f"{wl}:7:" in out and "invalid regular expression" in out
+    assert f"{wl}:9:" in out and "no group named 'actor'" in out
+
+
+def test_check_rejects_duplicate_feed_ids_and_private_urls(workdir: Path):
+    (workdir / "watchlists" / "feeds.yaml").write_text(
+        "feeds:\n"
+        "  - {id: one, url: 'https://example.org/a', name: A, lang: de}\n"
+        "  - {id: one, url: 'https://example.org/b', name: B, lang: de}\n"
+        "  - {id: lan, url: 'http://192.168.1.10/feed', name: LAN, lang: de}\n",
+        encoding="utf-8",
+    )
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    assert result.returncode == 2
+    assert "feeds.yaml:3: feeds[1]: duplicate feed id 'one' (first at line 2)" in result.stdout
+    assert "feeds.yaml:4:" in result.stdout and "allow_private" in result.stdout
+
+
+def test_match_round_trips_the_jsonl_contract():
+    items = [
+        {"id": "x1", "title": "Nordkoreanische Soldaten an der Front bei Kursk",
+         "summary": "Russland setzt Truppen aus Nordkorea gegen die Ukraine ein.", "lang": "de"},
+        {"id": 2, "title": "Leverkusen gewinnt das Spitzenspiel"},
+        {"id": "x3", "title": "Nordkoreanische Soldaten an der Front bei Kursk",
+         "summary": "Russland setzt Truppen aus Nordkorea gegen die Ukraine ein.", "lang": "de",
+         "source": "Other outlet"},
+    ]
+    stdin = "\n".join(json.dumps(i, ensure_ascii=False) for i in items) + "\n"
+    result = run_cli(["match"], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")}, input=stdin)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["x1", 2, "x3"]
+    assert "dprk-troops" in lines[0]["watchlists"]
+    first = next(m for m in lines[0]["matches"] if m["watchlist"] == "dprk-troops")
+    assert first["score"] > 0 and "Nordkorea" in first["terms"]
+    assert lines[1]["watchlists"] == [] and lines[1]["matches"] == []
+    assert lines[0]["duplicate_of"] is None
+    assert lines[2]["duplicate_of"] == "x1"
+
+
+def test_match_reports_bad_lines_but_keeps_going(tmp_path: Path):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": 1, "title": "Kursk"}\nnot json\n{"title": "no id"}\n{"id": 4, "title": "ok"}\n')
+    result = run_cli(["match", "--items", str(path)], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 4
+    assert lines[1]["error"] and lines[1]["line"] == 2
+    assert lines[2]["error"] and lines[3]["id"] == 4
+    assert "line 2" in result.stderr
+
+
+def test_demo_runs_offline_and_prints_alerts():
+    result = run_cli(["demo"], {}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Nordkoreanische Soldaten erstmals in Kämpfe im Gebiet Kursk verwickelt" in result.stdout
+    assert "Bundesliga" not in result.stdout
+    assert "second poll: 0 new, 0 alerts" in result.stderr
+
+
+def test_python_dash_m_bot_shows_help():
+    result = run_cli(["--help"], {})
+    assert result.returncode == 0
+    for command in ("run", "poll", "check", "match", "demo"):
+        assert command in result.stdout
