@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from bot.alerts import Rendered, render_alert, render_digest, render_notice
 from bot.config import Config, Settings
-from bot.deliver import ConsoleSender, Deliverer, Pacer, Sender, TelegramSender, payload_of
+from bot.deliver import ConsoleSender, Deliverer, HoldRouter, Pacer, Sender, TelegramSender, payload_of
 from bot.fetch import Fetcher
 from bot.match import Matcher
 from bot.models import OutboxRow
@@ -105,7 +105,10 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
         rt = Runtime(settings, config, store, fetcher, matcher, sender,
                      Deliverer(store, sender, lambda r: None, now=clock,
                                # the terminal has no rate limits; Telegram's are enforced by Pacer()
-                               pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer()), ctx, bot)
+                               pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer(),
+                               # mute, quiet hours, digests and backlogs concern Telegram chats only
+                               router=None if console else HoldRouter(store, settings.tz,
+                                                                      settings.digest_threshold)), ctx, bot)
         rt.deliverer.render = make_renderer(rt)
         return rt
     except BaseException:

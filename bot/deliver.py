@@ -18,14 +18,15 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
-from bot.alerts import Rendered
+from bot.alerts import Rendered, labels
 from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError
 from bot.models import OutboxRow
+from bot.subscribers import ChatPrefs, held_until, over_backlog, plan_release
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +220,25 @@ class OutboxStore(Protocol):
     def next_due(self) -> datetime | None: ...
 
 
+class HoldStore(Protocol):
+    def chat(self, chat_id: int) -> dict[str, Any] | None: ...
+    def mute_map(self, chat_id: int) -> dict[str, datetime]: ...
+    def held_chats(self) -> list[int]: ...
+    def outbox_rows(self, state: str | None = None, chat_id: int | None = None) -> list[OutboxRow]: ...
+    def set_state(self, row_ids: Sequence[int], state: str, not_before: datetime | None = None) -> None: ...
+    def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime,
+                  watchlist: str = "", story_id: int | None = None, message_id: int | None = None,
+                  replaces: Sequence[int] = ()) -> int: ...
+
+
 Renderer = Callable[[OutboxRow], Rendered | None]  # None: nothing to send (row is dropped as sent)
-Router = Callable[[list[OutboxRow], datetime], list[OutboxRow]]  # holds rows for mute/quiet/digest
+
+
+class Router(Protocol):
+    """Holds rows for mute/quiet hours/digests and releases them later as one digest."""
+
+    def route(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]: ...
+    def release(self, now: datetime) -> int: ...
 
 
 @dataclass
@@ -252,6 +270,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
+        self._next_release = 0.0
 
     def wake(self) -> None:
         """New rows were queued."""
@@ -274,9 +293,12 @@ class Deliverer:
             if deadline is not None and time.monotonic() > deadline:
                 break
             now = self.now()
+            if self.router is not None and time.monotonic() >= self._next_release:
+                self._next_release = time.monotonic() + 1.0
+                self.router.release(now)
             rows = self.store.due(now, limit=2000)
             if self.router is not None and rows:
-                rows = self.router(rows, now)
+                rows = self.router.route(rows, now)
             started = 0
             soonest = 1.0
             for row in rows:
@@ -294,9 +316,14 @@ class Deliverer:
                 task.add_done_callback(self._forget(row.chat_id))
                 started += 1
             if not rows and not self._in_flight:
-                if until_idle:
-                    break
                 nxt = self.store.next_due()
+                if until_idle:
+                    # a row deferred by a short retry_after is waited for (never sent before it passes)
+                    ahead = None if nxt is None else (nxt - self.now()).total_seconds()
+                    if ahead is None or ahead > 60:
+                        break
+                    await self._sleep(max(0.01, ahead))
+                    continue
                 delay = 5.0 if nxt is None else max(0.05, min(5.0, (nxt - self.now()).total_seconds()))
                 await self._sleep(delay)
                 continue
@@ -374,6 +401,73 @@ class Deliverer:
         if self.on_sent:
             self.on_sent(row)
         logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
+
+
+class HoldRouter:
+    """Applies each chat's mute, quiet hours and digest setting to due alerts (decisions in
+    `bot.subscribers`), and turns a backlog over `threshold` into one digest instead of a flood."""
+
+    def __init__(self, store: HoldStore, tz: tzinfo, threshold: int = 10) -> None:
+        self.store = store
+        self.tz = tz
+        self.threshold = threshold
+
+    def _until(self, row: OutboxRow, prefs: ChatPrefs, mutes: dict[str, datetime], now: datetime) -> datetime | None:
+        return held_until(prefs, row.created or row.not_before, now, self.tz, mutes.get(row.watchlist))
+
+    def route(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Hold what must wait; merge a chat's backlog into a digest; return what may go now."""
+        out: list[OutboxRow] = []
+        by_chat: dict[int, list[OutboxRow]] = {}
+        for row in rows:
+            if row.kind == "alert":
+                by_chat.setdefault(row.chat_id, []).append(row)
+            else:
+                out.append(row)
+        for chat_id, alerts in by_chat.items():
+            prefs = ChatPrefs.from_row(self.store.chat(chat_id))
+            mutes = self.store.mute_map(chat_id)
+            held = [r.id for r in alerts if self._until(r, prefs, mutes, now) is not None]
+            if held:
+                self.store.set_state(held, "held")
+                logger.debug("alerts held chat=%s count=%d", chat_id, len(held))
+            free = [r for r in alerts if r.id not in set(held)]
+            if over_backlog(len(free), self.threshold):
+                digest_id = self._queue_digest(chat_id, free, now)
+                logger.info("backlog merged into a digest chat=%s alerts=%d row=%s", chat_id, len(free), digest_id)
+                continue
+            out.extend(free)
+        out.sort(key=lambda r: (r.not_before, r.id))
+        return out
+
+    def release(self, now: datetime) -> int:
+        """Send held alerts whose hold has ended: one as it was, several as ONE digest. Returns rows freed."""
+        freed = 0
+        for chat_id in self.store.held_chats():
+            freed += self.release_chat(chat_id, now)
+        return freed
+
+    def release_chat(self, chat_id: int, now: datetime) -> int:
+        """Release one chat's held alerts that may go now (after /unmute, at the digest time, ...)."""
+        prefs = ChatPrefs.from_row(self.store.chat(chat_id))
+        mutes = self.store.mute_map(chat_id)
+        rows = self.store.outbox_rows("held", chat_id)
+        plan = plan_release([(r.id, self._until(r, prefs, mutes, now)) for r in rows])
+        if not plan.row_ids:
+            return 0
+        if plan.as_digest:
+            self._queue_digest(chat_id, [r for r in rows if r.id in plan.row_ids], now)
+        else:
+            self.store.set_state(plan.row_ids, "pending", now)
+        logger.info("held alerts released chat=%s count=%d", chat_id, len(plan.row_ids))
+        return len(plan.row_ids)
+
+    def _queue_digest(self, chat_id: int, rows: Sequence[OutboxRow], now: datetime) -> int:
+        chat = self.store.chat(chat_id)
+        words = labels(str(chat["language"]) if chat else "de")
+        entries = [dict(payload_of(r), watchlist=r.watchlist) for r in rows]
+        return self.store.queue_row(chat_id, "digest", {"heading": words["digest"], "entries": entries}, now,
+                                    replaces=[r.id for r in rows])
 
 
 def payload_of(row: OutboxRow) -> dict[str, Any]:

@@ -572,6 +572,22 @@ class SqliteStore:
                 db.execute("UPDATE outbox SET state='merged' WHERE id=?", (old,))
             return rid
 
+    def held_chats(self) -> list[int]:
+        """Chats with held rows (mute, quiet hours, digest) waiting for release."""
+        return [r[0] for r in self._db.execute("SELECT DISTINCT chat_id FROM outbox WHERE state='held' ORDER BY 1")]
+
+    def mute_map(self, chat_id: int) -> dict[str, datetime]:
+        """Watchlists this chat muted through an alert's button, with their end."""
+        rows = self._db.execute(
+            "SELECT watchlist, muted_until FROM subscriptions WHERE chat_id=? AND muted_until IS NOT NULL", (chat_id,)
+        )
+        return {r[0]: d for r in rows if (d := _dt(r[1])) is not None}
+
+    def is_allowed(self, chat_id: int) -> bool:
+        """True when an admin let this user or chat in (restricted mode)."""
+        row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
+        return bool(row and row[0])
+
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]:
         """Alerts already delivered for a story (to edit them with "also: ...")."""
         rows = self._db.execute(
