@@ -6,7 +6,7 @@ How a term is compared (mode):
   A word matches when it starts with the stem, so one entry covers inflections and compound heads
   (Nordkorea -> nordkoreanischen, Nordkorea-Soldaten; Курск -> Курской; 쿠르스크 -> 쿠르스크에서).
   Stems of three letters or fewer must be the whole word plus at most two letters (Kim, Kims, not
-  Kimchi). Long stems (>= 7 letters) also accept a word whose start is within the term's threshold
+  Kimchi). Long stems (>= 8 letters) also accept a word whose start is within the term's threshold
   by rapidfuzz ratio (one typo or transliteration slip). Multi-word terms must match consecutive words.
 - exact: the folded words must be equal; no stemming, no fuzz.
 - acronym: case-sensitive, whole words of the original text (DPRK, KN-23).
@@ -40,6 +40,7 @@ _SUMMARY_OFFSET = 100_000  # summary word positions start here, so NEAR never sp
 _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _CACHE_LIMIT = 500_000
+_FUZZY_MIN = 8  # shorter stems are too close to other real words for edit-distance matching
 
 
 def stem(word: str) -> str:
@@ -78,7 +79,7 @@ def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
         if len(stem_) <= 3:
             return 100.0 if extra <= 2 else 0.0
         return 100.0
-    if fuzzy and len(stem_) >= 7 and len(word) >= len(stem_) - 1:
+    if fuzzy and len(stem_) >= _FUZZY_MIN and len(word) >= len(stem_) - 1:
         score = fuzz.ratio(stem_, word[: len(stem_)])
         if score >= threshold:
             return float(score)
@@ -134,7 +135,7 @@ class Matcher:
             first = stems[0]
             key_len = min(3, len(first))
             self._prefix[key_len - 1].setdefault(first[:key_len], []).append(atom)
-            if len(first) >= 7 and not _HANGUL.search(first):
+            if len(first) >= _FUZZY_MIN and not _HANGUL.search(first):
                 self._fuzzy.setdefault(first[:2], []).append(atom)
 
     # -- per word lookup -------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Matcher:
                 score = _word_score(atom.parts[0], word, atom.threshold, fuzzy=False)
                 if score:
                     found[id(atom)] = (atom, score)
-        if len(word) >= 6:
+        if len(word) >= _FUZZY_MIN - 1:
             for atom in self._fuzzy.get(word[:2], ()):
                 if id(atom) not in found:
                     score = _word_score(atom.parts[0], word, atom.threshold, fuzzy=True)

@@ -1,0 +1,71 @@
+"""Precision, recall and F1 of the shipped watchlists on the labelled corpus (tune and holdout parts).
+
+    .venv/bin/python bench/eval_matching.py [--errors tune|holdout] [--corpus bench/corpus/matching.jsonl]
+
+The holdout part is never used for tuning: only look at its errors after a change is final.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import load_config  # noqa: E402
+from bot.match import Matcher  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, default=ROOT / "bench" / "corpus" / "matching.jsonl")
+    ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
+    ap.add_argument("--errors", choices=["tune", "holdout"], help="list false positives/negatives of a part")
+    args = ap.parse_args()
+    config = load_config(args.watchlists)
+    matcher = Matcher(config.watchlists)
+    ids = [w.id for w in config.watchlists]
+    rows = [json.loads(line) for line in args.corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # counts[part][watchlist] = [tp, fp, fn]
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    errors: list[str] = []
+    for row in rows:
+        got = {m.watchlist for m in matcher.match(row["title"], row.get("summary", ""))}
+        want = set(row.get("labels", []))
+        for wl in ids:
+            c = counts[row["split"]][wl]
+            if wl in got and wl in want:
+                c[0] += 1
+            elif wl in got:
+                c[1] += 1
+                if args.errors == row["split"]:
+                    errors.append(f"FP {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')[:150]}")
+            elif wl in want:
+                c[2] += 1
+                if args.errors == row["split"]:
+                    errors.append(f"FN {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')[:150]}")
+    print(f"corpus: {len(rows)} items ({sum(1 for r in rows if r.get('labels'))} with labels, "
+          f"{sum(1 for r in rows if not r.get('labels'))} negatives)")
+    print(f"{'part':8} {'watchlist':20} {'P':>6} {'R':>6} {'F1':>6}   tp  fp  fn")
+    worst = 1.0
+    for part in ("tune", "holdout"):
+        for wl in ids:
+            tp, fp, fn = counts[part][wl]
+            p = tp / (tp + fp) if tp + fp else 1.0
+            r = tp / (tp + fn) if tp + fn else 1.0
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            print(f"{part:8} {wl:20} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4} {fp:3} {fn:3}")
+            if part == "holdout":
+                worst = min(worst, p / 0.95, r / 0.90)
+    print("holdout targets (P >= 0.95, R >= 0.90 per watchlist):", "met" if worst >= 1.0 else "NOT met")
+    for e in errors:
+        print(e)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
