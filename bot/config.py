@@ -58,6 +58,7 @@ class Settings:
     fetch_concurrency: int = 50
     per_host_concurrency: int = 4
     digest_threshold: int = 10
+    fetch_timeout: float = 60.0  # seconds for one whole feed request (connect + redirects + body)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -161,6 +162,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         fetch_concurrency=integer("MEDIABOT_FETCH_CONCURRENCY", 50),
         per_host_concurrency=integer("MEDIABOT_PER_HOST_CONCURRENCY", 4),
         digest_threshold=integer("MEDIABOT_DIGEST_THRESHOLD", 10),
+        fetch_timeout=duration("MEDIABOT_FETCH_TIMEOUT", 60.0),
     )
     if problems:
         raise ConfigError(problems)

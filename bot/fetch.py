@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 import time
+import zlib
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from bot.config import Settings
 from bot.models import FeedSpec, FeedState, FetchResult
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,14 @@ class Fetcher:
         self._all = asyncio.Semaphore(concurrency)
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(per_host))
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fetcher:
+        """A fetcher with the limits of MEDIABOT_* settings (MEDIABOT_FETCH_TIMEOUT bounds each request)."""
+        total = settings.fetch_timeout
+        return cls(user_agent=settings.user_agent, max_body=settings.max_body_bytes,
+                   concurrency=settings.fetch_concurrency, per_host=settings.per_host_concurrency,
+                   connect_timeout=min(10.0, total), read_timeout=min(20.0, total), total_timeout=total)
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
@@ -97,8 +107,7 @@ class Fetcher:
         started = time.monotonic()
         url = state.url or spec.url
         try:
-            async with asyncio.timeout(self.total_timeout):
-                result = await self._fetch(spec, state, url, conditional)
+            result = await self._fetch(spec, state, url, conditional)
         except TimeoutError:
             result = FetchResult(spec.id, 0, error=f"timed out after {self.total_timeout:g} s in total")
         return dataclasses.replace(result, elapsed_ms=(time.monotonic() - started) * 1000)
@@ -110,39 +119,63 @@ class Fetcher:
         if conditional and state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
         permanent = True
+        deadline: float | None = None  # the total timeout starts once a slot is held, not while queued
         for hop in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                return FetchResult(spec.id, 0, error=f"refused: {parts.scheme or 'no'} scheme in {url[:200]}",
-                                   transient=False)
-            refusal = await self._refuse_private(parts.hostname, spec.allow_private)
+            try:
+                parts = urlsplit(url)
+                host = parts.hostname
+            except ValueError:
+                return FetchResult(spec.id, 0, error=f"invalid URL: {url[:200]}", transient=False)
+            if parts.scheme not in ("http", "https") or not host:
+                where = "redirected to" if hop else "the URL is"
+                return FetchResult(spec.id, 0, transient=False,
+                                   error=f"refused: {where} {parts.scheme or 'a'}: URL {url[:200]} "
+                                         "(only http and https are fetched)")
+            refusal = await self._refuse_private(host, spec.allow_private)
             if refusal:
                 return FetchResult(spec.id, 0, error=refusal, transient=False)
-            host_key = parts.hostname.lower()
             try:
-                async with self._all, self._per_host[host_key]:
-                    request = self._client.build_request("GET", url, headers=headers)
-                    response = await self._client.send(request, stream=True)
-                    try:
-                        if response.is_redirect:
-                            location = response.headers.get("location")
-                            if not location:
-                                return FetchResult(spec.id, response.status_code,
-                                                   error=f"redirect ({response.status_code}) without Location")
-                            if response.status_code not in (301, 308):
-                                permanent = False
-                            url = urljoin(url, location)
-                            continue
-                        return await self._finish(spec, response, url, permanent and hop > 0)
-                    finally:
-                        await response.aclose()
+                # Per-host slot first, then a global one: a feed queued behind its own busy host must
+                # not hold one of the global slots that feeds on other hosts are waiting for.
+                async with self._per_host[host.lower()], self._all:
+                    if deadline is None:
+                        deadline = asyncio.get_running_loop().time() + self.total_timeout
+                    async with asyncio.timeout_at(deadline):
+                        request = self._client.build_request("GET", url, headers=headers)
+                        response = await self._client.send(request, stream=True)
+                        try:
+                            if response.is_redirect:
+                                location = response.headers.get("location")
+                                if not location:
+                                    return FetchResult(spec.id, response.status_code,
+                                                       error=f"redirect ({response.status_code}) without Location")
+                                if response.status_code not in (301, 308):
+                                    permanent = False
+                                url = urljoin(url, location.strip())
+                                continue
+                            return await self._finish(spec, response, url, permanent and hop > 0)
+                        finally:
+                            await response.aclose()
             except httpx.TimeoutException as exc:
-                return FetchResult(spec.id, 0, error=f"timed out ({type(exc).__name__})")
+                return FetchResult(spec.id, 0, error=self._timeout_words(exc))
             except httpx.TransportError as exc:
                 return FetchResult(spec.id, 0, error=f"connection failed: {_describe(exc)}")
             except httpx.HTTPError as exc:
                 return FetchResult(spec.id, 0, error=f"HTTP error: {_describe(exc)}")
-        return FetchResult(spec.id, 0, error=f"more than {MAX_REDIRECTS} redirects (loop?)")
+            except (httpx.InvalidURL, ValueError) as exc:  # e.g. a Location that is not a URL
+                return FetchResult(spec.id, 0, error=f"invalid URL {url[:200]}: {_describe(exc)}",
+                                   transient=False)
+        return FetchResult(spec.id, 0, error=f"more than {MAX_REDIRECTS} redirects (a redirect loop?)")
+
+    def _timeout_words(self, exc: httpx.TimeoutException) -> str:
+        t = self._client.timeout
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"timed out connecting (no connection within {t.connect:g} s)"
+        if isinstance(exc, httpx.ReadTimeout):
+            return f"timed out waiting for data (nothing received for {t.read:g} s)"
+        if isinstance(exc, httpx.PoolTimeout):
+            return "timed out waiting for a free connection"
+        return f"timed out ({type(exc).__name__})"
 
     async def _refuse_private(self, host: str, allowed: bool) -> str | None:
         if allowed:
@@ -157,8 +190,9 @@ class Fetcher:
         except ValueError:
             pass
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError:
+            async with asyncio.timeout(self._client.timeout.connect or 10.0):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError):
             return None  # let the request fail with a clear DNS error
         for info in infos:
             if _is_private_ip(str(info[4][0])):
@@ -193,22 +227,98 @@ class Fetcher:
         try:
             body = await self._read_capped(response)
         except BodyTooLarge:
-            return FetchResult(**common, error=f"body larger than {self.max_body // (1024 * 1024)} MB, cut off",
+            return FetchResult(**common, error=f"body larger than {_size(self.max_body)}, cut off",
                                transient=False)
-        except httpx.DecodingError as exc:
-            return FetchResult(**common, error=f"broken compression: {_describe(exc)}")
+        except _BadCompression as exc:
+            return FetchResult(**common, error=f"broken compression: {exc}")
         return FetchResult(**common, body=body, etag=response.headers.get("etag"),
                            last_modified=response.headers.get("last-modified"))
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes(65536):  # decompressed: the cap holds for gzip bombs
-            size += len(chunk)
-            if size > self.max_body:
+        """Read the body, decompressing it ourselves with a bound on every step.
+
+        httpx's own decoders inflate a whole network chunk at once: 64 KB of a gzip bomb become
+        ~64 MB in memory before any cap can look at them. Here zlib gets `max_length`, so memory
+        stays near `max_body` however the bytes are compressed.
+        """
+        coding = response.headers.get("content-encoding", "").strip().lower()
+        declared = response.headers.get("content-length", "")
+        if coding in ("", "identity") and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge  # refuse before reading a byte
+        inflater = _Inflater(coding)
+        out = bytearray()
+        async for raw in response.aiter_raw(65536):
+            out += inflater.feed(raw, self.max_body - len(out))
+            if len(out) > self.max_body:
                 raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+        out += inflater.flush(self.max_body - len(out))
+        if len(out) > self.max_body:
+            raise BodyTooLarge
+        return bytes(out)
+
+
+class _BadCompression(Exception):
+    """The body's Content-Encoding is unknown or its bytes do not inflate."""
+
+
+class _Inflater:
+    """gzip/deflate decoding with bounded output per call (RFC 9110 section 8.4.1)."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._first = True
+        if coding in ("", "identity"):
+            self._z: Any = None
+        elif coding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif coding == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise _BadCompression(f"unsupported Content-Encoding {coding[:40]!r}")
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Inflate `data`, producing at most `room + 1` bytes (one more than allowed means too large)."""
+        if self._z is None:
+            return data[: room + 1]
+        out: list[bytes] = []
+        produced = 0
+        while data and produced <= room:
+            try:
+                chunk = self._z.decompress(data, room + 1 - produced)
+            except zlib.error as exc:
+                if self._first and self._coding == "deflate":  # raw deflate without the zlib header
+                    self._first = False
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise _BadCompression(str(exc)) from exc
+            self._first = False
+            out.append(chunk)
+            produced += len(chunk)
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                data = self._z.unused_data
+                if data and self._coding in ("gzip", "x-gzip"):  # a multi-member gzip stream
+                    self._z = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                else:
+                    break
+        return b"".join(out)
+
+    def flush(self, room: int) -> bytes:
+        """What zlib still holds, at most `room + 1` bytes."""
+        if self._z is None:
+            return b""
+        try:
+            return bytes(self._z.flush())[: room + 1]
+        except zlib.error as exc:
+            raise _BadCompression(str(exc)) from exc
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):g} MB"
+    if n >= 1024:
+        return f"{n / 1024:g} KB"
+    return f"{n} bytes"
 
 
 def _describe(exc: BaseException) -> str:
