@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -29,36 +30,78 @@ MAX_SUMMARY = 2000
 _FP_OPTIONS: dict[str, Any] = {"sanitize_html": False, "resolve_relative_uris": False}
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """One parsed document: its items and the publisher's refresh hint (RSS <ttl>, sy:updatePeriod)."""
+
+    items: list[Item]
+    ttl: float | None = None  # seconds
+
+
 def parse_feed(body: bytes, spec: FeedSpec, now: datetime, url: str | None = None,
                content_type: str = "") -> list[Item]:
-    """Parse one fetched document. Raises ParseError when it is not a feed at all."""
+    """Parse one fetched document into items. Raises ParseError when it is not a feed at all."""
+    return parse_document(body, spec, now, url, content_type).items
+
+
+def parse_document(body: bytes, spec: FeedSpec, now: datetime, url: str | None = None,
+                   content_type: str = "") -> ParsedFeed:
+    """Parse one fetched document: items plus TTL hint. Raises ParseError when it is not a feed."""
     base = url or spec.url
     stripped = body.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not stripped:
         raise ParseError("empty document")
-    if stripped[:1] == b"{" or "json" in content_type.lower():
-        return _parse_json_feed(stripped, spec, now, base)
+    # The body decides, not the Content-Type: servers label feeds text/html, application/json,
+    # application/octet-stream... A JSON Feed starts with "{", an XML document with "<".
+    if stripped[:1] == b"{" or (stripped[:1] != b"<" and "json" in content_type.lower()):
+        return ParsedFeed(_parse_json_feed(stripped, spec, now, base))
     headers = {"content-location": base}
-    if content_type:
+    if content_type and _is_xml_type(content_type):
         headers["content-type"] = content_type
     parsed = feedparser.parse(body, response_headers=headers, **_FP_OPTIONS)
     entries = parsed.get("entries") or []
     if not entries:
         version = parsed.get("version") or ""
         if not version:
-            head = stripped[:512].lower()
+            head = stripped[:1024].lower()
             if b"<html" in head or b"<!doctype html" in head:
-                raise ParseError("an HTML page, not a feed")
+                raise ParseError("an HTML page, not a feed (the feed URL may have moved)")
             exc = parsed.get("bozo_exception")
             raise ParseError(f"not a feed ({_reason(exc)})" if exc else "not a feed (no RSS or Atom root element)")
-        return []
-    feed_lang = (spec.lang or str(parsed.get("feed", {}).get("language") or "")).lower()[:8]
+        return ParsedFeed([], _ttl(parsed.get("feed", {})))
+    feed = parsed.get("feed", {})
+    feed_lang = (spec.lang or str(feed.get("language") or "")).lower()[:8]
     items: list[Item] = []
     for entry in entries:
         item = _entry_to_item(entry, spec, now, base, feed_lang)
         if item is not None:
             items.append(item)
-    return items
+    return ParsedFeed(items, _ttl(feed))
+
+
+def _is_xml_type(content_type: str) -> bool:
+    """Only an XML media type's charset is worth passing on; text/html or text/plain labels on a feed
+    are mistakes, and feedparser would let their (default) charset override the XML declaration."""
+    media = content_type.split(";")[0].strip().lower()
+    return media.endswith(("/xml", "+xml"))
+
+
+_SY_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 604800.0, "monthly": 2592000.0,
+               "yearly": 31536000.0}
+
+
+def _ttl(feed: Mapping[str, Any]) -> float | None:
+    """RSS 2.0 <ttl> (minutes, https://www.rssboard.org/rss-specification#ltttlgtSubelementOfLtchannelgt),
+    else RSS 1.0 sy:updatePeriod / sy:updateFrequency, in seconds; None when absent or nonsense."""
+    raw = str(feed.get("ttl") or "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return min(float(raw) * 60.0, 7 * 86400.0)
+    period = _SY_PERIODS.get(str(feed.get("sy_updateperiod") or "").strip().lower())
+    if period is None:
+        return None
+    freq = str(feed.get("sy_updatefrequency") or "1").strip()
+    times = int(freq) if freq.isdigit() and int(freq) > 0 else 1
+    return period / times
 
 
 def _reason(exc: BaseException) -> str:

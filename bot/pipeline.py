@@ -21,7 +21,7 @@ from bot.dedup import identity_keys
 from bot.errors import ParseError
 from bot.match import Matcher
 from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, PollReport
-from bot.parse import parse_feed
+from bot.parse import parse_document
 from bot.store import NewItem
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,9 @@ def next_interval(spec: FeedSpec, state: FeedState, settings: Settings, new_item
 
 def _backoff(failures: int, retry_after: float | None, settings: Settings) -> float:
     if retry_after is not None:
-        return max(retry_after, 1.0)
+        # Retry-After (RFC 9110 10.2.3) is honoured, but a day at most: a bogus far-future date
+        # must not silence a feed for good.
+        return min(max(retry_after, settings.poll_min_interval, 1.0), 86400.0)
     base = min(settings.poll_max_interval, settings.poll_min_interval * (2 ** min(failures - 1, 10)))
     return float(base * random.uniform(0.8, 1.2))  # jitter: failing feeds must not retry in lockstep
 
@@ -164,11 +166,13 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
     result = await ctx.fetcher.fetch(spec, state, conditional=not full)
     now = ctx.now()
     state.last_attempt = now
-    if result.permanent_redirect and result.final_url:
-        logger.info("feed moved permanently feed=%s url=%s", spec.id, result.final_url)
-        state.url = result.final_url
     if result.error:
         return _failed(ctx, spec, state, result, now)
+    if result.permanent_redirect and result.final_url and result.final_url != state.url:
+        # 301/308 (RFC 9110 15.4.2, 15.4.9): use the new URL from now on. Only after a good answer
+        # there, so a redirect into an error page does not replace a working URL.
+        logger.info("feed moved permanently feed=%s url=%s", spec.id, result.final_url)
+        state.url = result.final_url
     if full:
         state.last_full_fetch = now
     state.etag = result.etag or (state.etag if result.status == 304 else None)
@@ -179,12 +183,14 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
     if digest == state.body_hash:
         return _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
     try:
-        items = await asyncio.to_thread(
-            parse_feed, result.body, spec, now, result.final_url or state.url, result.content_type
+        parsed = await asyncio.to_thread(  # feedparser is CPU work: never on the event loop
+            parse_document, result.body, spec, now, result.final_url or state.url, result.content_type
         )
     except ParseError as exc:
         return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
     state.body_hash = digest
+    state.ttl = parsed.ttl
+    items = parsed.items
     return await _record(ctx, spec, state, items, now, result)
 
 
