@@ -1,19 +1,532 @@
-"""python-telegram-bot Application: subscriber and admin commands (long polling)."""
+"""python-telegram-bot Application: subscriber and admin commands (long polling).
+
+Handlers only translate between Telegram and the store; decisions (durations, quiet hours, digests)
+live in `bot.subscribers`. Replies go out directly (a person is waiting); alerts go through the outbox.
+"""
 
 from __future__ import annotations
 
+import html
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatMemberStatus, ParseMode
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+
+from bot.deliver import HoldRouter
+from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
 
 logger = logging.getLogger(__name__)
 
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+WATCHLIST_MUTE = timedelta(hours=24)  # the alert's "mute watchlist 24 h" button
 
-async def build_application(rt: Any) -> Any:
+_T: dict[str, dict[str, str]] = {
+    "de": {
+        "welcome": "Willkommen beim Medien-Monitor. Ich melde neue Berichte zu diesen Watchlists — "
+                   "tippen Sie auf eine, um sie zu abonnieren. /help zeigt alle Befehle.",
+        "help": "/list – Watchlists und Abos\n/subscribe &lt;id&gt; – abonnieren\n"
+                "/unsubscribe &lt;id|all&gt; – abbestellen\n/mute 2h – stumm schalten (auch 1d)\n"
+                "/unmute – wieder laut, mit Zusammenfassung\n/recent &lt;id&gt; – die letzten 10 Treffer\n"
+                "/quiet 22:00-07:00 – Ruhezeiten (off zum Abschalten)\n"
+                "/digest off|hourly|daily 08:00 – Meldungen gesammelt\n/help – diese Hilfe",
+        "admin_help": "\n\nAdmins: /feeds – Zustand der Feeds, /reload – Konfiguration neu laden, "
+                      "/allow &lt;id&gt; – Nutzer oder Chat freischalten",
+        "refused": "Entschuldigung, dieser Bot ist nur für freigeschaltete Nutzer. "
+                   "Bitten Sie einen Admin, Sie freizuschalten (Ihre ID: {id}).",
+        "admins_only": "Entschuldigung, das dürfen nur die Admins dieses Bots.",
+        "group_admins_only": "In Gruppen dürfen nur Gruppen-Admins die Abos ändern.",
+        "unknown": "Unbekannte Watchlist „{id}“. Gültig sind: {valid}",
+        "which": "Welche Watchlist? Gültig sind: {valid}",
+        "subscribed": "Abonniert: {name}",
+        "already": "{name} ist schon abonniert.",
+        "unsubscribed": "Abbestellt: {name}",
+        "not_subscribed": "{name} war nicht abonniert.",
+        "unsubscribed_all": "Alle Abos beendet ({n}).",
+        "list_head": "Watchlists (✅ = abonniert):",
+        "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
+        "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
+        "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
+        "unmuted_none": "Wieder laut. Während der Stummschaltung kam nichts.",
+        "recent_none": "Noch keine Treffer für {name}.",
+        "recent_head": "Die letzten Treffer für {name}:",
+        "quiet_set": "Ruhezeiten: {window} ({tz}). Meldungen in dieser Zeit kommen danach gesammelt.",
+        "quiet_off": "Keine Ruhezeiten.",
+        "bad_quiet": "Bitte so: /quiet 22:00-07:00 oder /quiet off",
+        "digest_set": "Zusammenfassung: {mode}.",
+        "bad_digest": "Bitte so: /digest off, /digest hourly oder /digest daily 08:00",
+        "allowed": "Freigeschaltet: {id}",
+        "bad_allow": "Bitte so: /allow 123456789",
+        "reload_ok": "Konfiguration neu geladen: {feeds} Feeds, {watchlists} Watchlists.",
+        "reload_bad": "Konfiguration abgelehnt, die letzte gültige bleibt aktiv:\n{problems}",
+        "feeds_none": "Noch keine Feeds abgefragt.",
+        "muted_watchlist": "{name} für 24 h stumm.",
+    },
+    "en": {
+        "welcome": "Welcome to the media monitor. I report new coverage on these watchlists — "
+                   "tap one to subscribe. /help lists every command.",
+        "help": "/list – watchlists and subscriptions\n/subscribe &lt;id&gt; – subscribe\n"
+                "/unsubscribe &lt;id|all&gt; – unsubscribe\n/mute 2h – mute (also 1d)\n"
+                "/unmute – unmute, with a summary\n/recent &lt;id&gt; – the last 10 matches\n"
+                "/quiet 22:00-07:00 – quiet hours (off to turn off)\n"
+                "/digest off|hourly|daily 08:00 – collected alerts\n/help – this help",
+        "admin_help": "\n\nAdmins: /feeds – feed health, /reload – reload the config, "
+                      "/allow &lt;id&gt; – let a user or chat in",
+        "refused": "Sorry, this bot is restricted to approved users. "
+                   "Please ask an admin to let you in (your id: {id}).",
+        "admins_only": "Sorry, only this bot's admins may do that.",
+        "group_admins_only": "In groups only group admins may change the subscriptions.",
+        "unknown": "Unknown watchlist \"{id}\". Valid ones: {valid}",
+        "which": "Which watchlist? Valid ones: {valid}",
+        "subscribed": "Subscribed: {name}",
+        "already": "Already subscribed to {name}.",
+        "unsubscribed": "Unsubscribed: {name}",
+        "not_subscribed": "You were not subscribed to {name}.",
+        "unsubscribed_all": "All subscriptions ended ({n}).",
+        "list_head": "Watchlists (✅ = subscribed):",
+        "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
+        "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
+        "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
+        "unmuted_none": "Unmuted. Nothing arrived while muted.",
+        "recent_none": "No matches yet for {name}.",
+        "recent_head": "The latest matches for {name}:",
+        "quiet_set": "Quiet hours: {window} ({tz}). Alerts in that time arrive collected afterwards.",
+        "quiet_off": "No quiet hours.",
+        "bad_quiet": "Please write: /quiet 22:00-07:00 or /quiet off",
+        "digest_set": "Digest: {mode}.",
+        "bad_digest": "Please write: /digest off, /digest hourly or /digest daily 08:00",
+        "allowed": "Allowed: {id}",
+        "bad_allow": "Please write: /allow 123456789",
+        "reload_ok": "Config reloaded: {feeds} feeds, {watchlists} watchlists.",
+        "reload_bad": "Config rejected; the last good one stays in force:\n{problems}",
+        "feeds_none": "No feed polled yet.",
+        "muted_watchlist": "{name} muted for 24 h.",
+    },
+}
+
+_MENU = {
+    "de": [("start", "Start und Watchlists"), ("list", "Watchlists und Abos"), ("subscribe", "Watchlist abonnieren"),
+           ("unsubscribe", "Abo beenden"), ("mute", "Stumm schalten, z. B. 2h"), ("unmute", "Wieder laut"),
+           ("recent", "Letzte Treffer"), ("quiet", "Ruhezeiten, z. B. 22:00-07:00"),
+           ("digest", "Zusammenfassung: off, hourly, daily 08:00"), ("help", "Hilfe")],
+    "en": [("start", "Start and watchlists"), ("list", "Watchlists and subscriptions"),
+           ("subscribe", "Subscribe to a watchlist"), ("unsubscribe", "End a subscription"),
+           ("mute", "Mute, e.g. 2h"), ("unmute", "Unmute"), ("recent", "Latest matches"),
+           ("quiet", "Quiet hours, e.g. 22:00-07:00"), ("digest", "Digest: off, hourly, daily 08:00"),
+           ("help", "Help")],
+}
+
+
+def _lang(update: Update) -> str:
+    user = update.effective_user
+    code = (user.language_code or "") if user else ""
+    return "en" if code.lower().startswith("en") else "de"
+
+
+def _t(update: Update, key: str, **kw: Any) -> str:
+    return _T[_lang(update)][key].format(**kw)
+
+
+def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
+    rt: Runtime = context.application.bot_data["rt"]
+    return rt
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+async def _reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    if update.effective_message is not None:
+        await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
+                                                  do_quote=False)
+
+
+def _is_admin(rt: Runtime, update: Update) -> bool:
+    user = update.effective_user
+    return user is not None and user.id in rt.settings.admins
+
+
+def _is_allowed(rt: Runtime, update: Update) -> bool:
+    """Open bot, a bot admin, an id in MEDIABOT_ALLOWED_USERS, or one an admin let in with /allow."""
+    if not rt.settings.allowed or _is_admin(rt, update):
+        return True
+    ids = [x.id for x in (update.effective_user, update.effective_chat) if x is not None]
+    return any(i in rt.settings.allowed or rt.store.is_allowed(i) for i in ids)
+
+
+async def _may_change(rt: Runtime, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """In groups only group admins (getChatMember) change subscriptions and settings."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type not in ("group", "supergroup") or _is_admin(rt, update):
+        return True
+    member = await context.bot.get_chat_member(chat.id, user.id)
+    return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+
+def _guard(handler: Handler, *, admin: bool = False, changes: bool = False) -> Handler:
+    async def wrapped(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        rt = _rt(context)
+        if admin and not _is_admin(rt, update):
+            await _reply(update, _t(update, "admins_only"))
+            return
+        if not _is_allowed(rt, update):
+            user = update.effective_user
+            logger.info("refused chat=%s user=%s", update.effective_chat.id if update.effective_chat else "?",
+                        user.id if user else "?")
+            await _reply(update, _t(update, "refused", id=user.id if user else "?"))
+            return
+        if changes and not await _may_change(rt, update, context):
+            await _reply(update, _t(update, "group_admins_only"))
+            return
+        _ensure_chat(rt, update)
+        await handler(update, context)
+
+    return wrapped
+
+
+def _ensure_chat(rt: Runtime, update: Update) -> None:
+    chat = update.effective_chat
+    if chat is None:
+        return
+    rt.store.ensure_chat(chat.id, chat.type, chat.title or chat.first_name or "", _lang(update))
+    if chat.type == "private":
+        rt.store.update_chat(chat.id, language=_lang(update))
+
+
+def _names(rt: Runtime) -> dict[str, str]:
+    return {w.id: w.name for w in rt.config.watchlists}
+
+
+def _valid(rt: Runtime) -> str:
+    return ", ".join(f"<code>{_e(i)}</code>" for i in _names(rt))
+
+
+def _keyboard(rt: Runtime, chat_id: int) -> InlineKeyboardMarkup:
+    subs = rt.store.subscriptions(chat_id)
+    rows = []
+    for w in rt.config.watchlists:
+        if w.id in subs:
+            rows.append([InlineKeyboardButton(f"✅ {w.name}", callback_data=f"unsub:{w.id}")])
+        else:
+            rows.append([InlineKeyboardButton(f"➕ {w.name}", callback_data=f"sub:{w.id}")])
+    return InlineKeyboardMarkup(rows)
+
+
+def _chat_id(update: Update) -> int:
+    assert update.effective_chat is not None
+    return update.effective_chat.id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _local(rt: Runtime, when: datetime) -> str:
+    return when.astimezone(rt.settings.tz).strftime("%d.%m.%Y %H:%M")
+
+
+# --------------------------------------------------------------------------- subscriber commands
+
+
+async def _start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    await _reply(update, _t(update, "welcome"), _keyboard(rt, _chat_id(update)))
+
+
+async def _help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    text = _t(update, "help") + (_t(update, "admin_help") if _is_admin(rt, update) else "")
+    await _reply(update, text)
+
+
+async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    subs = rt.store.subscriptions(_chat_id(update))
+    lines = [_t(update, "list_head")]
+    for w in rt.config.watchlists:
+        mark = "✅" if w.id in subs else "▫️"
+        lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>) — {_e(w.description)}")
+    await _reply(update, "\n".join(lines))
+
+
+def _subscribe(rt: Runtime, update: Update, watchlist: str) -> str:
+    names = _names(rt)
+    if watchlist not in names:
+        return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
+    added = rt.store.subscribe(_chat_id(update), watchlist, _now())
+    logger.info("subscribed chat=%s watchlist=%s new=%s", _chat_id(update), watchlist, added)
+    return _t(update, "subscribed" if added else "already", name=_e(names[watchlist]))
+
+
+def _unsubscribe(rt: Runtime, update: Update, watchlist: str) -> str:
+    chat_id = _chat_id(update)
+    if watchlist.lower() in ("all", "alle"):
+        n = rt.store.unsubscribe(chat_id, None)
+        logger.info("unsubscribed chat=%s watchlist=all count=%d", chat_id, n)
+        return _t(update, "unsubscribed_all", n=n)
+    names = _names(rt)
+    if watchlist not in names and watchlist not in rt.store.subscriptions(chat_id):
+        return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
+    removed = rt.store.unsubscribe(chat_id, watchlist)
+    logger.info("unsubscribed chat=%s watchlist=%s", chat_id, watchlist)
+    return _t(update, "unsubscribed" if removed else "not_subscribed", name=_e(names.get(watchlist, watchlist)))
+
+
+async def _subscribe_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    if not context.args:
+        await _reply(update, _t(update, "which", valid=_valid(rt)), _keyboard(rt, _chat_id(update)))
+        return
+    await _reply(update, "\n".join(_subscribe(rt, update, a) for a in context.args))
+
+
+async def _unsubscribe_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    if not context.args:
+        await _reply(update, _t(update, "which", valid=_valid(rt) + ", <code>all</code>"))
+        return
+    await _reply(update, "\n".join(_unsubscribe(rt, update, a) for a in context.args))
+
+
+async def _mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    try:
+        duration = parse_mute(context.args[0] if context.args else "")
+    except ValueError:
+        await _reply(update, _t(update, "bad_mute"))
+        return
+    until = _now() + duration
+    rt.store.update_chat(_chat_id(update), muted_until=until)
+    logger.info("muted chat=%s until=%s", _chat_id(update), until.isoformat())
+    await _reply(update, _t(update, "muted", until=_local(rt, until)))
+
+
+def release_held(rt: Runtime, chat_id: int) -> int:
+    """Release a chat's held alerts that may go now (as one digest); returns how many."""
+    router = rt.deliverer.router
+    if not isinstance(router, HoldRouter):
+        return 0
+    freed = router.release_chat(chat_id, _now())
+    if freed:
+        rt.deliverer.wake()
+    return freed
+
+
+async def _unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    chat_id = _chat_id(update)
+    rt.store.update_chat(chat_id, muted_until=None)
+    for watchlist in rt.store.mute_map(chat_id):
+        rt.store.set_watchlist_mute(chat_id, watchlist, None)
+    freed = release_held(rt, chat_id)
+    logger.info("unmuted chat=%s released=%d", chat_id, freed)
+    await _reply(update, _t(update, "unmuted", n=freed) if freed else _t(update, "unmuted_none"))
+
+
+async def _recent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    names = _names(rt)
+    if not context.args or context.args[0] not in names:
+        key = "unknown" if context.args else "which"
+        await _reply(update, _t(update, key, id=_e(context.args[0] if context.args else ""), valid=_valid(rt)))
+        return
+    wl = context.args[0]
+    matches = rt.store.recent_matches(wl, 10)
+    if not matches:
+        await _reply(update, _t(update, "recent_none", name=_e(names[wl])))
+        return
+    lines = [_t(update, "recent_head", name=_e(names[wl]))]
+    for m in matches:
+        title = _e(m.title[:200])
+        link = m.link if m.link.startswith(("https://", "http://")) else ""
+        head = f'<a href="{html.escape(link, quote=True)}">{title}</a>' if link else title
+        lines.append(f"• {_local(rt, m.published)} {head} <i>({_e(m.source)})</i>")
+    await _reply(update, "\n".join(lines))
+
+
+async def _quiet(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    chat_id = _chat_id(update)
+    if not context.args:
+        prefs = ChatPrefs.from_row(rt.store.chat(chat_id))
+        text = _t(update, "quiet_set", window=prefs.quiet, tz=rt.settings.timezone) if prefs.quiet \
+            else _t(update, "quiet_off")
+        await _reply(update, text + "\n" + _t(update, "bad_quiet"))
+        return
+    try:
+        quiet = parse_quiet(" ".join(context.args))
+    except ValueError:
+        await _reply(update, _t(update, "bad_quiet"))
+        return
+    rt.store.update_chat(chat_id, quiet=str(quiet) if quiet else None)
+    logger.info("quiet hours chat=%s window=%s", chat_id, quiet or "off")
+    if quiet is None:
+        release_held(rt, chat_id)
+        await _reply(update, _t(update, "quiet_off"))
+        return
+    await _reply(update, _t(update, "quiet_set", window=quiet, tz=_e(rt.settings.timezone)))
+
+
+async def _digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    chat_id = _chat_id(update)
+    try:
+        mode = parse_digest(" ".join(context.args or []))
+    except ValueError:
+        await _reply(update, _t(update, "bad_digest"))
+        return
+    rt.store.update_chat(chat_id, digest=str(mode))
+    logger.info("digest chat=%s mode=%s", chat_id, mode)
+    if mode.kind == "off":
+        release_held(rt, chat_id)
+    await _reply(update, _t(update, "digest_set", mode=_e(str(mode))))
+
+
+# --------------------------------------------------------------------------- bot-admin commands
+
+
+async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    states = rt.store.feed_states()
+    if not states:
+        await _reply(update, _t(update, "feeds_none"))
+        return
+    lines = []
+    for s in states:
+        ok = "❌" if s.last_error else "✅"
+        parts = [f"{ok} <b>{_e(s.feed_id)}</b>"]
+        parts.append("ok " + (_local(rt, s.last_success) if s.last_success else "–"))
+        if s.last_error:
+            parts.append(f"error: {_e(s.last_error[:120])} ({s.failures}×)")
+        if s.next_poll:
+            parts.append("next " + _local(rt, s.next_poll))
+        lines.append(" · ".join(parts))
+    text = "\n".join(lines)
+    await _reply(update, text if len(text) < 4000 else text[:3990] + "…")
+
+
+async def _reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    from bot.scheduler import reload_config
+
+    rt = _rt(context)
+    problems = reload_config(rt, rt.settings)
+    if problems:
+        await _reply(update, _t(update, "reload_bad", problems=_e("\n".join(problems[:20]))))
+        return
+    await _reply(update, _t(update, "reload_ok", feeds=len(rt.config.feeds), watchlists=len(rt.config.watchlists)))
+
+
+async def _allow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    rt = _rt(context)
+    try:
+        target = int(context.args[0]) if context.args else 0
+    except ValueError:
+        target = 0
+    if not target:
+        await _reply(update, _t(update, "bad_allow"))
+        return
+    rt.store.ensure_chat(target, "private" if target > 0 else "group")
+    rt.store.update_chat(target, allowed=1)
+    logger.info("allowed chat=%s", target)
+    await _reply(update, _t(update, "allowed", id=target))
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`sub:<id>`, `unsub:<id>` (the /start keyboard) and `mute:<id>` (an alert's button)."""
+    rt = _rt(context)
+    query = update.callback_query
+    if query is None or not query.data:
+        return
+    action, _, watchlist = query.data.partition(":")
+    if not _is_allowed(rt, update):
+        await query.answer(_t(update, "refused", id=update.effective_user.id if update.effective_user else "?"))
+        return
+    if not await _may_change(rt, update, context):
+        await query.answer(_t(update, "group_admins_only"), show_alert=True)
+        return
+    _ensure_chat(rt, update)
+    chat_id = _chat_id(update)
+    if action == "sub":
+        text = _subscribe(rt, update, watchlist)
+    elif action == "unsub":
+        text = _unsubscribe(rt, update, watchlist)
+    elif action == "mute":
+        rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE)
+        logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
+        text = _t(update, "muted_watchlist", name=_names(rt).get(watchlist, watchlist))
+    else:
+        await query.answer()
+        return
+    await query.answer(html.unescape(_strip_tags(text))[:190])
+    if action in ("sub", "unsub") and query.message is not None:
+        try:
+            await query.edit_message_reply_markup(_keyboard(rt, chat_id))
+        except Exception:  # the keyboard is a convenience; the answer above already told the user
+            logger.debug("keyboard refresh failed chat=%s", chat_id, exc_info=True)
+
+
+def _strip_tags(text: str) -> str:
+    out, inside = [], False
+    for ch in text:
+        if ch == "<":
+            inside = True
+        elif ch == ">":
+            inside = False
+        elif not inside:
+            out.append(ch)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- the Application
+
+
+def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Register every command and button handler."""
+    plain: dict[str, Handler] = {"start": _start, "help": _help, "list": _list, "recent": _recent}
+    changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "unsubscribe": _unsubscribe_cmd, "mute": _mute,
+                                    "unmute": _unmute, "quiet": _quiet, "digest": _digest}
+    admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow}
+    for name, fn in plain.items():
+        app.add_handler(CommandHandler(name, _guard(fn)))
+    for name, fn in changing.items():
+        app.add_handler(CommandHandler(name, _guard(fn, changes=True)))
+    for name, fn in admin.items():
+        app.add_handler(CommandHandler(name, _guard(fn, admin=True)))
+    app.add_handler(CallbackQueryHandler(_button))
+    app.add_error_handler(_on_error)
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    logger.error("command failed: %s: %s", type(context.error).__name__, context.error)
+
+
+async def set_menu(bot: Any) -> None:
+    """The command menu in German (also the default) and English."""
+    for lang in ("de", "en"):
+        await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU[lang]], language_code=lang)
+    await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU["de"]])
+
+
+async def build_application(rt: Runtime) -> Any:
     """Create, initialise and start the Application with long polling."""
-    from telegram.ext import Application
-
     app = Application.builder().bot(rt.bot).build()
+    app.bot_data["rt"] = rt
+    add_handlers(app)
     await app.initialize()
+    try:
+        await set_menu(app.bot)
+    except Exception as exc:  # the menu is cosmetic; commands work without it
+        logger.warning("setMyCommands failed: %s", type(exc).__name__)
     await app.start()
     if app.updater is not None:
         await app.updater.start_polling(drop_pending_updates=False)
