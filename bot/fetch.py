@@ -144,7 +144,7 @@ class Fetcher:
                         request = self._client.build_request("GET", url, headers=headers)
                         response = await self._client.send(request, stream=True)
                         try:
-                            if response.is_redirect:
+                            if response.is_redirect and response.status_code != 304:  # httpx counts 304 as 3xx
                                 location = response.headers.get("location")
                                 if not location:
                                     return FetchResult(spec.id, response.status_code,
