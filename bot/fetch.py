@@ -29,6 +29,7 @@ from bot.models import FeedSpec, FeedState, FetchResult
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, "
            "text/xml;q=0.9, */*;q=0.5")
 
@@ -144,7 +145,7 @@ class Fetcher:
                         request = self._client.build_request("GET", url, headers=headers)
                         response = await self._client.send(request, stream=True)
                         try:
-                            if response.is_redirect and response.status_code != 304:  # httpx counts 304 as 3xx
+                            if response.status_code in _REDIRECTS:  # not is_redirect: httpx counts 304 as one
                                 location = response.headers.get("location")
                                 if not location:
                                     return FetchResult(spec.id, response.status_code,
