@@ -32,7 +32,7 @@ from rapidfuzz import fuzz
 
 from bot.config import Term, Watchlist
 from bot.models import Match, TermHit
-from bot.text import clean, fold, words
+from bot.text import clean, fold, fold_chars, fold_word, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -105,12 +105,15 @@ class Matcher:
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
+        self._acronym_keys: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
             for group, terms in wl.groups.items():
                 for term in terms:
                     self._add(wi, group, term, wl.threshold)
             for term in wl.exclude:
                 self._add(wi, _EXCLUDE, term, wl.threshold)
+        self._acronym_keys = frozenset(self._acronym)
 
     def _add(self, wi: int, group: str, term: Term, default_threshold: float) -> None:
         threshold = term.threshold or default_threshold
@@ -140,11 +143,12 @@ class Matcher:
 
     # -- per word lookup -------------------------------------------------------------------
 
-    def _lookup(self, word: str) -> tuple[tuple[_Atom, float], ...]:
-        """Atoms whose first part matches `word` (folded), with scores. Cached per word."""
-        cached = self._cache.get(word)
+    def _lookup(self, raw: str) -> tuple[tuple[_Atom, float], ...]:
+        """Atoms whose first part matches a word (as fold_chars left it), with scores. Cached per word."""
+        cached = self._cache.get(raw)
         if cached is not None:
             return cached
+        word = fold_word(raw)
         found: dict[int, tuple[_Atom, float]] = {}
         for n in (1, 2, 3):
             if len(word) < n:
@@ -164,7 +168,7 @@ class Matcher:
         result = tuple(found.values())
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
-        self._cache[word] = result
+        self._cache[raw] = result
         return result
 
     # -- per item --------------------------------------------------------------------------
@@ -174,53 +178,92 @@ class Matcher:
         fields = [_tokenize(title, 0, "title")]
         if summary:
             fields.append(_tokenize(summary, _SUMMARY_OFFSET, "summary"))
-        # hits[watchlist][group] -> list of TermHit
-        hits: dict[int, dict[str, list[TermHit]]] = {}
-
-        def add(atom: _Atom, pos: int, text: str, field: str, score: float) -> None:
-            if field == "summary" and self.watchlists[atom.watchlist].fields == "title":
-                return
-            hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
-                TermHit(atom.term.term, text, field, pos, round(score, 1))
-            )
-
+        # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
+        # only for watchlists that end up matching.
+        raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
+        title_only = self._title_only
+        cache = self._cache
         for tokens in fields:
             folded = tokens.folded
-            for i, word in enumerate(folded):
-                for atom, score in self._lookup(word):
+            summary_field = tokens.field == "summary"
+            # Most items match nothing: look each distinct word up once, walk positions only for hits.
+            hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+            for word in set(folded):
+                found = cache.get(word)
+                if found is None:
+                    found = self._lookup(word)
+                if found:
+                    hit_words[word] = found
+            for i, word in enumerate(folded) if hit_words else ():
+                found = hit_words.get(word)
+                if not found:
+                    continue
+                for atom, score in found:
+                    if summary_field and atom.watchlist in title_only:
+                        continue
                     n = len(atom.parts)
                     if n > 1:
-                        if i + n > len(folded):
+                        score = self._rest_score(atom, folded, i, score)
+                        if not score:
                             continue
-                        exact = atom.term.mode == "exact"
-                        rest = [
-                            100.0 if (exact and folded[i + k] == atom.parts[k]) else
-                            (0.0 if exact else _word_score(atom.parts[k], folded[i + k], atom.threshold, True))
-                            for k in range(1, n)
-                        ]
-                        if not all(rest):
-                            continue
-                        score = min(score, *rest)
-                    add(atom, tokens.offset + i, " ".join(tokens.orig[i : i + n]), tokens.field, score)
-            if self._acronym:
+                    raw.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
+                        (tokens.offset + i, score, atom, tokens, i))
+            if self._acronym and not self._acronym_keys.isdisjoint(tokens.orig):
                 orig = tokens.orig
                 for i, word in enumerate(orig):
                     for atom in self._acronym.get(word, ()):
+                        if summary_field and atom.watchlist in title_only:
+                            continue
                         n = len(atom.parts)
                         if tuple(orig[i : i + n]) == atom.parts:
-                            add(atom, tokens.offset + i, " ".join(orig[i : i + n]), tokens.field, 100.0)
+                            raw.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
+                                (tokens.offset + i, 100.0, atom, tokens, i))
+        regex_hits: dict[int, dict[str, list[TermHit]]] = {}
         if self._regex:
             for field_name, text, offset in (("title", title, 0), ("summary", summary, _SUMMARY_OFFSET)):
                 if not text:
                     continue
                 for atom, rx in self._regex:
+                    if field_name == "summary" and atom.watchlist in title_only:
+                        continue
                     m = rx.search(text)
                     if m:
                         pos = offset + len(words(clean(text[: m.start()])))
-                        add(atom, pos, m.group(0), field_name, 100.0)
-        matches = [m for wi, groups in hits.items() if (m := self._decide(wi, groups)) is not None]
+                        regex_hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
+                            TermHit(atom.term.term, m.group(0), field_name, pos, 100.0))
+        matches = []
+        for wi in set(raw) | set(regex_hits):
+            groups: dict[str, list[TermHit]] = {}
+            for group, entries in raw.get(wi, {}).items():
+                groups[group] = [
+                    TermHit(atom.term.term, " ".join(tok.orig[i : i + len(atom.parts)]), tok.field, pos,
+                            round(score, 1))
+                    for pos, score, atom, tok, i in entries
+                ]
+            for group, hits in regex_hits.get(wi, {}).items():
+                groups.setdefault(group, []).extend(hits)
+            decided = self._decide(wi, groups)
+            if decided is not None:
+                matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
         return matches
+
+    @staticmethod
+    def _rest_score(atom: _Atom, folded: list[str], i: int, score: float) -> float:
+        """Score of a multi-word term starting at word i (0 when the following words do not match)."""
+        n = len(atom.parts)
+        if i + n > len(folded):
+            return 0.0
+        exact = atom.term.mode == "exact"
+        for k in range(1, n):
+            if exact:
+                s = 100.0 if fold_word(folded[i + k]) == atom.parts[k] else 0.0
+            else:
+                s = _word_score(atom.parts[k], fold_word(folded[i + k]), atom.threshold, True)
+            if not s:
+                return 0.0
+            score = min(score, s)
+        return score
 
     def _decide(self, wi: int, groups: dict[str, list[TermHit]]) -> Match | None:
         if _EXCLUDE in groups:
@@ -245,7 +288,7 @@ class Matcher:
 def _tokenize(text: str, offset: int, field: str) -> _Tokens:
     cleaned = clean(text)
     orig = words(cleaned)
-    folded = words(fold(cleaned))
+    folded = words(fold_chars(cleaned))  # per-word folding happens (cached) in Matcher._lookup
     if len(folded) != len(orig):  # should not happen; keep positions consistent if it does
         orig = folded
     return _Tokens(orig, folded, offset, field)

@@ -60,18 +60,35 @@ _LATIN_SEQ = (
     ("tsch", "ch"), ("sch", "sh"), ("zh", "sh"), ("ae", "a"), ("oe", "o"), ("ue", "u"), ("ph", "f"), ("ck", "k"),
 )
 _DOUBLE = re.compile(r"([a-z])\1+")
+_HAS_DOUBLE = re.compile(r"([a-z])\1")
 _NEEDS_NFD = re.compile(r"[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
 _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff'’ʼ`´]")
 
 
+def fold_chars(text: str) -> str:
+    """The cheap, whole-text part of fold(): NFKC, case folding and the character map."""
+    return unicodedata.normalize("NFKC", text).casefold().translate(_CHAR_MAP)
+
+
+def fold_word(word: str) -> str:
+    """The per-word part of fold(), applied to one word that already went through fold_chars().
+
+    Split off so a matcher can cache it per distinct word instead of running it over every text.
+    """
+    if _NEEDS_NFD.search(word):
+        # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
+        word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
+    for old, new in _LATIN_SEQ:
+        if old in word:
+            word = word.replace(old, new)
+    return _DOUBLE.sub(r"\1", word) if _HAS_DOUBLE.search(word) else word
+
+
 def fold(text: str) -> str:
     """Map text to its matching key: NFKC, case-folded, spelling variants unified."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = text.translate(_CHAR_MAP)
+    text = fold_chars(text)
     if _NEEDS_NFD.search(text):
-        # Strip remaining diacritics (é -> e, й -> и). Only Latin and Cyrillic letters with marks
-        # trigger this; Hangul stays composed, so Korean text skips the NFD round trip.
         text = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))
     for old, new in _LATIN_SEQ:
         if old in text:
