@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
+from xml.sax import SAXParseException
 
 import feedparser
 
@@ -68,6 +69,9 @@ def parse_document(body: bytes, spec: FeedSpec, now: datetime, url: str | None =
                 raise ParseError("an HTML page, not a feed (the feed URL may have moved)")
             exc = parsed.get("bozo_exception")
             raise ParseError(f"not a feed ({_reason(exc)})" if exc else "not a feed (no RSS or Atom root element)")
+        exc = parsed.get("bozo_exception")
+        if isinstance(exc, SAXParseException):  # recovered nothing from broken XML: say so
+            raise ParseError(f"broken XML, no items ({_reason(exc)})")
         return ParsedFeed([], _ttl(parsed.get("feed", {})))
     feed = parsed.get("feed", {})
     feed_lang = (spec.lang or str(feed.get("language") or "")).lower()[:8]

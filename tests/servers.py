@@ -14,7 +14,7 @@ import html.parser
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +41,8 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.sent: dict[str, int] = {}  # body bytes written per path by the streaming handlers
+        self.stopping = threading.Event()  # streaming handlers end when the server stops
         self._lock = threading.Lock()
         server = self
 
@@ -95,6 +97,7 @@ class FeedServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -102,6 +105,44 @@ class FeedServer:
     def hits(self, path: str) -> int:
         with self._lock:
             return sum(1 for p, _ in self.requests if p.split("?")[0] == path)
+
+    def headers_of(self, path: str) -> list[dict[str, str]]:
+        """The request headers of every request to `path`, oldest first."""
+        with self._lock:
+            return [h for p, h in self.requests if p.split("?")[0] == path]
+
+    # Route handlers for hostile behaviour. Each writes the response itself and ends when the
+    # client goes away or the server stops, so no thread outlives the test.
+
+    def redirect(self, path: str, to: str, status: int = 301) -> None:
+        """`path` answers a redirect to `to` (a path on this server or any URL)."""
+        self.routes[path] = Route(status=status, headers={"Location": to})
+
+    def stream(self, path: str, chunks: Callable[[], Iterator[bytes]], *, delay: float = 0.0,
+               headers: dict[str, str] | None = None, status: int = 200) -> None:
+        """`path` answers with the chunks (no Content-Length: close-delimited), `delay` s apart."""
+
+        def handler(h: BaseHTTPRequestHandler) -> None:
+            h.protocol_version = "HTTP/1.0"  # close-delimited body: the client cannot know its size
+            h.close_connection = True
+            h.send_response(status)
+            for k, v in {"Content-Type": "application/rss+xml", **(headers or {})}.items():
+                h.send_header(k, v)
+            h.end_headers()
+            try:
+                for chunk in chunks():
+                    if self.stopping.is_set():
+                        return
+                    h.wfile.write(chunk)
+                    h.wfile.flush()
+                    with self._lock:
+                        self.sent[path] = self.sent.get(path, 0) + len(chunk)
+                    if delay and self.stopping.wait(delay):
+                        return
+            except OSError:  # the client hung up: that is the point of these tests
+                return
+
+        self.routes[path] = Route(handler=handler)
 
 
 def rss(items: list[dict[str, Any]], title: str = "Test feed") -> bytes:
@@ -218,6 +259,8 @@ class TelegramStub:
         self.chat_admins: dict[int, set[int]] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.too_many = 0
+        self.callback_answers: list[str] = []
+        self.on_accept: Callable[[SentMessage], None] | None = None  # runs after a message is recorded
         self.delay = 0.0
         self._next_message = 1000
         self._next_update = 1
@@ -323,6 +366,9 @@ class TelegramStub:
         with self._lock:
             return [m for m in self.messages if m.chat_id == chat_id and m.method == "sendMessage"]
 
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.text for m in self.sent_to(chat_id)]
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -345,7 +391,10 @@ class TelegramStub:
                                                  "can_read_all_group_messages": False,
                                                  "supports_inline_queries": False}}
         if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "setMyDescription",
-                      "deleteMyCommands"):
+                      "deleteMyCommands", "editMessageReplyMarkup"):
+            if method == "answerCallbackQuery":
+                with self._lock:
+                    self.callback_answers.append(str(p.get("text") or ""))
             if method == "setMyCommands":
                 with self._lock:
                     self.commands[str(p.get("language_code") or "")] = _as_json(p.get("commands")) or []
@@ -435,8 +484,11 @@ class TelegramStub:
             else:
                 self._next_message += 1
                 message_id = self._next_message
-            self.messages.append(SentMessage(chat, text, p.get("parse_mode"), message_id, now,
-                                             _as_json(p.get("reply_markup")), method))
+            accepted = SentMessage(chat, text, p.get("parse_mode"), message_id, now,
+                                   _as_json(p.get("reply_markup")), method)
+            self.messages.append(accepted)
+        if self.on_accept is not None:
+            self.on_accept(accepted)
         if method == "editMessageText":
             result: Any = {"message_id": message_id, "date": int(time.time()), "text": text,
                            "chat": {"id": chat, "type": "private" if chat > 0 else "supergroup"}}
