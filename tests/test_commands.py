@@ -1,0 +1,286 @@
+"""Every command through the real python-telegram-bot Application (long polling) against TelegramStub,
+with a real SQLite store: what a subscriber types, what they get back, what the store then holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Runtime, build_runtime
+from bot.commands import build_application, stop_application
+from bot.config import Settings, load_config
+from bot.pipeline import run_cycle
+from tests.conftest import write_feeds_yaml
+from tests.servers import FeedServer, Route, TelegramStub, rss
+
+ADMIN = 900
+USER = 1001
+GROUP = -100777
+
+
+@dataclass
+class Bot:
+    rt: Runtime
+    app: Any
+    stub: TelegramStub
+
+    async def say(self, text: str, *, chat_id: int = USER, wait: bool = True, **kw: Any) -> str:
+        """Send a message as a user and return the bot's reply."""
+        before = len(self.stub.sent_to(chat_id))
+        self.stub.user_message(text, chat_id=chat_id, **kw)
+        if not wait:
+            return ""
+        assert await until(lambda: len(self.stub.sent_to(chat_id)) > before), f"no reply to {text!r}"
+        return self.stub.sent_to(chat_id)[-1].text
+
+    async def press(self, data: str, *, chat_id: int = USER, **kw: Any) -> str:
+        before = len(self.stub.callback_answers)
+        self.stub.button_press(data, chat_id=chat_id, **kw)
+        assert await until(lambda: len(self.stub.callback_answers) > before), f"no answer to {data!r}"
+        return self.stub.callback_answers[-1]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 4.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+async def start_bot(workdir: Path, telegram: TelegramStub, feed_server: FeedServer) -> AsyncIterator[Any]:
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"),
+                                               "name": "Example News", "lang": "de"}])
+    feed_server.routes["/news.xml"] = Route(rss([]))
+    started: list[Bot] = []
+
+    async def start(**overrides: Any) -> Bot:
+        settings = Settings(token=TelegramStub.TOKEN, api_base_url=telegram.base_url,
+                            watchlists_dir=workdir / "watchlists", state_dir=workdir / "state",
+                            admins=frozenset({ADMIN}))
+        settings = replace(settings, **overrides)
+        rt = build_runtime(settings, load_config(settings.watchlists_dir))
+        app = await build_application(rt)
+        started.append(Bot(rt, app, telegram))
+        return started[-1]
+
+    yield start
+    for b in started:
+        await stop_application(b.app)
+        await b.rt.aclose()
+
+
+async def test_start_offers_subscribe_buttons_in_german_by_default(start_bot):
+    bot = await start_bot()
+    reply = await bot.say("/start")
+    assert "Willkommen" in reply
+    markup = bot.stub.sent_to(USER)[-1].reply_markup
+    data = [row[0]["callback_data"] for row in markup["inline_keyboard"]]
+    assert data == ["sub:dprk-troops", "sub:kursk-front", "sub:russia-dprk-treaty"]
+    assert bot.rt.store.chat(USER)["language"] == "de"
+
+
+async def test_start_speaks_english_to_english_users(start_bot):
+    bot = await start_bot()
+    assert "Welcome" in await bot.say("/start", lang="en-GB")
+    assert bot.rt.store.chat(USER)["language"] == "en"
+
+
+async def test_command_menu_is_set_in_german_and_english(start_bot):
+    bot = await start_bot()
+    assert {"de", "en", ""} <= set(bot.stub.commands)
+    assert any(c["command"] == "subscribe" for c in bot.stub.commands["en"])
+
+
+async def test_subscribe_button_then_list_shows_subscription(start_bot):
+    bot = await start_bot()
+    await bot.say("/start")
+    answer = await bot.press("sub:kursk-front")
+    assert "Kursk" in answer
+    assert bot.rt.store.subscriptions(USER) == {"kursk-front"}
+    listing = await bot.say("/list")
+    assert "✅ <b>Kursk" in listing and "▫️" in listing
+
+
+async def test_subscribe_and_unsubscribe_commands(start_bot):
+    bot = await start_bot()
+    assert "Abonniert" in await bot.say("/subscribe dprk-troops")
+    assert "schon" in await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe kursk-front")
+    assert bot.rt.store.subscriptions(USER) == {"dprk-troops", "kursk-front"}
+    assert "Abbestellt" in await bot.say("/unsubscribe dprk-troops")
+    assert "(1)" in await bot.say("/unsubscribe all")
+    assert bot.rt.store.subscriptions(USER) == set()
+
+
+async def test_unknown_watchlist_gets_the_valid_ids(start_bot):
+    bot = await start_bot()
+    reply = await bot.say("/subscribe nordkorea", lang="en")
+    assert "Unknown watchlist" in reply and "dprk-troops" in reply and "kursk-front" in reply
+    assert bot.rt.store.subscriptions(USER) == set()
+    assert "dprk-troops" in await bot.say("/subscribe")
+
+
+async def test_help_lists_commands_and_admin_extras_only_for_admins(start_bot):
+    bot = await start_bot()
+    text = await bot.say("/help")
+    assert "/subscribe" in text and "/quiet" in text and "/feeds" not in text
+    assert "/feeds" in await bot.say("/help", chat_id=ADMIN)
+
+
+async def test_mute_and_unmute_summarises_held_alerts(start_bot):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    reply = await bot.say("/mute 2h")
+    assert "Stumm bis" in reply
+    muted = datetime.fromisoformat(bot.rt.store.chat(USER)["muted_until"])
+    assert timedelta(hours=1, minutes=59) < muted - datetime.now(UTC) <= timedelta(hours=2)
+    assert "Dauer" in await bot.say("/mute bald")
+    _queue_alerts(bot.rt, USER, 3)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert len(bot.rt.store.outbox_rows("held", USER)) == 3
+    before = len(bot.stub.sent_to(USER))
+    assert "3" in await bot.say("/unmute")
+    await bot.rt.deliverer.drain(timeout=5)
+    digests = bot.stub.sent_to(USER)[before + 1:]
+    assert len(digests) == 1 and "3 Meldungen" in digests[0].text
+    assert "Alert 0" in digests[0].text and "Alert 2" in digests[0].text
+
+
+async def test_alert_mute_button_holds_that_watchlist_only(start_bot):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe kursk-front")
+    assert "24" in await bot.press("mute:dprk-troops")
+    _queue_alerts(bot.rt, USER, 1, watchlist="dprk-troops")
+    _queue_alerts(bot.rt, USER, 1, watchlist="kursk-front", start=10)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert [r.watchlist for r in bot.rt.store.outbox_rows("held", USER)] == ["dprk-troops"]
+    assert any("Alert 10" in t for t in bot.stub.texts(USER))
+
+
+async def test_recent_lists_newest_matches_first(start_bot, feed_server):
+    bot = await start_bot()
+    assert "Noch keine" in await bot.say("/recent kursk-front")
+    feed_server.routes["/news.xml"] = Route(rss([
+        {"title": "Kämpfe im Gebiet Kursk dauern an, Krieg", "link": "https://n.example/1", "guid": "1", "ago": 30},
+        {"title": "Neue Offensive bei Kursk im Krieg", "link": "https://n.example/2", "guid": "2", "ago": 5},
+    ]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    reply = await bot.say("/recent kursk-front")
+    assert reply.index("Neue Offensive") < reply.index("Kämpfe im Gebiet")
+    assert "Unbekannte" in await bot.say("/recent nope")
+
+
+async def test_quiet_hours_are_stored_and_validated(start_bot):
+    bot = await start_bot()
+    assert "22:00-07:00" in await bot.say("/quiet 22:00-07:00")
+    assert bot.rt.store.chat(USER)["quiet"] == "22:00-07:00"
+    assert "/quiet 22:00-07:00" in await bot.say("/quiet 25:00-07:00")
+    assert "Keine Ruhezeiten" in await bot.say("/quiet off")
+    assert bot.rt.store.chat(USER)["quiet"] is None
+
+
+async def test_digest_setting(start_bot):
+    bot = await start_bot()
+    assert "daily 18:30" in await bot.say("/digest daily 18:30")
+    assert bot.rt.store.chat(USER)["digest"] == "daily 18:30"
+    assert "hourly" in await bot.say("/digest hourly")
+    assert "/digest off" in await bot.say("/digest weekly")
+    assert "off" in await bot.say("/digest off")
+    assert bot.rt.store.chat(USER)["digest"] == "off"
+
+
+async def test_group_commands_with_bot_name_and_only_group_admins_change(start_bot):
+    bot = await start_bot()
+    bot.stub.chat_admins[GROUP] = {55}
+    reply = await bot.say("/subscribe@mediabot_test_bot dprk-troops", chat_id=GROUP, user_id=66,
+                          chat_type="supergroup")
+    assert "Gruppen-Admins" in reply
+    assert bot.rt.store.subscriptions(GROUP) == set()
+    reply = await bot.say("/subscribe@mediabot_test_bot dprk-troops", chat_id=GROUP, user_id=55,
+                          chat_type="supergroup")
+    assert "Abonniert" in reply
+    assert bot.rt.store.subscriptions(GROUP) == {"dprk-troops"}
+    # reading is fine for every member
+    assert "✅" in await bot.say("/list@mediabot_test_bot", chat_id=GROUP, user_id=66, chat_type="supergroup")
+    # a command addressed to another bot is not ours
+    await bot.say("/list@some_other_bot", chat_id=GROUP, user_id=66, chat_type="supergroup", wait=False)
+    await bot.say("/help", chat_id=USER)
+    assert len(bot.stub.sent_to(GROUP)) == 3
+
+
+async def test_restricted_mode_refuses_strangers_until_an_admin_allows_them(start_bot):
+    bot = await start_bot(allowed=frozenset({ADMIN, 1234}))
+    refusal = await bot.say("/start")
+    assert "freigeschaltet" in refusal and str(USER) in refusal
+    assert "Willkommen" in await bot.say("/start", chat_id=1234)
+    assert "Freigeschaltet" in await bot.say(f"/allow {USER}", chat_id=ADMIN)
+    assert "Willkommen" in await bot.say("/start")
+    assert "nur die Admins" in await bot.say(f"/allow {USER + 1}")
+
+
+async def test_admin_commands_refused_for_others(start_bot):
+    bot = await start_bot()
+    assert "nur die Admins" in await bot.say("/feeds")
+    assert "only this bot's admins" in await bot.say("/reload", lang="en")
+
+
+async def test_feeds_shows_feed_health(start_bot, feed_server):
+    bot = await start_bot()
+    assert "Noch keine" in await bot.say("/feeds", chat_id=ADMIN)
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    reply = await bot.say("/feeds", chat_id=ADMIN)
+    assert "✅ <b>news</b>" in reply and "next" in reply
+
+
+async def test_reload_reports_errors_and_keeps_last_good_config(start_bot, workdir):
+    bot = await start_bot()
+    assert "3 Watchlists" in await bot.say("/reload", chat_id=ADMIN)
+    (workdir / "watchlists" / "broken.yaml").write_text("name: x\nthreshold: 500\n", encoding="utf-8")
+    reply = await bot.say("/reload", chat_id=ADMIN)
+    assert "abgelehnt" in reply and "broken.yaml" in reply
+    assert len(bot.rt.config.watchlists) == 3
+
+
+async def test_subscribe_alert_unsubscribe_flow(start_bot, feed_server):
+    """A subscriber gets an alert for a matching item; after /unsubscribe, no more."""
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    feed_server.routes["/news.xml"] = Route(rss([
+        {"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/a",
+         "guid": "a", "ago": 5}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    alert = bot.stub.sent_to(USER)[-1]
+    assert "Nordkoreanische Soldaten" in alert.text and alert.parse_mode == "HTML"
+    assert any(b.get("callback_data") == "mute:dprk-troops" for b in alert.reply_markup["inline_keyboard"][0])
+    await bot.say("/unsubscribe dprk-troops")
+    count = len(bot.stub.sent_to(USER))
+    feed_server.routes["/news.xml"] = Route(rss([
+        {"title": "Weitere nordkoreanische Soldaten bei Kursk gesichtet", "link": "https://n.example/b",
+         "guid": "b", "ago": 1}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert len(bot.stub.sent_to(USER)) == count
+
+
+def _queue_alerts(rt: Runtime, chat_id: int, n: int, *, watchlist: str = "dprk-troops", start: int = 0) -> None:
+    from bot.models import Item
+    from bot.store import NewItem
+
+    now = datetime.now(UTC)
+    new = [NewItem(Item(key=f"k{i}", feed_id="news", title=f"Alert {i}", summary="", link=f"https://n.example/{i}",
+                        canonical_link=f"https://n.example/{i}", guid=str(i), published=now, lang="de",
+                        source="Example"), keys=[f"k{i}"], matches=[], alert_chats=[(chat_id, watchlist)])
+           for i in range(start, start + n)]
+    rt.store.record_items(new, None, now)
