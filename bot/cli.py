@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handler = {
         "run": _cmd_run, "poll": _cmd_poll, "check": _cmd_check, "match": _cmd_match,
-        "demo": _cmd_demo, "backtest": _cmd_backtest,
+        "demo": _cmd_demo, "backtest": _cmd_backtest, "health": _cmd_health,
     }[args.command]
     try:
         return int(handler(args))
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="run an (edited) watchlist over stored items and show the difference")
     b.add_argument("watchlist", type=Path, help="path to a watchlist YAML file")
     b.add_argument("--since", default="7d", help="how far back (e.g. 24h, 7d; default 7d)")
+    sub.add_parser("health", help="container health check: /healthz when MEDIABOT_HTTP_ADDR is set, else the store")
     return p
 
 
@@ -276,6 +277,24 @@ async def _demo(settings: Settings, config: Config) -> int:
           f"{sent1} alerts printed; second poll: {report2.new_items} new, {sent2} alerts.", file=err)
     print("Set TELEGRAM_BOT_TOKEN and run `mediabot run` to send real alerts.", file=err)
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when healthy, 1 when not (the HEALTHCHECK contract); the reason goes to stdout."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return EXIT_USAGE  # Docker reserves exit 2 in health checks; 1 means unhealthy
+    from bot.health import probe
+
+    healthy, detail = probe(settings)
+    print(detail)
+    return EXIT_OK if healthy else EXIT_USAGE
 
 
 # --------------------------------------------------------------------------- backtest

@@ -62,6 +62,7 @@ class FeedOutcome:
     matched: int = 0
     queued: int = 0
     suppressed: int = 0
+    by_watchlist: dict[str, int] = field(default_factory=dict)  # matches per watchlist (metrics)
 
 
 @dataclass
@@ -286,6 +287,9 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
             logger.debug("item matched feed=%s item=%s watchlist=%s score=%.0f terms=%s",
                          spec.id, it.key, m.watchlist, m.score, ",".join(m.terms))
     outcome = FeedOutcome(spec.id, "ok", new=len(new), matched=matched, queued=queued, suppressed=suppressed)
+    for ms in matches:
+        for m in ms:
+            outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
     return _succeeded(ctx, spec, state, now, result, outcome, notices, records)
 
 

@@ -7,10 +7,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.config import Config, Settings, load_config
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+    from bot.metrics import Metrics
+    from bot.models import OutboxRow
+    from bot.pipeline import FeedOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -22,68 +30,144 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.app import build_runtime
+    from bot.health import HealthServer, HealthState, heartbeat
+    from bot.metrics import Metrics
     from bot.pipeline import run_cycle
 
     rt = build_runtime(settings, config)
+    metrics = Metrics()
+    _instrument(rt, metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cycle_lock = asyncio.Lock()
+    current: dict[str, asyncio.Task[object]] = {}
+    last_tick = [time.monotonic()]
 
     async def tick() -> None:
+        last_tick[0] = time.monotonic()
         if cycle_lock.locked() or stop.is_set():
             return
         async with cycle_lock:
+            started = time.monotonic()
+            task: asyncio.Task[object] = asyncio.ensure_future(run_cycle(rt.ctx))
+            current["cycle"] = task
             try:
-                report = await run_cycle(rt.ctx)
+                report = await task
+            except asyncio.CancelledError:
+                logger.warning("poll cycle cancelled by shutdown; its feeds are polled again next start")
+                return
             except Exception:
+                metrics.on_cycle(time.monotonic() - started, ok=False)
                 logger.exception("poll cycle crashed")
                 return
-            if report.queued:
+            finally:
+                current.pop("cycle", None)
+            metrics.on_cycle(time.monotonic() - started, ok=True)
+            if getattr(report, "queued", 0):
                 rt.deliverer.wake()
 
     async def prune() -> None:
+        started = time.monotonic()
         counts = rt.store.prune(datetime.now(UTC), settings.retention_days)
-        logger.info("pruned %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+        logger.info("pruned %s elapsed_ms=%d", " ".join(f"{k}={v}" for k, v in counts.items()),
+                    (time.monotonic() - started) * 1000)
 
     async def reload_if_changed() -> None:
         await _reload_if_changed(rt, settings)
 
     app = None
-    if settings.token:
-        from bot.commands import build_application
-
-        app = await build_application(rt)
+    server: HealthServer | None = None
+    beat: asyncio.Task[None] | None = None
+    delivery: asyncio.Task[None] | None = None
     scheduler = AsyncIOScheduler(timezone="UTC")
     tick_every = max(1.0, min(settings.poll_min_interval, settings.poll_interval) / 2)
-    scheduler.add_job(tick, "interval", seconds=tick_every, next_run_time=datetime.now(UTC),
-                      max_instances=1, coalesce=True, id="poll")
-    scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
-                      id="prune")
-    scheduler.add_job(reload_if_changed, "interval", seconds=3, id="reload")
-    scheduler.start()
-    delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
-    logger.info("mediabot running feeds=%d watchlists=%d telegram=%s", len(config.feeds),
-                len(config.watchlists), "on" if settings.token else "off (terminal)")
+
+    def scheduler_check() -> tuple[bool, str]:
+        if not scheduler.running:
+            return False, "scheduler stopped"
+        age = time.monotonic() - last_tick[0]
+        if age > tick_every * 3 + 30:
+            return False, f"no poll tick for {age:.0f} s (expected every {tick_every:g} s)"
+        return True, f"last poll tick {age:.0f} s ago" + (" (cycle running)" if cycle_lock.locked() else "")
+
     try:
+        if settings.token:
+            from bot.commands import build_application
+
+            app = await build_application(rt)
+        scheduler.add_job(tick, "interval", seconds=tick_every, next_run_time=datetime.now(UTC),
+                          max_instances=1, coalesce=True, id="poll")
+        scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+                          id="prune")
+        scheduler.add_job(reload_if_changed, "interval", seconds=3, id="reload")
+        scheduler.start()
+        delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
+        if settings.http_addr:
+            state = HealthState()
+            beat = asyncio.create_task(heartbeat(state, scheduler_check=scheduler_check,
+                                                 store_check=rt.store.check_writable,
+                                                 outbox_depth=rt.store.pending_count, metrics=metrics),
+                                       name="heartbeat")
+            server = HealthServer(settings.http_addr, state, metrics)
+            server.start()
+        logger.info("mediabot running feeds=%d watchlists=%d telegram=%s http=%s", len(config.feeds),
+                    len(config.watchlists), "on" if settings.token else "off (terminal)",
+                    settings.http_addr or "off")
         await stop.wait()
     finally:
+        # Stop taking work, let in-flight sends settle (or leave them pending), close the store.
+        # Every row is committed on its own, so whatever is cut off here is resent after a restart.
         logger.info("stopping")
-        scheduler.shutdown(wait=False)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        if server is not None:
+            server.stop()
+        if beat is not None:
+            beat.cancel()
+        cycle = current.get("cycle")
+        if cycle is not None and not cycle.done():
+            done, _ = await asyncio.wait([cycle], timeout=SHUTDOWN_GRACE / 4)
+            if not done:
+                cycle.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await cycle
         rt.deliverer.stop()
-        try:
-            await asyncio.wait_for(delivery, timeout=SHUTDOWN_GRACE / 2)
-        except TimeoutError:
-            logger.warning("delivery did not settle in time; unsent rows stay pending")
-            delivery.cancel()
+        if delivery is not None:
+            try:
+                await asyncio.wait_for(delivery, timeout=SHUTDOWN_GRACE / 2)
+            except TimeoutError:
+                logger.warning("delivery did not settle in time; unsent rows stay pending")
         if app is not None:
             from bot.commands import stop_application
 
-            await stop_application(app)
+            try:
+                await asyncio.wait_for(stop_application(app), timeout=SHUTDOWN_GRACE / 4)
+            except TimeoutError:
+                logger.warning("telegram application did not stop in time")
         await rt.aclose()
         logger.info("stopped")
     return 0
+
+
+def _instrument(rt: Runtime, metrics: Metrics) -> None:
+    """Plug the metrics hooks into the pipeline (on_feed) and the deliverer (on_sent, stats)."""
+    previous_feed, previous_sent = rt.ctx.on_feed, rt.deliverer.on_sent
+
+    def on_feed(outcome: FeedOutcome) -> None:
+        metrics.on_feed(outcome)
+        if previous_feed is not None:
+            previous_feed(outcome)
+
+    def on_sent(row: OutboxRow) -> None:
+        metrics.on_sent(row)
+        if previous_sent is not None:
+            previous_sent(row)
+
+    rt.ctx.on_feed = on_feed
+    rt.deliverer.on_sent = on_sent
+    metrics.watch_delivery(rt.deliverer.stats)
 
 
 def _mtimes(settings: Settings) -> dict[str, float]:
