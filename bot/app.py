@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from bot.alerts import Rendered, render_alert, render_digest, render_notice
 from bot.config import Config, Settings
+from bot.dedup import StoryIndex
 from bot.deliver import ConsoleSender, Deliverer, HoldRouter, Pacer, Sender, TelegramSender, payload_of
 from bot.fetch import Fetcher
 from bot.match import Matcher
@@ -100,8 +101,12 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
             )
             sender = TelegramSender(bot)
         clock = now or (lambda: datetime.now(UTC))
+        stories = StoryIndex(window=settings.dedup_window)
+        since = datetime.now(UTC) - timedelta(seconds=settings.dedup_window)
+        for item, story_id in store.story_items_since(since):  # dedup survives restarts
+            stories.add_item(item, story_id)
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
-                           console=console, now=clock)
+                           console=console, stories=stories, now=clock)
         rt = Runtime(settings, config, store, fetcher, matcher, sender,
                      Deliverer(store, sender, lambda r: None, now=clock,
                                # the terminal has no rate limits; Telegram's are enforced by Pacer()

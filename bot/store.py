@@ -388,6 +388,17 @@ class SqliteStore:
                 lang=r["lang"], source=r["source"],
             )
 
+    def story_items_since(self, since: datetime) -> Iterator[tuple[Item, int]]:
+        """Stored items published after `since` with their story id (rebuilds the dedup index)."""
+        for r in self._db.execute(
+            "SELECT * FROM items WHERE published >= ? AND story_id IS NOT NULL ORDER BY id", (_ts(since),)
+        ):
+            yield Item(
+                key=r["key"], feed_id=r["feed_id"], title=r["title"], summary=r["summary"], link=r["link"],
+                canonical_link=r["canonical_link"], guid=r["guid"], published=_dt(r["published"]) or since,
+                lang=r["lang"], source=r["source"],
+            ), int(r["story_id"])
+
     def matches_of(self, item_ids: Sequence[int]) -> dict[int, set[str]]:
         """Watchlists each stored item matched."""
         out: dict[int, set[str]] = {}

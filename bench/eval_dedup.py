@@ -1,0 +1,95 @@
+"""Story folding quality on the duplicate corpus, and the cost of one check with 100,000 items indexed.
+
+    .venv/bin/python bench/eval_dedup.py [--errors] [--index-size 100000]
+
+precision = share of folds that join two items of the same story;
+recall = share of items whose story already appeared earlier (same language) that were folded.
+Targets: precision >= 0.98, recall >= 0.85, one check <= 1 ms with 100,000 items in the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import string
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.dedup import StoryIndex, item_from_record  # noqa: E402
+
+
+def quality(rows: list[dict], show: bool) -> tuple[float, float]:
+    index = StoryIndex()
+    story_of = {r["id"]: r["story"] for r in rows}
+    seen: set[tuple[str, str]] = set()
+    folds = correct = should = folded_right = 0
+    for r in rows:
+        item = item_from_record(r)
+        dup = index.check(item, r["id"])
+        key = (r["story"], (r.get("lang") or "")[:2])
+        earlier = key in seen
+        seen.add(key)
+        if earlier:
+            should += 1
+        if dup is not None:
+            folds += 1
+            if story_of[dup] == r["story"]:
+                correct += 1
+                if earlier:
+                    folded_right += 1
+            elif show:
+                print(f"WRONG MERGE {r['id']} -> {dup}: {r['title']!r} | {next(x['title'] for x in rows if x['id'] == dup)!r}")
+        elif earlier and show:
+            print(f"MISSED      {r['id']} ({r['story']}, {r.get('kind')}): {r['title']!r}")
+    precision = correct / folds if folds else 1.0
+    recall = folded_right / should if should else 1.0
+    print(f"dedup corpus: {len(rows)} items, {len(set(story_of.values()))} stories, {should} later copies; "
+          f"{folds} folds, {correct} right")
+    print(f"precision {precision:.3f} (target >= 0.98), recall {recall:.3f} (target >= 0.85)")
+    return precision, recall
+
+
+def speed(rows: list[dict], size: int) -> None:
+    rng = random.Random(3)
+    vocab = list({w for r in rows for w in (r["title"] + " " + r.get("summary", "")).split()})
+    index = StoryIndex(window=10 * 86400)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    start = time.perf_counter()
+    for i in range(size):
+        words = rng.choices(vocab, k=35) + ["".join(rng.choices(string.ascii_lowercase, k=8)) for _ in range(5)]
+        index.add(i, " ".join(words[:10]), " ".join(words[10:]), rng.choice(["de", "en", "ru"]),
+                  now - timedelta(seconds=rng.randint(0, 40 * 3600)))
+    built = time.perf_counter() - start
+    probes = [item_from_record(r) for r in rows]
+    start = time.perf_counter()
+    n = 0
+    for _ in range(5):
+        for it in probes:
+            index.nearest(it.title, it.summary, it.lang, now)
+            n += 1
+    per = (time.perf_counter() - start) / n * 1000
+    print(f"index of {size:,} items built in {built:.1f} s; one check: {per:.3f} ms (target <= 1 ms)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, default=ROOT / "bench" / "corpus" / "dedup.jsonl")
+    ap.add_argument("--errors", action="store_true")
+    ap.add_argument("--index-size", type=int, default=100_000)
+    args = ap.parse_args()
+    rows = [json.loads(line) for line in args.corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows.sort(key=lambda r: r.get("published", ""))
+    quality(rows, args.errors)
+    if args.index_size:
+        speed(rows, args.index_size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

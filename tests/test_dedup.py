@@ -1,0 +1,97 @@
+"""One story, one alert: canonical links, identity keys, and story folding across outlets and restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.dedup import StoryIndex, canonical_link, identity_keys, item_from_record
+from tests.conftest import run_cli, write_feeds_yaml
+from tests.servers import Route, rss
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("http://WWW.Example.org/a/b/?utm_source=rss&utm_medium=feed", "https://example.org/a/b"),
+    ("https://example.org/a#ref=rss", "https://example.org/a"),
+    ("https://m.example.org/a?fbclid=x&gclid=y&id=3", "https://example.org/a?id=3"),
+    ("https://example.org/amp/story-1", "https://example.org/story-1"),
+    ("https://amp.example.org/story-1.amp.html", "https://example.org/story-1.html"),
+    ("https://example.org:443/a?b=2&a=1", "https://example.org/a?a=1&b=2"),
+])
+def test_canonical_link_folds_tracking_and_variants(a, b):
+    assert canonical_link(a) == canonical_link(b)
+
+
+def test_canonical_link_keeps_what_names_the_article():
+    assert canonical_link("https://example.org/a?id=3") != canonical_link("https://example.org/a?id=4")
+    assert canonical_link("https://example.org/a") != canonical_link("https://example.org/b")
+
+
+def test_identity_keys_share_link_across_feeds_of_one_outlet():
+    one = identity_keys("feed-a", "guid-1", canonical_link("https://example.org/x?utm_source=a"), "T")
+    two = identity_keys("feed-b", "other-guid", canonical_link("https://www.example.org/x/"), "T")
+    assert set(one) & set(two)
+
+
+def test_identity_override_title_link_ignores_broken_guids():
+    a = identity_keys("f", "random-1", "https://example.org/x", "Title", identity="title_link")
+    b = identity_keys("f", "random-2", "https://example.org/x", "Title", identity="title_link")
+    assert a == b
+
+
+def _rec(i, title, summary, lang="de", minutes=0):
+    when = datetime(2025, 1, 1, 12, tzinfo=UTC) + timedelta(minutes=minutes)
+    return item_from_record({"id": i, "title": title, "summary": summary, "lang": lang, "published": when.isoformat()})
+
+
+def test_agency_copy_folds_but_a_different_event_with_same_actors_stays_apart():
+    index = StoryIndex()
+    first = _rec("a", "Nordkorea schickt weitere 3000 Soldaten nach Russland",
+                 "Südkoreas Geheimdienst: Pjöngjang hat im Januar und Februar weitere Truppen "
+                 "in das Gebiet Kursk verlegt.")
+    copy = _rec("b", "Ukraine-Krieg: Nordkorea schickt weitere 3000 Soldaten nach Russland",
+                "Südkoreas Geheimdienst zufolge hat Pjöngjang im Januar und Februar weitere Truppen "
+                "ins Gebiet Kursk verlegt.",
+                minutes=20)
+    other = _rec("c", "Kim Jong Un besucht russische Botschaft in Pjöngjang",
+                 "Nordkoreas Machthaber legte zum Jahrestag Blumen nieder und lobte die Freundschaft mit Russland.",
+                 minutes=40)
+    assert index.check(first, "a") is None
+    assert index.check(copy, "b") == "a"
+    assert index.check(other, "c") is None
+
+
+def test_other_language_is_not_folded():
+    index = StoryIndex()
+    first = _rec("a", "Kursk: Ukraine zieht Truppen aus Sudscha ab", "Die Armee verlässt die Stadt.")
+    assert index.check(first, "a") is None
+    assert index.check(_rec("b", "Kursk: Ukraine zieht Truppen aus Sudscha ab", "Die Armee verlässt die Stadt.",
+                            lang="en"), "b") is None
+
+
+def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_server, telegram):
+    """The second outlet's copy arrives after a process restart: no second alert, the first is edited."""
+    wl = workdir / "watchlists" / "dprk-troops.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + "\nchats: [-100777]\n", encoding="utf-8")
+    write_feeds_yaml(workdir / "watchlists", [
+        {"id": "dpa-a", "url": feed_server.url("/a.xml"), "name": "Outlet A", "lang": "de"},
+        {"id": "dpa-b", "url": feed_server.url("/b.xml"), "name": "Outlet B", "lang": "de"},
+    ])
+    env = {"TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+           "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    story = {"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+             "description": "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha.",
+             "ago": 5}
+    feed_server.routes["/a.xml"] = Route(rss([dict(story, link="https://a.example/1", guid="a1")]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(-100777)) == 1
+    copy = dict(story, title="Ukraine-Krieg: Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+                link="https://b.example/99", guid="b99", ago=1)
+    feed_server.routes["/b.xml"] = Route(rss([copy]))
+    second = run_cli(["poll", "--once"], env)
+    assert second.returncode == 0, second.stderr
+    assert len(telegram.sent_to(-100777)) == 1  # no new ping
+    edits = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert len(edits) == 1 and "Outlet B" in edits[0].text
