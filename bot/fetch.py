@@ -164,8 +164,8 @@ class Fetcher:
             except httpx.HTTPError as exc:
                 return FetchResult(spec.id, 0, error=f"HTTP error: {_describe(exc)}")
             except (httpx.InvalidURL, ValueError) as exc:  # e.g. a Location that is not a URL
-                return FetchResult(spec.id, 0, error=f"invalid URL {url[:200]}: {_describe(exc)}",
-                                   transient=False)
+                return FetchResult(spec.id, 0, error=f"invalid URL at or redirected from {url[:200]}: "
+                                                     f"{_describe(exc)}", transient=False)
         return FetchResult(spec.id, 0, error=f"more than {MAX_REDIRECTS} redirects (a redirect loop?)")
 
     def _timeout_words(self, exc: httpx.TimeoutException) -> str:
