@@ -1,0 +1,213 @@
+"""The delivery engine with the real python-telegram-bot client against TelegramStub and a real SQLite
+store: Telegram's errors become the right outcome, holds and digests, and a crash mid fan-out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.alerts import Rendered
+from bot.app import Runtime, build_runtime
+from bot.config import Settings, load_config
+from bot.deliver import TelegramSender
+from bot.errors import ChatUnavailableError
+from bot.models import Item
+from bot.store import NewItem, SqliteStore
+from tests.conftest import ROOT, run_cli, write_feeds_yaml
+from tests.servers import FeedServer, Route, TelegramStub, rss
+
+A, B, C = 2001, 2002, 2003
+
+
+@pytest.fixture
+async def runtime(workdir: Path, telegram: TelegramStub, feed_server: FeedServer) -> AsyncIterator[Any]:
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"),
+                                               "name": "Example News", "lang": "de"}])
+    made: list[Runtime] = []
+
+    def make(**overrides: Any) -> Runtime:
+        settings = replace(Settings(token=TelegramStub.TOKEN, api_base_url=telegram.base_url,
+                                    watchlists_dir=workdir / "watchlists", state_dir=workdir / "state"), **overrides)
+        made.append(build_runtime(settings, load_config(settings.watchlists_dir)))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        await rt.aclose()
+
+
+def queue(rt: Runtime, chats: list[int], *, title: str = "Nordkoreanische Soldaten bei Kursk", key: str = "k",
+          watchlist: str = "dprk-troops") -> None:
+    """One matching item queued as an alert to each chat (what the pipeline records)."""
+    now = datetime.now(UTC)
+    for c in chats:
+        rt.store.ensure_chat(c)
+    item = Item(key=key, feed_id="news", title=title, summary="Kiew meldet Gefechte.", link=f"https://n.example/{key}",
+                canonical_link=f"https://n.example/{key}", guid=key, published=now, lang="de", source="Example")
+    rt.store.record_items([NewItem(item, [key], [], [(c, watchlist) for c in chats])], None, now)
+
+
+async def test_429_waits_exactly_retry_after_and_other_chats_go_on(runtime, telegram):
+    rt = runtime()
+    telegram.retry_after[A] = 2
+    queue(rt, [A, B])
+    stats = await rt.deliverer.drain(timeout=10)
+    assert telegram.too_many == 1  # never retried early: an early retry would count again
+    assert stats.rate_limited == 1 and stats.sent == 2
+    rejected_at = next(t for (_m, chat, _d, t) in telegram.rejections if chat == A)
+    assert telegram.sent_to(A)[0].at >= rejected_at + 2.0
+    assert telegram.sent_to(B)[0].at < rejected_at + 1.0  # B did not wait for A
+
+
+async def test_blocked_user_is_deactivated_and_others_still_get_the_alert(runtime, telegram, caplog):
+    rt = runtime()
+    telegram.forbidden.add(A)
+    rt.store.ensure_chat(A)
+    rt.store.subscribe(A, "dprk-troops", datetime.now(UTC))
+    with caplog.at_level(logging.WARNING, logger="bot.deliver"):
+        queue(rt, [A, B, C])
+        stats = await rt.deliverer.drain(timeout=10)
+    assert stats.chats_gone == 1 and stats.sent == 2
+    assert len(telegram.sent_to(B)) == 1 and len(telegram.sent_to(C)) == 1
+    assert rt.store.chat(A)["active"] == 0
+    assert rt.store.subscribers("dprk-troops") == []
+    assert [r.state for r in rt.store.outbox_rows(chat_id=A)] == ["failed"]
+    assert f"subscriptions deactivated chat={A}" in caplog.text
+    assert TelegramStub.TOKEN not in caplog.text
+
+
+async def test_group_upgraded_to_supergroup_moves_subscriptions_and_alert(runtime, telegram):
+    rt = runtime()
+    old, new = -555, -1000555
+    telegram.migrated[old] = new
+    rt.store.ensure_chat(old, "group")
+    rt.store.subscribe(old, "dprk-troops", datetime.now(UTC))
+    queue(rt, [old])
+    await rt.deliverer.drain(timeout=10)
+    assert len(telegram.sent_to(new)) == 1
+    assert rt.store.subscriptions(new) == {"dprk-troops"} and rt.store.subscriptions(old) == set()
+
+
+async def test_html_rejected_by_telegram_is_resent_once_as_plain_text(runtime, telegram, caplog):
+    rt = runtime()
+    sender = TelegramSender(rt.bot)
+    with caplog.at_level(logging.WARNING, logger="bot.deliver"):
+        await sender.send(A, Rendered("<b>broken & bad", "broken & bad"))
+    assert [m.parse_mode for m in telegram.sent_to(A)] == [None]
+    assert telegram.sent_to(A)[0].text == "broken & bad"
+    assert sum(1 for (_m, chat, d, _t) in telegram.rejections if chat == A and "parse entities" in d) == 1
+    assert "resending as plain text" in caplog.text
+
+
+async def test_plain_text_resend_failing_too_is_not_retried_in_a_loop(runtime, telegram):
+    rt = runtime()
+    telegram.forbidden.add(A)
+    with pytest.raises(ChatUnavailableError):
+        await TelegramSender(rt.bot).send(A, Rendered("<b>broken", "broken"))
+    assert len(telegram.calls) <= 3  # getMe at most, then one send
+
+
+async def test_invalid_html_in_a_feed_title_is_escaped(runtime, telegram):
+    rt = runtime()
+    queue(rt, [A], title='Kursk: <script>alert("x")</script> & </b> Soldaten <3')
+    await rt.deliverer.drain(timeout=10)
+    sent = telegram.sent_to(A)
+    assert len(sent) == 1 and sent[0].parse_mode == "HTML"
+    assert "&lt;script&gt;" in sent[0].text and "&amp;" in sent[0].text and "&lt;3" in sent[0].text
+    assert telegram.rejections == []
+
+
+async def test_backlog_over_threshold_becomes_one_digest(runtime, telegram):
+    rt = runtime(digest_threshold=5)
+    for i in range(8):
+        queue(rt, [A], title=f"Meldung {i} zu Kursk", key=f"k{i}")
+    queue(rt, [B], title="Einzelmeldung", key="single")
+    await rt.deliverer.drain(timeout=10)
+    sent = telegram.sent_to(A)
+    assert len(sent) == 1 and "8 Meldungen" in sent[0].text
+    assert all(f"Meldung {i} zu Kursk" in sent[0].text for i in range(8))
+    assert len(telegram.sent_to(B)) == 1 and "Einzelmeldung" in telegram.sent_to(B)[0].text
+    assert {r.state for r in rt.store.outbox_rows(chat_id=A)} == {"merged", "sent"}
+
+
+async def test_quiet_hours_hold_alerts_and_release_them_as_one_digest(runtime, telegram):
+    rt = runtime(timezone="UTC")
+    clock = [datetime(2026, 11, 25, 23, 0, tzinfo=UTC)]
+    rt.deliverer.now = lambda: clock[0]
+    rt.store.ensure_chat(A)
+    rt.store.update_chat(A, quiet="22:00-07:00")
+    for i in range(3):
+        queue(rt, [A], key=f"q{i}", title=f"Nachtmeldung {i}")
+    await rt.deliverer.drain(timeout=5)
+    assert telegram.sent_to(A) == []
+    assert len(rt.store.outbox_rows("held", A)) == 3
+    clock[0] = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+    rt.deliverer._next_release = 0.0
+    await rt.deliverer.drain(timeout=5)
+    sent = telegram.sent_to(A)
+    assert len(sent) == 1 and "3 Meldungen" in sent[0].text
+    assert rt.store.outbox_rows("held", A) == []
+
+
+async def test_hourly_digest_collects_alerts_until_the_hour(runtime, telegram):
+    rt = runtime(timezone="UTC")
+    queue(rt, [A], key="d0")
+    rt.store.update_chat(A, digest="hourly")
+    queue(rt, [A], key="d1", title="Zweite Meldung")
+    clock = [datetime.now(UTC)]  # rows are stamped with the real clock; the next full hour is the slot
+    rt.deliverer.now = lambda: clock[0]
+    await rt.deliverer.drain(timeout=5)
+    assert telegram.sent_to(A) == []
+    clock[0] = datetime.now(UTC) + timedelta(hours=1, minutes=1)
+    rt.deliverer._next_release = 0.0
+    await rt.deliverer.drain(timeout=5)
+    assert len(telegram.sent_to(A)) == 1 and "2 Meldungen" in telegram.sent_to(A)[0].text
+
+
+def test_restart_in_the_middle_of_a_fan_out_loses_nothing_and_repeats_at_most_one(workdir, feed_server, telegram):
+    """SIGKILL a real `poll --once` while it sends to 40 chats; the restart sends the rest exactly once."""
+    chats = list(range(5000, 5040))
+    store = SqliteStore(workdir / "state" / "mediabot.db")
+    now = datetime.now(UTC)
+    for c in chats:
+        store.ensure_chat(c)
+        store.subscribe(c, "dprk-troops", now)
+    store.close()
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"),
+                                               "name": "Example News", "lang": "de"}])
+    feed_server.routes["/news.xml"] = Route(rss([{
+        "title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://news.example.org/nk",
+        "guid": "a1", "ago": 10}]))
+    env = {"TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+           "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIABOT_", "TELEGRAM_"))} | env
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "poll", "--once"], cwd=ROOT, env=full_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def kill_mid_way(_msg: Any) -> None:
+        if len(telegram.messages) == 15:  # accepted by "Telegram", not yet marked sent by the bot
+            os.kill(proc.pid, signal.SIGKILL)
+
+    telegram.on_accept = kill_mid_way
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    telegram.on_accept = None
+    first_run = len(telegram.messages)
+    assert 15 <= first_run < len(chats)
+
+    again = run_cli(["poll", "--once"], env)
+    assert again.returncode == 0, again.stderr
+    counts = {c: len(telegram.sent_to(c)) for c in chats}
+    assert all(n >= 1 for n in counts.values()), "an alert was lost"
+    assert sum(n - 1 for n in counts.values()) <= 1, "more than the one in-flight message was repeated"
+    assert TelegramStub.TOKEN not in again.stderr
