@@ -86,12 +86,24 @@ def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
     return 0.0
 
 
-@dataclass(slots=True)
 class _Tokens:
-    orig: list[str]
-    folded: list[str]
-    offset: int
-    field: str
+    """The words of one field: folded for lookup; the original spelling only when needed (lazily)."""
+
+    __slots__ = ("_orig", "cleaned", "field", "folded", "offset")
+
+    def __init__(self, text: str, folded: list[str], offset: int, field: str) -> None:
+        self.cleaned = text
+        self.folded = folded
+        self.offset = offset
+        self.field = field
+        self._orig: list[str] | None = None
+
+    @property
+    def orig(self) -> list[str]:
+        if self._orig is None:
+            orig = words(clean(self.cleaned))
+            self._orig = orig if len(orig) == len(self.folded) else self.folded
+        return self._orig
 
 
 class Matcher:
@@ -105,15 +117,16 @@ class Matcher:
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
         self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
-        self._acronym_keys: frozenset[str] = frozenset()
+        self._acronym_folded: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
             for group, terms in wl.groups.items():
                 for term in terms:
                     self._add(wi, group, term, wl.threshold)
             for term in wl.exclude:
                 self._add(wi, _EXCLUDE, term, wl.threshold)
-        self._acronym_keys = frozenset(self._acronym)
+        self._acronym_folded = frozenset(fold_chars(k) for k in self._acronym)
 
     def _add(self, wi: int, group: str, term: Term, default_threshold: float) -> None:
         threshold = term.threshold or default_threshold
@@ -166,18 +179,20 @@ class Matcher:
         for atom in self._exact.get(word, ()):
             found[id(atom)] = (atom, 100.0)
         result = tuple(found.values())
-        if len(self._cache) >= _CACHE_LIMIT:
+        if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
             self._cache.clear()
-        self._cache[raw] = result
+            self._no_hit.clear()
+        if result:
+            self._cache[raw] = result
+        else:
+            self._no_hit.add(raw)
         return result
 
     # -- per item --------------------------------------------------------------------------
 
     def match(self, title: str, summary: str = "") -> list[Match]:
         """Every watchlist the text matches, best score first."""
-        fields = [_tokenize(title, 0, "title")]
-        if summary:
-            fields.append(_tokenize(summary, _SUMMARY_OFFSET, "summary"))
+        fields = _tokenize_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for watchlists that end up matching.
         raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
@@ -188,7 +203,8 @@ class Matcher:
             summary_field = tokens.field == "summary"
             # Most items match nothing: look each distinct word up once, walk positions only for hits.
             hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
-            for word in set(folded):
+            distinct = set(folded)
+            for word in distinct - self._no_hit:
                 found = cache.get(word)
                 if found is None:
                     found = self._lookup(word)
@@ -208,7 +224,7 @@ class Matcher:
                             continue
                     raw.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
                         (tokens.offset + i, score, atom, tokens, i))
-            if self._acronym and not self._acronym_keys.isdisjoint(tokens.orig):
+            if self._acronym and not self._acronym_folded.isdisjoint(distinct):
                 orig = tokens.orig
                 for i, word in enumerate(orig):
                     for atom in self._acronym.get(word, ()):
@@ -233,6 +249,11 @@ class Matcher:
                             TermHit(atom.term.term, m.group(0), field_name, pos, 100.0))
         matches = []
         for wi in set(raw) | set(regex_hits):
+            present = set(raw.get(wi, ())) | set(regex_hits.get(wi, ()))
+            if _EXCLUDE in present or not any(
+                all(g in present for g in rule.groups) for rule in self.watchlists[wi].rules
+            ):
+                continue  # cheap pre-check before building TermHits
             groups: dict[str, list[TermHit]] = {}
             for group, entries in raw.get(wi, {}).items():
                 groups[group] = [
@@ -285,13 +306,21 @@ class Matcher:
         return Match(wl.id, best[0], tuple(ordered))
 
 
-def _tokenize(text: str, offset: int, field: str) -> _Tokens:
-    cleaned = clean(text)
-    orig = words(cleaned)
-    folded = words(fold_chars(cleaned))  # per-word folding happens (cached) in Matcher._lookup
-    if len(folded) != len(orig):  # should not happen; keep positions consistent if it does
-        orig = folded
-    return _Tokens(orig, folded, offset, field)
+_BREAK = "__mediabot_field_break__"
+
+
+def _tokenize_fields(title: str, summary: str) -> list[_Tokens]:
+    """Fold and split title and summary in one pass (one normalisation, one regex scan)."""
+    if not summary:
+        return [_Tokens(title, words(fold_chars(title)), 0, "title")]
+    folded = words(fold_chars(f"{title} {_BREAK} {summary}"))
+    try:
+        cut = folded.index(_BREAK)
+    except ValueError:  # cannot happen unless NFKC changed the marker; fall back to two passes
+        return [_Tokens(title, words(fold_chars(title)), 0, "title"),
+                _Tokens(summary, words(fold_chars(summary)), _SUMMARY_OFFSET, "summary")]
+    return [_Tokens(title, folded[:cut], 0, "title"),
+            _Tokens(summary, folded[cut + 1 :], _SUMMARY_OFFSET, "summary")]
 
 
 def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -> bool:

@@ -52,8 +52,7 @@ _CHAR_MAP = str.maketrans(
         "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss",
         "ё": "е", "й": "и", "і": "и", "ї": "и", "є": "е", "ґ": "г", "ы": "и", "ь": None, "ъ": None,
         "'": None, "’": None, "ʼ": None, "`": None, "´": None,
-        "j": "y", "w": "v",
-        "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\ufeff": None,
+        "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None,
     }
 )
 _LATIN_SEQ = (
@@ -67,7 +66,11 @@ _INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff'’ʼ`´]")
 
 
 def fold_chars(text: str) -> str:
-    """The cheap, whole-text part of fold(): NFKC, case folding and the character map."""
+    """The cheap, whole-text part of fold(): NFKC, case folding and the character map (which also
+    drops the invisible characters clean() removes, so word boundaries agree with clean())."""
+    if text.isascii():  # the common case: skip NFKC and the (slow, multi-character) translation table
+        text = text.lower()
+        return text.replace("'", "").replace("`", "") if ("'" in text or "`" in text) else text
     return unicodedata.normalize("NFKC", text).casefold().translate(_CHAR_MAP)
 
 
@@ -76,6 +79,8 @@ def fold_word(word: str) -> str:
 
     Split off so a matcher can cache it per distinct word instead of running it over every text.
     """
+    if "j" in word or "w" in word:
+        word = word.replace("j", "y").replace("w", "v")
     if _NEEDS_NFD.search(word):
         # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
         word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
@@ -87,7 +92,7 @@ def fold_word(word: str) -> str:
 
 def fold(text: str) -> str:
     """Map text to its matching key: NFKC, case-folded, spelling variants unified."""
-    text = fold_chars(text)
+    text = fold_chars(text).replace("j", "y").replace("w", "v")
     if _NEEDS_NFD.search(text):
         text = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))
     for old, new in _LATIN_SEQ:
