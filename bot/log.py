@@ -12,6 +12,8 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import IO, Any
 
 _TOKEN_RE = re.compile(r"\d{5,12}:[A-Za-z0-9_-]{30,}")
 
@@ -29,13 +31,18 @@ class RedactingFilter(logging.Filter):
         return _TOKEN_RE.sub("[REDACTED]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: let logging report it as usual
+            return True
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.msg = self.redact(message)
         record.args = None
         if record.exc_text:
             record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
@@ -51,25 +58,55 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_text:
             data["exc"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = record.stack_info
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", secrets: list[str] | None = None, json_lines: bool | None = None) -> None:
-    """Configure the root logger once; safe to call again (replaces the handler)."""
+def _install_record_factory(redactor: RedactingFilter) -> None:
+    """Redact every record as it is made, so that *any* handler (a library's, a test runner's) only
+    ever sees the scrubbed text, not just ours."""
+    base = logging.getLogRecordFactory()
+    base = getattr(base, "_mediabot_base", base)  # called again: wrap the original, not our wrapper
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        redactor.filter(record)
+        return record
+
+    factory._mediabot_base = base  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def setup_logging(level: str = "INFO", secrets: list[str] | None = None, json_lines: bool | None = None,
+                  stream: IO[str] | None = None) -> None:
+    """Configure the root logger once; safe to call again (replaces the handler). Logs go to stderr."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_mediabot", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
     handler._mediabot = True  # type: ignore[attr-defined]
     if json_lines is None:
-        json_lines = not sys.stderr.isatty()
+        json_lines = not stream.isatty()
     handler.setFormatter(
         JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                                                              "%H:%M:%S")
     )
-    handler.addFilter(RedactingFilter(secrets or []))
+    redactor = RedactingFilter(secrets or [])
+    handler.addFilter(redactor)
+    _install_record_factory(redactor)
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "telegram", "apscheduler", "hpack"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # An uncaught exception would otherwise print a raw traceback (URLs with the token) to stderr.
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    logging.getLogger("mediabot").critical("uncaught exception", exc_info=(exc_type, exc, tb))
