@@ -69,8 +69,9 @@ def _is_private_ip(ip: str) -> bool:
         addr = ipaddress.ip_address(ip.split("%")[0])
     except ValueError:
         return False
-    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
-            or addr.is_multicast or addr.is_unspecified)
+    # Anything not globally routable: private, loopback, link-local (cloud metadata at
+    # 169.254.169.254), carrier-grade NAT 100.64/10, IPv4-mapped IPv6, reserved; and multicast.
+    return not addr.is_global or addr.is_multicast
 
 
 class Fetcher:

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.config import Settings
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
 from bot.fetch import Fetcher, parse_retry_after
 from bot.models import FeedSpec, FeedState
 from tests.servers import FeedServer, Route, rss
@@ -106,10 +107,20 @@ async def test_private_address_refused_unless_allowed(feed_server, fetcher):
 
 async def test_private_link_local_and_loopback_hosts_are_refused(fetcher):
     """Checked before every request, so a redirect target is checked like the first URL."""
-    for host in ("127.0.0.1", "localhost", "feeds.localhost", "[::1]", "10.1.2.3", "169.254.169.254"):
+    for host in ("127.0.0.1", "localhost", "feeds.localhost", "[::1]", "10.1.2.3", "169.254.169.254",
+                 "100.64.0.1", "[::ffff:127.0.0.1]", "0.0.0.0", "[fd00::1]", "2130706433"):
         refusal = await fetcher._refuse_private(host, allowed=False)
         assert refusal and "allow_private: true" in refusal, host
     assert await fetcher._refuse_private("203.0.113.1", allowed=True) is None
+    assert await fetcher._refuse_private("8.8.8.8", allowed=False) is None  # a public literal: no DNS
+
+
+def test_fetch_timeout_comes_from_the_environment():
+    assert load_settings({"MEDIABOT_FETCH_TIMEOUT": "5"}).fetch_timeout == 5.0
+    assert load_settings({"MEDIABOT_FETCH_TIMEOUT": "2m"}).fetch_timeout == 120.0
+    assert load_settings({}).fetch_timeout == 60.0
+    with pytest.raises(ConfigError):
+        load_settings({"MEDIABOT_FETCH_TIMEOUT": "soon"})
 
 
 def _trickle() -> Iterator[bytes]:
