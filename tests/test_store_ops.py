@@ -1,0 +1,89 @@
+"""Store operations over time, on a real SQLite file: retention, schema guard, reopening after close."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError
+from bot.models import Item, Match, TermHit
+from bot.store import SCHEMA_VERSION, NewItem, SqliteStore
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def _new(key: str, chat: int | None = None) -> NewItem:
+    item = Item(key=key, feed_id="news", title=f"Nordkorea Kursk {key}", summary="", link=f"https://n.example/{key}",
+                canonical_link=f"https://n.example/{key}", guid=key, published=T0, lang="de", source="News")
+    match = Match("kursk-front", 100.0, (TermHit("Kursk", "Kursk", "title", 1, 100.0),))
+    return NewItem(item, [f"guid:{key}"], [match], [(chat, "kursk-front")] if chat is not None else [])
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SqliteStore(tmp_path / "state" / "mediabot.db")
+    yield s
+    s.close()
+
+
+def test_prune_removes_old_items_matches_and_sent_alerts_but_keeps_seen_keys_longer(store):
+    store.record_items([_new("old-sent", chat=1)], None, T0)
+    store.record_items([_new("old-pending", chat=2)], None, T0)
+    store.record_items([_new("recent", chat=3)], None, T0 + timedelta(days=25))
+    sent = [r for r in store.outbox_rows() if r.chat_id == 1]
+    store.mark_sent(sent[0].id, 77, T0)
+
+    counts = store.prune(T0 + timedelta(days=31), keep_days=30)
+
+    assert counts["items"] == 2 and counts["matches"] == 2 and counts["outbox"] == 1
+    assert store.count("items") == 1 and store.count("matches") == 1
+    left = {r.chat_id: r.state for r in store.outbox_rows()}
+    assert left == {2: "pending", 3: "pending"}  # never prune an alert that has not been delivered
+    # the old items' seen keys survive the first prune: still in the feed, they must not alert again
+    assert store.filter_new([["guid:old-sent"], ["guid:old-pending"], ["guid:recent"], ["guid:fresh"]]) == [
+        False, False, False, True]
+
+    store.prune(T0 + timedelta(days=61), keep_days=30)  # seen keys go after twice the retention
+    assert store.filter_new([["guid:old-sent"], ["guid:recent"]]) == [True, False]
+
+
+def test_prune_is_bounded_by_keep_seen_days_when_given(store):
+    store.record_items([_new("a")], None, T0)
+    store.prune(T0 + timedelta(days=40), keep_days=30, keep_seen_days=90)
+    assert store.filter_new([["guid:a"]]) == [False]
+    store.prune(T0 + timedelta(days=91), keep_days=30, keep_seen_days=90)
+    assert store.filter_new([["guid:a"]]) == [True]
+
+
+def test_reopen_keeps_everything_and_the_schema_version(tmp_path):
+    path = tmp_path / "mediabot.db"
+    s = SqliteStore(path)
+    s.record_items([_new("a", chat=1)], None, T0)
+    s.close()
+    s = SqliteStore(path)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.count("items") == 1 and len(s.due(T0 + timedelta(seconds=1))) == 1
+        assert s.check_writable()
+    finally:
+        s.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+def test_newer_schema_is_refused_and_the_lock_released(tmp_path):
+    path = tmp_path / "mediabot.db"
+    SqliteStore(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer mediabot"):
+        SqliteStore(path)
+    with pytest.raises(StoreError, match="newer mediabot"):
+        SqliteStore(path)  # not StoreLockedError: the failed open let go of the instance lock
