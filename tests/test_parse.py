@@ -3,6 +3,7 @@ markup, links, dates, TTL hints, and documents built to hurt an XML parser."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,3 +189,17 @@ def test_ten_thousand_items_parse():
     items = parse_feed(body, SPEC, NOW)
     assert len(items) == 10_000
     assert len({i.key for i in items}) == 10_000
+
+
+GOLDEN = sorted((DATA / "expected").glob("*.json"))
+
+
+@pytest.mark.parametrize("expected", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_fixture_parses_to_its_expected_items(expected):
+    """Each fixture beside its reviewed parse (tests/data/feeds/expected/<name>.json)."""
+    source = next(p for p in DATA.iterdir() if p.is_file() and p.stem == expected.stem)
+    doc = parse_document(source.read_bytes(), SPEC, NOW)
+    got = {"ttl": doc.ttl, "items": [
+        {"title": i.title, "summary": i.summary, "link": i.link, "guid": i.guid,
+         "published": i.published.isoformat(), "dated": i.dated, "lang": i.lang} for i in doc.items]}
+    assert got == json.loads(expected.read_text(encoding="utf-8"))
