@@ -101,7 +101,7 @@ def identity_keys(feed_id: str, guid: str, canonical: str, title: str, identity:
 
 _POSTING_CAP = 400  # newest items kept per word; a word in more items than this is not informative
 _MIN_WORD = 3
-SIMILARITY_THRESHOLD = 0.25  # bench/eval_dedup.py: precision 0.985, recall 0.58 on the dup corpus
+SIMILARITY_THRESHOLD = 0.3  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
 
 
 def story_words(title: str, summary: str) -> frozenset[str]:
