@@ -1,6 +1,6 @@
 # mediabot container image.
 #
-#   buildah bud -t mediabot .            (or: docker build -t mediabot .)
+#   docker build -t mediabot .     (or: buildah bud --format docker -t mediabot .: OCI drops HEALTHCHECK)
 #   docker run -e TELEGRAM_BOT_TOKEN=... -v mediabot-state:/app/state mediabot           # daemon
 #   docker run ... mediabot poll --once                                                   # cron style
 #
@@ -35,7 +35,8 @@ ENV PATH=/opt/mediabot/bin:$PATH \
     MEDIABOT_STATE_DIR=/app/state
 # The venv's interpreter is a symlink to the base's python3, which is why both stages share BASE.
 COPY --from=builder /opt/mediabot /opt/mediabot
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin mediabot \
+RUN groupadd --system --gid 10001 mediabot \
+ && useradd --system --uid 10001 --gid mediabot --home-dir /app --no-create-home --shell /usr/sbin/nologin mediabot \
  && mkdir -p /app/state /app/watchlists \
  && chown mediabot:mediabot /app/state
 # Shipped watchlists as the default; mount your own read-only over /app/watchlists.
