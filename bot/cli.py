@@ -132,6 +132,7 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
     try:
         report = await run_cycle(rt.ctx, ignore_schedule=True)
         stats = await rt.deliverer.drain(timeout=600)
+        _prune(rt.store, settings)  # cron mode has no 6-hourly job: keep the store bounded here
     finally:
         await rt.aclose()
     polled = len(report.feeds_ok) + len(report.feeds_not_modified) + len(report.feeds_failed)
@@ -141,6 +142,19 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
     for feed_id, error in sorted(report.feeds_failed.items()):
         print(f"  failed: {feed_id}: {error}", file=sys.stderr)
     return EXIT_OK
+
+
+def _prune(store: Any, settings: Settings) -> None:
+    import logging
+    from datetime import UTC, datetime
+
+    try:
+        counts = store.prune(datetime.now(UTC), settings.retention_days)
+    except StoreError as exc:  # never fail a poll over housekeeping
+        logging.getLogger(__name__).warning("prune failed: %s", exc)
+        return
+    if any(counts.values()):
+        logging.getLogger(__name__).info("pruned %s", " ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 # --------------------------------------------------------------------------- run

@@ -87,3 +87,24 @@ def test_newer_schema_is_refused_and_the_lock_released(tmp_path):
         SqliteStore(path)
     with pytest.raises(StoreError, match="newer mediabot"):
         SqliteStore(path)  # not StoreLockedError: the failed open let go of the instance lock
+
+
+def test_poll_once_prunes_old_rows_in_cron_mode(workdir, feed_server):
+    from tests.conftest import run_cli, write_feeds_yaml
+    from tests.servers import Route, rss
+
+    old = datetime.now(UTC) - timedelta(days=45)
+    s = SqliteStore(workdir / "state" / "mediabot.db")
+    s.record_items([_new("ancient")], None, old)
+    s.close()
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"), "lang": "de"}])
+    feed_server.routes["/news.xml"] = Route(rss([]))
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    result = run_cli(["poll", "--once"], env)
+    assert result.returncode == 0, result.stderr
+    s = SqliteStore(workdir / "state" / "mediabot.db")
+    try:
+        assert s.count("items") == 0 and s.count("matches") == 0
+        assert s.filter_new([["guid:ancient"]]) == [False]  # seen keys outlive the items
+    finally:
+        s.close()
