@@ -17,7 +17,7 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.metrics import Metrics
-    from bot.models import OutboxRow
+    from bot.models import OutboxRow, PollReport
     from bot.pipeline import FeedOutcome
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cycle_lock = asyncio.Lock()
-    current: dict[str, asyncio.Task[object]] = {}
+    current: dict[str, asyncio.Task[PollReport]] = {}
     last_tick = [time.monotonic()]
 
     async def tick() -> None:
@@ -51,7 +51,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
             return
         async with cycle_lock:
             started = time.monotonic()
-            task: asyncio.Task[object] = asyncio.ensure_future(run_cycle(rt.ctx))
+            task = asyncio.ensure_future(run_cycle(rt.ctx))
             current["cycle"] = task
             try:
                 report = await task
@@ -65,7 +65,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
             finally:
                 current.pop("cycle", None)
             metrics.on_cycle(time.monotonic() - started, ok=True)
-            if getattr(report, "queued", 0):
+            if report.queued:
                 rt.deliverer.wake()
 
     async def prune() -> None:

@@ -151,3 +151,33 @@ def test_store_with_a_newer_schema_is_refused_with_a_clear_message(workdir, feed
     health = run_cli(["health"], _env(workdir), timeout=10)
     assert health.returncode == 1
     assert "newer mediabot" in health.stdout
+
+
+def test_sigterm_mid_fan_out_settles_in_flight_sends_and_a_restart_sends_the_rest(workdir, feed_server, telegram):
+    chats = list(range(6001, 6046))
+    wl = workdir / "watchlists" / "dprk-troops.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: {chats}\n", encoding="utf-8")
+    _feed(workdir, feed_server, [MATCHING])
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: len(telegram.messages) >= 8, timeout=8), "fan-out never started"
+        telegram.delay = 0.3
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert elapsed < 10
+    first = Counter(m.chat_id for m in telegram.messages)
+    assert len(first) < len(chats)
+    telegram.delay = 0.0
+    again = run_cli(["poll", "--once"], env, timeout=20)
+    assert again.returncode == 0, again.stderr
+    per_chat = Counter(m.chat_id for m in telegram.messages if m.chat_id in chats)
+    assert set(per_chat) == set(chats)
+    assert all(n == 1 for n in per_chat.values()), "a clean stop waits for its in-flight sends: no repeats"
