@@ -82,8 +82,7 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
     """Open the store (taking the instance lock), the HTTP pool and the sender."""
     store = SqliteStore(settings.db_path)
     try:
-        fetcher = Fetcher(user_agent=settings.user_agent, max_body=settings.max_body_bytes,
-                          concurrency=settings.fetch_concurrency, per_host=settings.per_host_concurrency)
+        fetcher = Fetcher.from_settings(settings)
         matcher = Matcher(config.watchlists)
         console = force_console or not settings.token
         bot = None

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.models import Item
-from bot.text import clean, fold, words
+from bot.text import fold_chars, fold_word, words
 
 _TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "at_", "wt_", "ga_", "hsa_", "oly_")
 _TRACKING = frozenset(
@@ -100,19 +100,42 @@ def identity_keys(feed_id: str, guid: str, canonical: str, title: str, identity:
 # only repeats it.
 
 _POSTING_CAP = 400  # newest items kept per word; a word in more items than this is not informative
+_CANDIDATE_WORDS = 10  # the rarest words of an item that are looked up
+_CANDIDATES = 8  # most-overlapping earlier items that are compared in full
+_RARE = 150  # words in fewer recent items than this nominate candidates
 _MIN_WORD = 3
 SIMILARITY_THRESHOLD = 0.3  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
 
 
-def story_words(title: str, summary: str) -> frozenset[str]:
-    """The comparable words of an item: folded, stemmed, short words dropped."""
+_STEMS: dict[str, str] = {}  # folded word -> stem; bounded below (news vocabularies are Zipfian)
+
+
+def _stems(text: str) -> set[str]:
     from bot.match import stem  # local import: match imports config, keep dedup light
 
     out = set()
-    for w in words(fold(clean(f"{title} {summary}"))):
-        if len(w) >= _MIN_WORD or w.isdigit():
-            out.add(stem(w) if not w.isdigit() else w)
-    return frozenset(out)
+    for raw in words(fold_chars(text)):
+        s = _STEMS.get(raw)
+        if s is None:
+            w = fold_word(raw)
+            s = "" if len(w) < _MIN_WORD and not w.isdigit() else (w if w.isdigit() else stem(w))
+            if len(_STEMS) > 200_000:
+                _STEMS.clear()
+            _STEMS[raw] = s
+        if s:
+            out.add(s)
+    return out
+
+
+def item_words(title: str, summary: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(all comparable words, title words) of an item: folded, stemmed, short words dropped."""
+    title_words = _stems(title)
+    return frozenset(title_words | _stems(summary)), frozenset(title_words)
+
+
+def story_words(title: str, summary: str) -> frozenset[str]:
+    """The comparable words of an item: folded, stemmed, short words dropped."""
+    return item_words(title, summary)[0]
 
 
 @dataclass(slots=True)
@@ -122,6 +145,7 @@ class _Entry:
     published: datetime
     words: frozenset[str]
     title_words: frozenset[str]
+    weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
 class StoryIndex:
@@ -146,49 +170,78 @@ class StoryIndex:
 
     def nearest(self, title: str, summary: str, lang: str, published: datetime) -> tuple[Hashable | None, float]:
         """The most similar earlier entry in the same language and window, and its similarity."""
-        ws = story_words(title, summary)
+        ws, tws = item_words(title, summary)
         if not ws:
             return None, 0.0
         lang = (lang or "")[:2]
-        counts: Counter[int] = Counter()
+        # Candidates come from the item's rarest words only: a check touches a few short posting lists.
+        rare: list[tuple[int, str]] = []
         for w in ws:
             posting = self._postings.get((lang, w))
-            if posting is not None and len(posting) < _POSTING_CAP:
-                counts.update(posting)
+            if posting is not None and len(posting) < _RARE:
+                rare.append((len(posting), w))
+        rare.sort()
+        counts: Counter[int] = Counter()
+        for _, w in rare[:_CANDIDATE_WORDS]:
+            counts.update(self._postings[(lang, w)])
         best: tuple[Hashable | None, float] = (None, 0.0)
-        tws = story_words(title, "")
-        for eid, shared in counts.most_common(20):
+        if not counts:
+            return best
+        idf: dict[str, float] = {}
+        for eid, shared in counts.most_common(_CANDIDATES):
             if shared < self.min_shared:
                 break
             entry = self._entries.get(eid)
             if entry is None or abs(published - entry.published) > self.window:
                 continue
-            sim = self._similarity(ws, entry.words, tws, entry.title_words, lang)
+            sim = self._similarity(ws, entry.words, tws, entry.title_words, lang, idf, entry)
             if sim > best[1]:
                 best = (entry.key, sim)
         return best
 
     def _similarity(self, a: frozenset[str], b: frozenset[str], ta: frozenset[str], tb: frozenset[str],
-                    lang: str) -> float:
-        def weight(ws: frozenset[str]) -> float:
-            return sum(self._idf((lang, w)) for w in ws)
-
+                    lang: str, idf: dict[str, float], entry: _Entry | None = None) -> float:
+        """IDF-weighted: max(Jaccard, mean of overlap coefficient and title Jaccard)."""
         inter = a & b
         if not inter:
             return 0.0
-        body = weight(inter) / max(min(weight(a), weight(b)), 1e-9)
-        union = weight(a | b)
-        jacc = weight(inter) / max(union, 1e-9)
-        title = weight(ta & tb) / max(weight(ta | tb), 1e-9) if ta and tb else 0.0
+        n = max(len(self._entries), 1)
+        df = self._df
+
+        def weight(ws: frozenset[str]) -> float:
+            total = 0.0
+            for w in ws:
+                v = idf.get(w)
+                if v is None:
+                    v = idf[w] = math.log((n + 1) / (df.get((lang, w), 0) + 0.5))
+                total += v
+            return total
+
+        wa, wta = weight(a), weight(ta)
+        if entry is not None:
+            # An entry's own weights change slowly with the index size: recompute when it moved 10%.
+            if entry.weights is None or abs(entry.weights[2] - n) > n * 0.1:
+                entry.weights = (weight(b), weight(tb), n)
+            wb, wtb = entry.weights[0], entry.weights[1]
+        else:
+            wb, wtb = weight(b), weight(tb)
+        wi = weight(inter)
+        body = wi / max(min(wa, wb), 1e-9)
+        jacc = wi / max(wa + wb - wi, 1e-9)
+        if ta and tb:
+            wti = weight(ta & tb)
+            title = wti / max(wta + wtb - wti, 1e-9)
+        else:
+            title = 0.0
         return max(jacc, 0.5 * body + 0.5 * title)
 
     def add(self, key: Hashable, title: str, summary: str, lang: str, published: datetime) -> None:
         """Remember an item under `key` (its story id)."""
         lang = (lang or "")[:2]
-        ws = story_words(title, summary)
+        ws, tws = item_words(title, summary)
         eid = self._next
         self._next += 1
-        self._entries[eid] = _Entry(key, lang, published, ws, story_words(title, ""))
+        self._entries[eid] = _Entry(key, lang, published, ws, tws)
         self._order.append(eid)
         for w in ws:
             k = (lang, w)
