@@ -224,7 +224,7 @@ def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settin
             "watchlists": [m.watchlist for m in matches],
             "matches": [{"watchlist": m.watchlist, "score": m.score, "terms": m.terms,
                          "where": [{"term": h.term, "text": h.text, "field": h.field,
-                                    "word": h.position % 100_000} for h in m.hits]} for m in matches],
+                                    "word": h.position} for h in m.hits]} for m in matches],
             "duplicate_of": duplicate_of,
         }, ensure_ascii=False) + "\n")
     out.flush()

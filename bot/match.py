@@ -36,7 +36,7 @@ from bot.text import clean, fold, fold_chars, fold_word, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
-_SUMMARY_OFFSET = 100_000  # summary word positions start here, so NEAR never spans fields
+_FIELD_GAP = 3  # summary words are numbered after the title's, this many words further (for NEAR)
 _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _CACHE_LIMIT = 500_000
@@ -236,7 +236,8 @@ class Matcher:
                                 (tokens.offset + i, 100.0, atom, tokens, i))
         regex_hits: dict[int, dict[str, list[TermHit]]] = {}
         if self._regex:
-            for field_name, text, offset in (("title", title, 0), ("summary", summary, _SUMMARY_OFFSET)):
+            summary_offset = fields[1].offset if len(fields) > 1 else 0
+            for field_name, text, offset in (("title", title, 0), ("summary", summary, summary_offset)):
                 if not text:
                     continue
                 for atom, rx in self._regex:
@@ -317,10 +318,11 @@ def _tokenize_fields(title: str, summary: str) -> list[_Tokens]:
     try:
         cut = folded.index(_BREAK)
     except ValueError:  # cannot happen unless NFKC changed the marker; fall back to two passes
-        return [_Tokens(title, words(fold_chars(title)), 0, "title"),
-                _Tokens(summary, words(fold_chars(summary)), _SUMMARY_OFFSET, "summary")]
+        title_words = words(fold_chars(title))
+        return [_Tokens(title, title_words, 0, "title"),
+                _Tokens(summary, words(fold_chars(summary)), len(title_words) + _FIELD_GAP, "summary")]
     return [_Tokens(title, folded[:cut], 0, "title"),
-            _Tokens(summary, folded[cut + 1 :], _SUMMARY_OFFSET, "summary")]
+            _Tokens(summary, folded[cut + 1 :], cut + _FIELD_GAP, "summary")]
 
 
 def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -> bool:

@@ -41,7 +41,8 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class TermHit:
-    """Where one watchlist term matched: the term as written, the text found, field and word index."""
+    """Where one watchlist term matched: the term as written, the text found, its field, and its word
+    index counted over title then summary (summary words start a few words after the title's last)."""
 
     term: str
     text: str
