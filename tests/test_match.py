@@ -1,0 +1,117 @@
+"""The matcher on the cases real news needs: inflection, compounds, scripts, transliteration, particles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import Rule, Term, Watchlist, load_config
+from bot.match import Matcher
+from tests.conftest import ROOT, run_cli, write_feeds_yaml
+from tests.servers import Route, rss
+
+
+def wl(groups: dict[str, list[Term]], rules: tuple[Rule, ...] = (), exclude: tuple[Term, ...] = (),
+       fields: str = "title+summary") -> Watchlist:
+    g = {k: tuple(v) for k, v in groups.items()}
+    return Watchlist(id="w", name="w", description="d", groups=g, rules=rules or (Rule(tuple(g)),),
+                     exclude=exclude, fields=fields)
+
+
+PLACE = Term("Kursk", aliases=("Курск", "Курщина", "쿠르스크"))
+DPRK = Term("Nordkorea", aliases=("North Korea", "Північна Корея", "북한"))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("nordkoreanische Truppen", True),
+    ("der nordkoreanischen Armee", True),
+    ("Nordkorea-Soldaten gesichtet", True),
+    ("NORDKOREA", True),
+    ("Nord Korea", False),
+    ("Südkorea", False),
+    ("북한군이 이동", True),
+    ("Північної Кореї", True),
+])
+def test_inflection_compounds_and_scripts(text, expected):
+    assert bool(Matcher([wl({"dprk": [DPRK]})]).match(text)) is expected
+
+
+@pytest.mark.parametrize("text", ["Курск", "Курска", "Курской области", "Курщина", "Курщині", "Курськ",
+                                  "쿠르스크에서", "Kursker Gebiet", "im Gebiet Kursk"])
+def test_one_alias_list_covers_a_name_across_scripts_and_cases(text):
+    assert Matcher([wl({"place": [PLACE]})]).match(text)
+
+
+@pytest.mark.parametrize(("term", "text"), [
+    ("Pjöngjang", "Pyongyang"), ("Schoigu", "Shoigu"), ("Lawrow", "Lavrov"), ("Beloussow", "Belousov"),
+    ("Straße", "Strasse"), ("Müller", "Mueller"),
+])
+def test_transliteration_and_umlaut_variants(term, text):
+    assert Matcher([wl({"x": [Term(term)]})]).match(f"Heute: {text} trifft Kim")
+
+
+def test_short_stems_need_the_whole_word():
+    m = Matcher([wl({"kim": [Term("Kim")]})])
+    assert m.match("Kim trifft Putin") and m.match("Kims Truppen")
+    assert not m.match("Kimchi-Festival in Seoul")
+
+
+def test_acronym_is_case_sensitive_and_whole_word():
+    m = Matcher([wl({"a": [Term("KN-23", mode="acronym"), Term("DPRK", mode="acronym")]})])
+    assert m.match("Russia fires KN-23 missiles")
+    assert m.match("DPRK troops")
+    assert not m.match("kn-23 in lower case")
+    assert not m.match("DPRKS")
+
+
+def test_regex_uses_re2_and_cannot_backtrack_forever():
+    m = Matcher([wl({"r": [Term(r"(a+)+$", mode="regex")]})])
+    # A classic catastrophic-backtracking input for a backtracking engine; RE2 answers in linear time.
+    assert not m.match("a" * 5000 + "b")
+    assert Matcher([wl({"r": [Term(r"KN-?2[34]", mode="regex")]})]).match("KN24 launched")
+
+
+def test_exclusion_vetoes_and_near_requires_proximity():
+    groups = {"place": [PLACE], "war": [Term("Schlacht"), Term("Krieg")]}
+    m = Matcher([wl(groups, exclude=(Term("Schlacht bei Kursk"),))])
+    assert m.match("Krieg: Kämpfe bei Kursk")
+    assert not m.match("80 Jahre Schlacht bei Kursk")
+    near = Matcher([wl({"soldaten": [Term("Soldat")], "dprk": [DPRK]}, rules=(Rule(("soldaten", "dprk"), near=3),))])
+    assert near.match("Soldaten aus Nordkorea")
+    assert not near.match("Soldaten " + "und " * 10 + "Nordkorea")
+
+
+def test_title_only_watchlist_ignores_the_summary():
+    m = Matcher([wl({"place": [PLACE]}, fields="title")])
+    assert m.match("Kursk", "")
+    assert not m.match("Wetter", "Regen in Kursk")
+
+
+def test_every_match_explains_itself():
+    config = load_config(ROOT / "watchlists")
+    matches = Matcher(config.watchlists).match(
+        "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "Kiew meldet Gefechte mit Truppen aus Nordkorea.")
+    troops = next(m for m in matches if m.watchlist == "dprk-troops")
+    assert 0 < troops.score <= 100
+    assert "Nordkorea" in troops.terms
+    hit = next(h for h in troops.hits if h.term == "Nordkorea")
+    assert hit.field == "title" and hit.text == "Nordkoreanische" and hit.position == 0
+
+
+def test_backtest_shows_what_an_edit_changes(workdir: Path, feed_server):
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": feed_server.url("/n.xml"), "name": "N", "lang": "de"}])
+    feed_server.routes["/n.xml"] = Route(rss([
+        {"title": "Gefechte im Gebiet Kursk dauern an", "guid": "1", "link": "https://x.example/1", "ago": 5},
+        {"title": "Kursk: Stadtfest mit Feuerwerk", "guid": "2", "link": "https://x.example/2", "ago": 6},
+    ]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    edited = workdir / "edited" / "kursk-front.yaml"
+    edited.parent.mkdir()
+    text = (ROOT / "watchlists" / "kursk-front.yaml").read_text(encoding="utf-8")
+    edited.write_text(text.replace("  - Panzerschlacht\n", "  - Panzerschlacht\n  - Gefechte\n"), encoding="utf-8")
+    result = run_cli(["backtest", str(edited), "--since", "1d"], env)
+    assert result.returncode == 0, result.stderr
+    assert "- " in result.stdout and "Gefechte im Gebiet Kursk dauern an" in result.stdout
+    assert "Stadtfest" not in result.stdout
