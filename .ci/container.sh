@@ -99,4 +99,6 @@ step_start "mediabot health (in the image, no HTTP: the /app/state volume must b
 in_image mediabot health || die "\`mediabot health\` failed inside the image"
 step_done "health"
 
+# Drop images that earlier runs left untagged; the base and the layer cache of this build stay.
+podman image prune -f >/dev/null 2>&1 || true
 say "OK in $(( $(date +%s) - total_t0 )) s"
