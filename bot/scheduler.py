@@ -101,6 +101,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                           max_instances=1, coalesce=True, id="poll")
         scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
                           id="prune")
+        rt.extras["mtimes"] = _mtimes(settings)  # the files as loaded: any later edit is a change
         scheduler.add_job(reload_if_changed, "interval", seconds=3, id="reload")
         scheduler.start()
         delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
@@ -120,12 +121,8 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         # Stop taking work, let in-flight sends settle (or leave them pending), close the store.
         # Every row is committed on its own, so whatever is cut off here is resent after a restart.
         logger.info("stopping")
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-        if server is not None:
-            server.stop()
-        if beat is not None:
-            beat.cancel()
+        # `stop` is set, so ticks return at once; a cycle already running gets a short grace first
+        # (the scheduler's shutdown would cancel it right away).
         cycle = current.get("cycle")
         if cycle is not None and not cycle.done():
             done, _ = await asyncio.wait([cycle], timeout=SHUTDOWN_GRACE / 4)
@@ -133,6 +130,12 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                 cycle.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await cycle
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        if server is not None:
+            server.stop()
+        if beat is not None:
+            beat.cancel()
         rt.deliverer.stop()
         if delivery is not None:
             try:

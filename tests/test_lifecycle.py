@@ -181,3 +181,29 @@ def test_sigterm_mid_fan_out_settles_in_flight_sends_and_a_restart_sends_the_res
     per_chat = Counter(m.chat_id for m in telegram.messages if m.chat_id in chats)
     assert set(per_chat) == set(chats)
     assert all(n == 1 for n in per_chat.values()), "a clean stop waits for its in-flight sends: no repeats"
+
+
+def test_sigterm_during_a_hanging_feed_fetch_still_exits_0_within_10_s(workdir, feed_server):
+    """A cycle stuck on a slow feed gets a short grace, then is cancelled; nothing half-recorded."""
+    write_feeds_yaml(workdir / "watchlists", [
+        {"id": "slow", "url": feed_server.url("/slow.xml"), "name": "Slow", "lang": "de"},
+    ])
+    feed_server.stream("/slow.xml", lambda: iter([b"<?xml version='1.0'?><rss><channel>"] + [b" "] * 400),
+                       delay=0.1)
+    daemon = _start(["run"], _env(workdir))
+    try:
+        assert _wait(lambda: feed_server.hits("/slow.xml") >= 1), "daemon never polled"
+        time.sleep(0.3)
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert elapsed < 10
+    assert elapsed > 1.5  # the cycle had its grace before it was cancelled
+    assert "poll cycle cancelled by shutdown" in err
+    assert _integrity(workdir / "state" / "mediabot.db") == "ok"
