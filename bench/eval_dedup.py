@@ -44,7 +44,8 @@ def quality(rows: list[dict], show: bool) -> tuple[float, float]:
                 if earlier:
                     folded_right += 1
             elif show:
-                print(f"WRONG MERGE {r['id']} -> {dup}: {r['title']!r} | {next(x['title'] for x in rows if x['id'] == dup)!r}")
+                other = next(x["title"] for x in rows if x["id"] == dup)
+                print(f"WRONG MERGE {r['id']} -> {dup}: {r['title']!r} | {other!r}")
         elif earlier and show:
             print(f"MISSED      {r['id']} ({r['story']}, {r.get('kind')}): {r['title']!r}")
     precision = correct / folds if folds else 1.0

@@ -43,11 +43,11 @@ def main() -> int:
             elif wl in got:
                 c[1] += 1
                 if args.errors == row["split"]:
-                    errors.append(f"FP {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')[:150]}")
+                    errors.append(f"FP {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
             elif wl in want:
                 c[2] += 1
                 if args.errors == row["split"]:
-                    errors.append(f"FN {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')[:150]}")
+                    errors.append(f"FN {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
     print(f"corpus: {len(rows)} items ({sum(1 for r in rows if r.get('labels'))} with labels, "
           f"{sum(1 for r in rows if not r.get('labels'))} negatives)")
     print(f"{'part':8} {'watchlist':20} {'P':>6} {'R':>6} {'F1':>6}   tp  fp  fn")
