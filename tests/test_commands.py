@@ -284,3 +284,38 @@ def _queue_alerts(rt: Runtime, chat_id: int, n: int, *, watchlist: str = "dprk-t
                         source="Example"), keys=[f"k{i}"], matches=[], alert_chats=[(chat_id, watchlist)])
            for i in range(start, start + n)]
     rt.store.record_items(new, None, now)
+
+
+def test_daemon_answers_commands_and_delivers(workdir, telegram, feed_server):
+    """`mediabot run` (a real subprocess) answers /start and /subscribe, then delivers the next alert."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"),
+                                               "name": "Example News", "lang": "de"}])
+    feed_server.routes["/news.xml"] = Route(rss([]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIABOT_", "TELEGRAM_"))} | {
+        "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+        "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state"),
+        "MEDIABOT_POLL_INTERVAL": "1", "MEDIABOT_POLL_MIN_INTERVAL": "1"}
+    daemon = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        telegram.user_message("/start", chat_id=USER)
+        assert telegram.wait_for(lambda: len(telegram.sent_to(USER)) == 1, timeout=15)
+        assert "Willkommen" in telegram.sent_to(USER)[0].text
+        telegram.user_message("/subscribe dprk-troops", chat_id=USER)
+        assert telegram.wait_for(lambda: len(telegram.sent_to(USER)) == 2)
+        feed_server.routes["/news.xml"] = Route(rss([
+            {"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/d",
+             "guid": "d", "ago": 1}]))
+        assert telegram.wait_for(lambda: len(telegram.sent_to(USER)) == 3, timeout=15)
+        assert "Nordkoreanische Soldaten" in telegram.sent_to(USER)[2].text
+    finally:
+        daemon.terminate()
+        _out, err = daemon.communicate(timeout=15)
+    assert daemon.returncode == 0, err
+    assert TelegramStub.TOKEN not in err

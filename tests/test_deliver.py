@@ -19,7 +19,7 @@ import pytest
 from bot.alerts import Rendered
 from bot.app import Runtime, build_runtime
 from bot.config import Settings, load_config
-from bot.deliver import TelegramSender
+from bot.deliver import Pacer, TelegramSender
 from bot.errors import ChatUnavailableError
 from bot.models import Item
 from bot.store import NewItem, SqliteStore
@@ -211,3 +211,53 @@ def test_restart_in_the_middle_of_a_fan_out_loses_nothing_and_repeats_at_most_on
     assert all(n >= 1 for n in counts.values()), "an alert was lost"
     assert sum(n - 1 for n in counts.values()) <= 1, "more than the one in-flight message was repeated"
     assert TelegramStub.TOKEN not in again.stderr
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize(("chat", "sends", "after", "expected"), [
+    (A, [], 0.0, 0.0),  # nothing sent yet: go
+    (B, [A], 0.0, 1.03 / 60),  # another chat: the even spacing (half a slot made up after a pause)
+    (B, [A, C], 0.0, 1.03 / 60 + 1.03 / 30),  # ... then full slots
+    (A, [A], 0.5, 0.5),  # the same private chat: about one per second
+    (-100, [-100], 1.0, 0.0),  # a group after a second: fine while under 20 per minute
+])
+def test_pacer_waits(chat, sends, after, expected):
+    clock = FakeClock()
+    pacer = Pacer(clock=clock)
+    for c in sends:
+        pacer.record(c)
+    clock.t += after
+    assert pacer.wait_time(chat) == pytest.approx(expected, abs=1e-6)
+
+
+def test_pacer_caps_a_group_at_20_per_minute_and_honours_retry_after():
+    clock = FakeClock()
+    pacer = Pacer(clock=clock)
+    for _ in range(20):
+        pacer.record(-100)
+        clock.t += 1.5
+    assert pacer.wait_time(-100) == pytest.approx(60 - 30, abs=1e-6)
+    pacer.block(A, 7)
+    assert pacer.wait_time(A) == pytest.approx(7)
+
+
+def test_pacer_never_exceeds_30_in_any_second():
+    clock = FakeClock()
+    pacer = Pacer(clock=clock)
+    sent: list[float] = []
+    chat = 1
+    while clock.t < 1010:
+        if pacer.wait_time(chat) <= 0:
+            pacer.record(chat)
+            sent.append(clock.t)
+            chat += 1
+        clock.t += 0.001
+    assert all(sum(1 for t in sent if s <= t < s + 1.0) <= 30 for s in sent)
+    assert len(sent) >= 10 * 30 * 0.95
