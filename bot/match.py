@@ -32,7 +32,7 @@ from rapidfuzz import fuzz
 
 from bot.config import Term, Watchlist
 from bot.models import Match, TermHit
-from bot.text import clean, fold, fold_chars, fold_word, words
+from bot.text import clean, fast_words, fold, fold_chars, fold_word, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -126,7 +126,10 @@ class Matcher:
                     self._add(wi, group, term, wl.threshold)
             for term in wl.exclude:
                 self._add(wi, _EXCLUDE, term, wl.threshold)
-        self._acronym_folded = frozenset(fold_chars(k) for k in self._acronym)
+        self._acronym_by_folded: dict[str, list[_Atom]] = {}
+        for key, atoms in self._acronym.items():
+            self._acronym_by_folded.setdefault(fold_chars(key), []).extend(atoms)
+        self._acronym_folded = frozenset(self._acronym_by_folded)
 
     def _add(self, wi: int, group: str, term: Term, default_threshold: float) -> None:
         threshold = term.threshold or default_threshold
@@ -198,18 +201,34 @@ class Matcher:
         raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
         title_only = self._title_only
         cache = self._cache
+        # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
+        # set difference) and see which watchlists could still match from the groups present.
+        per_field: list[tuple[_Tokens, set[str], dict[str, tuple[tuple[_Atom, float], ...]]]] = []
+        present: dict[int, set[str]] = {}
         for tokens in fields:
-            folded = tokens.folded
             summary_field = tokens.field == "summary"
-            # Most items match nothing: look each distinct word up once, walk positions only for hits.
             hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
-            distinct = set(folded)
+            distinct = set(tokens.folded)
             for word in distinct - self._no_hit:
                 found = cache.get(word)
                 if found is None:
                     found = self._lookup(word)
                 if found:
                     hit_words[word] = found
+                    for atom, _ in found:
+                        if not (summary_field and atom.watchlist in title_only):
+                            present.setdefault(atom.watchlist, set()).add(atom.group)
+            per_field.append((tokens, distinct, hit_words))
+            if self._acronym:
+                for key in self._acronym_folded & distinct:
+                    for atom in self._acronym_by_folded[key]:
+                        present.setdefault(atom.watchlist, set()).add(atom.group)
+        if not self._regex and not any(self._possible(wi, groups) for wi, groups in present.items()):
+            return []  # the common case: nothing can match, skip the position walk
+        # Stage 2: positions, multi-word terms and acronyms.
+        for tokens, distinct, hit_words in per_field:
+            folded = tokens.folded
+            summary_field = tokens.field == "summary"
             for i, word in enumerate(folded) if hit_words else ():
                 found = hit_words.get(word)
                 if not found:
@@ -250,10 +269,8 @@ class Matcher:
                             TermHit(atom.term.term, m.group(0), field_name, pos, 100.0))
         matches = []
         for wi in set(raw) | set(regex_hits):
-            present = set(raw.get(wi, ())) | set(regex_hits.get(wi, ()))
-            if _EXCLUDE in present or not any(
-                all(g in present for g in rule.groups) for rule in self.watchlists[wi].rules
-            ):
+            verified = set(raw.get(wi, ())) | set(regex_hits.get(wi, ()))
+            if _EXCLUDE in verified or not self._possible(wi, verified):
                 continue  # cheap pre-check before building TermHits
             groups: dict[str, list[TermHit]] = {}
             for group, entries in raw.get(wi, {}).items():
@@ -269,6 +286,13 @@ class Matcher:
                 matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
         return matches
+
+    def _possible(self, wi: int, groups: set[str]) -> bool:
+        """Could a watchlist match with these groups present? A superset test: NEAR, multi-word terms
+        and exclusions are checked later on positions."""
+        return any(
+            all(g in groups for g in rule.groups) for rule in self.watchlists[wi].rules
+        )
 
     @staticmethod
     def _rest_score(atom: _Atom, folded: list[str], i: int, score: float) -> float:
@@ -313,14 +337,14 @@ _BREAK = "__mediabot_field_break__"
 def _tokenize_fields(title: str, summary: str) -> list[_Tokens]:
     """Fold and split title and summary in one pass (one normalisation, one regex scan)."""
     if not summary:
-        return [_Tokens(title, words(fold_chars(title)), 0, "title")]
-    folded = words(fold_chars(f"{title} {_BREAK} {summary}"))
+        return [_Tokens(title, fast_words(fold_chars(title)), 0, "title")]
+    folded = fast_words(fold_chars(f"{title} {_BREAK} {summary}"))
     try:
         cut = folded.index(_BREAK)
     except ValueError:  # cannot happen unless NFKC changed the marker; fall back to two passes
-        title_words = words(fold_chars(title))
+        title_words = fast_words(fold_chars(title))
         return [_Tokens(title, title_words, 0, "title"),
-                _Tokens(summary, words(fold_chars(summary)), len(title_words) + _FIELD_GAP, "summary")]
+                _Tokens(summary, fast_words(fold_chars(summary)), len(title_words) + _FIELD_GAP, "summary")]
     return [_Tokens(title, folded[:cut], 0, "title"),
             _Tokens(summary, folded[cut + 1 :], cut + _FIELD_GAP, "summary")]
 
