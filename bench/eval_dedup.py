@@ -29,6 +29,7 @@ def quality(rows: list[dict], show: bool) -> tuple[float, float]:
     story_of = {r["id"]: r["story"] for r in rows}
     seen: set[tuple[str, str]] = set()
     folds = correct = should = folded_right = 0
+    by_kind: dict[str, list[int]] = {}
     for r in rows:
         item = item_from_record(r)
         dup = index.check(item, r["id"])
@@ -37,12 +38,14 @@ def quality(rows: list[dict], show: bool) -> tuple[float, float]:
         seen.add(key)
         if earlier:
             should += 1
+            by_kind.setdefault(r.get("kind", "?"), [0, 0])[1] += 1
         if dup is not None:
             folds += 1
             if story_of[dup] == r["story"]:
                 correct += 1
                 if earlier:
                     folded_right += 1
+                    by_kind[r.get("kind", "?")][0] += 1
             elif show:
                 other = next(x["title"] for x in rows if x["id"] == dup)
                 print(f"WRONG MERGE {r['id']} -> {dup}: {r['title']!r} | {other!r}")
@@ -53,6 +56,8 @@ def quality(rows: list[dict], show: bool) -> tuple[float, float]:
     print(f"dedup corpus: {len(rows)} items, {len(set(story_of.values()))} stories, {should} later copies; "
           f"{folds} folds, {correct} right")
     print(f"precision {precision:.3f} (target >= 0.98), recall {recall:.3f} (target >= 0.85)")
+    for kind, (got, total) in sorted(by_kind.items()):
+        print(f"  recall on {kind} copies: {got}/{total} = {got / total:.2f}")
     return precision, recall
 
 
