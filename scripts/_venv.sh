@@ -1,4 +1,5 @@
-# Shared by scripts/demo and scripts/test: make .venv with Python 3.11+ and install mediabot into it.
+# Shared by scripts/demo and scripts/test: make .venv with Python 3.11+ and install mediabot into it
+# with the extras named in $EXTRAS (set by the caller: sh's `.` takes no arguments).
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,8 +10,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=.venv/.mediabot-installed-$1
+target=.
+[ -n "$EXTRAS" ] && target=".[$EXTRAS]"
+stamp=".venv/.mediabot-installed-${EXTRAS:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$1]"
+  echo "installing mediabot into .venv (first run only) ..." >&2
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target"
   touch "$stamp"
 fi
