@@ -1,0 +1,76 @@
+"""Exact duplicates through the real pipeline: one alert per article, whatever the feed does to it."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_runtime
+from bot.config import Config, load_config, load_settings
+from bot.models import FeedSpec
+from bot.pipeline import run_cycle
+from tests.conftest import ROOT
+from tests.servers import FeedServer, Route, rss
+
+STORY = {"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+         "description": "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands.", "ago": 5}
+
+
+async def _poll(tmp_path: Path, feeds: list[FeedSpec]) -> str:
+    """One cycle plus delivery to the terminal sink, in a fresh process-like runtime; returns the output."""
+    settings = replace(load_settings({}), state_dir=tmp_path / "state", token=None)
+    config = Config(tuple(feeds), load_config(ROOT / "watchlists").watchlists)
+    out = io.StringIO()
+    rt = build_runtime(settings, config, force_console=True, console_stream=out)
+    try:
+        await run_cycle(rt.ctx, ignore_schedule=True)
+        await rt.deliverer.drain(timeout=30)
+    finally:
+        await rt.aclose()
+    return out.getvalue()
+
+
+def _spec(server: FeedServer, path: str, fid: str = "f", identity: str = "auto") -> FeedSpec:
+    return FeedSpec(id=fid, url=server.url(path), name=fid, lang="de", allow_private=True, identity=identity)
+
+
+def _alerts(output: str) -> int:
+    return output.count("Nordkoreanische Soldaten kämpfen")
+
+
+async def test_item_repeated_inside_one_feed_alerts_once(tmp_path, feed_server):
+    item = dict(STORY, link="https://x.example/1", guid="g1")
+    feed_server.routes["/f.xml"] = Route(rss([item, item]))
+    assert _alerts(await _poll(tmp_path, [_spec(feed_server, "/f.xml")])) == 1
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({"guid": "random-1", "link": "https://x.example/1"}, {"guid": "random-2", "link": "https://x.example/1"}),
+    ({"guid": "stable", "link": "https://x.example/1?utm_source=a"}, {"guid": "stable", "link": "https://x.example/9"}),
+    ({"guid": "g", "link": "https://x.example/1"},
+     {"guid": "g", "link": "https://x.example/1", "title": STORY["title"] + " (update)"}),
+], ids=["guid-changes-link-stays", "link-changes-guid-stays", "edited-title"])
+async def test_same_article_in_a_later_fetch_never_realerts(tmp_path, feed_server, first, second):
+    feed_server.routes["/f.xml"] = Route(rss([dict(STORY, **first)]))
+    assert _alerts(await _poll(tmp_path, [_spec(feed_server, "/f.xml")])) == 1
+    feed_server.routes["/f.xml"] = Route(rss([dict(STORY, **second)]))
+    assert _alerts(await _poll(tmp_path, [_spec(feed_server, "/f.xml")])) == 0
+
+
+async def test_same_article_in_two_feeds_of_one_outlet_alerts_once(tmp_path, feed_server):
+    feed_server.routes["/a.xml"] = Route(rss([dict(STORY, link="https://www.x.example/1/", guid="a")]))
+    feed_server.routes["/b.xml"] = Route(rss([dict(STORY, link="http://x.example/1?utm_medium=rss", guid="b")]))
+    out = await _poll(tmp_path, [_spec(feed_server, "/a.xml", "a"), _spec(feed_server, "/b.xml", "b")])
+    assert _alerts(out) == 1
+
+
+async def test_identity_override_for_a_feed_with_broken_guids(tmp_path, feed_server):
+    """A publisher that puts the fetch time into the guid: `identity: link` keys its items on the link."""
+    feed_server.routes["/f.xml"] = Route(rss([dict(STORY, link="https://x.example/1", guid="t=1")]))
+    spec = _spec(feed_server, "/f.xml", identity="link")
+    assert _alerts(await _poll(tmp_path, [spec])) == 1
+    feed_server.routes["/f.xml"] = Route(rss([dict(STORY, link="https://x.example/1", guid="t=2")]))
+    assert _alerts(await _poll(tmp_path, [spec])) == 0
