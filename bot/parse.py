@@ -20,6 +20,7 @@ import feedparser
 
 from bot.dedup import canonical_link, identity_keys
 from bot.errors import ParseError
+from bot.fastparse import parse_well_formed
 from bot.models import FeedSpec, Item
 from bot.text import html_to_text
 
@@ -59,7 +60,8 @@ def parse_document(body: bytes, spec: FeedSpec, now: datetime, url: str | None =
     headers = {"content-location": base}
     if content_type and _is_xml_type(content_type):
         headers["content-type"] = content_type
-    parsed = feedparser.parse(body, response_headers=headers, **_FP_OPTIONS)
+    parsed = (parse_well_formed(body, headers.get("content-type", ""))  # fast path; None: feedparser
+              or feedparser.parse(body, response_headers=headers, **_FP_OPTIONS))
     entries = parsed.get("entries") or []
     if not entries:
         version = parsed.get("version") or ""
