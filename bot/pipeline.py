@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.config import Config, Settings
 from bot.dedup import identity_keys
 from bot.errors import ParseError
 from bot.match import Matcher
-from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, PollReport
+from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, OutboxRow, PollReport
 from bot.parse import parse_document
 from bot.store import NewItem
 
@@ -42,6 +43,10 @@ class StorePort(Protocol):
                      notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
     def subscribers(self, watchlist: str) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
+    def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
+    def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
+                  story_id: int | None = None, message_id: int | None = None,
+                  replaces: Sequence[int] = ()) -> int: ...
 
 
 class StoryFolder(Protocol):
@@ -230,6 +235,9 @@ def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetim
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None:
                 ctx.stories.add_item(n.item, sid)
+    for n in new_items:
+        if n.story_id is not None and n.matches:
+            _queue_also_edits(ctx, n.story_id, now)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -291,6 +299,14 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         for m in ms:
             outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
     return _succeeded(ctx, spec, state, now, result, outcome, notices, records)
+
+
+def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
+    """A later copy of a story: update the alerts already sent for it ("also: Spiegel, Zeit ...")
+    with editMessageText instead of a new ping. Alerts still pending pick the sources up when sent."""
+    for row in ctx.store.sent_alerts_for_story(story_id):
+        ctx.store.queue_row(row.chat_id, "edit", json.loads(row.payload), now, watchlist=row.watchlist,
+                            story_id=story_id, message_id=row.message_id)
 
 
 def _match_all(matcher: Matcher, items: Sequence[Item]) -> list[list[Match]]:
