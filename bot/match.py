@@ -118,6 +118,7 @@ class Matcher:
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
+        self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
         self._acronym_folded: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
@@ -184,9 +185,11 @@ class Matcher:
         result = tuple(found.values())
         if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
             self._cache.clear()
+            self._group_keys.clear()
             self._no_hit.clear()
         if result:
             self._cache[raw] = result
+            self._group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
         else:
             self._no_hit.add(raw)
         return result
@@ -204,7 +207,8 @@ class Matcher:
         # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
         # set difference) and see which watchlists could still match from the groups present.
         per_field: list[tuple[_Tokens, set[str], dict[str, tuple[tuple[_Atom, float], ...]]]] = []
-        present: dict[int, set[str]] = {}
+        keys: set[tuple[int, str]] = set()  # (watchlist, group) pairs some word may satisfy
+        group_keys = self._group_keys
         for tokens in fields:
             summary_field = tokens.field == "summary"
             hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
@@ -215,14 +219,17 @@ class Matcher:
                     found = self._lookup(word)
                 if found:
                     hit_words[word] = found
-                    for atom, _ in found:
-                        if not (summary_field and atom.watchlist in title_only):
-                            present.setdefault(atom.watchlist, set()).add(atom.group)
+                    if summary_field and title_only:
+                        keys.update((a.watchlist, a.group) for a, _ in found if a.watchlist not in title_only)
+                    else:
+                        keys |= group_keys[word]
             per_field.append((tokens, distinct, hit_words))
             if self._acronym:
                 for key in self._acronym_folded & distinct:
-                    for atom in self._acronym_by_folded[key]:
-                        present.setdefault(atom.watchlist, set()).add(atom.group)
+                    keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
+        present: dict[int, set[str]] = {}
+        for wi, group in keys:
+            present.setdefault(wi, set()).add(group)
         if not self._regex and not any(self._possible(wi, groups) for wi, groups in present.items()):
             return []  # the common case: nothing can match, skip the position walk
         # Stage 2: positions, multi-word terms and acronyms.
