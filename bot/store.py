@@ -382,22 +382,14 @@ class SqliteStore:
     def items_since(self, since: datetime) -> Iterator[Item]:
         """Stored items first seen after `since` (for backtests)."""
         for r in self._db.execute("SELECT * FROM items WHERE first_seen >= ? ORDER BY id", (_ts(since),)):
-            yield Item(
-                key=r["key"], feed_id=r["feed_id"], title=r["title"], summary=r["summary"], link=r["link"],
-                canonical_link=r["canonical_link"], guid=r["guid"], published=_dt(r["published"]) or since,
-                lang=r["lang"], source=r["source"],
-            )
+            yield _item(r, since)
 
     def story_items_since(self, since: datetime) -> Iterator[tuple[Item, int]]:
         """Stored items published after `since` with their story id (rebuilds the dedup index)."""
         for r in self._db.execute(
             "SELECT * FROM items WHERE published >= ? AND story_id IS NOT NULL ORDER BY id", (_ts(since),)
         ):
-            yield Item(
-                key=r["key"], feed_id=r["feed_id"], title=r["title"], summary=r["summary"], link=r["link"],
-                canonical_link=r["canonical_link"], guid=r["guid"], published=_dt(r["published"]) or since,
-                lang=r["lang"], source=r["source"],
-            ), int(r["story_id"])
+            yield _item(r, since), int(r["story_id"])
 
     def matches_of(self, item_ids: Sequence[int]) -> dict[int, set[str]]:
         """Watchlists each stored item matched."""
@@ -632,6 +624,14 @@ class SqliteStore:
             ).rowcount
             counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
         return counts
+
+
+def _item(r: sqlite3.Row, fallback: datetime) -> Item:
+    return Item(
+        key=r["key"], feed_id=r["feed_id"], title=r["title"], summary=r["summary"], link=r["link"],
+        canonical_link=r["canonical_link"], guid=r["guid"], published=_dt(r["published"]) or fallback,
+        lang=r["lang"], source=r["source"],
+    )
 
 
 def _row(r: sqlite3.Row) -> OutboxRow:
