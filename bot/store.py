@@ -391,13 +391,6 @@ class SqliteStore:
         ):
             yield _item(r, since), int(r["story_id"])
 
-    def matches_of(self, item_ids: Sequence[int]) -> dict[int, set[str]]:
-        """Watchlists each stored item matched."""
-        out: dict[int, set[str]] = {}
-        for r in self._db.execute("SELECT item_id, watchlist FROM matches"):
-            out.setdefault(r[0], set()).add(r[1])
-        return {i: out.get(i, set()) for i in item_ids}
-
     # -- chats and subscriptions -----------------------------------------------------------
 
     def subscribers(self, watchlist: str) -> list[int]:
