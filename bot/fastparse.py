@@ -34,6 +34,11 @@ _RFC822 = re.compile(
     r"(?:(?:mon|tue|wed|thu|fri|sat|sun),\s*)?\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)\s+"
     r"\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?\s+(?:[+-]\d{4}|gmt|ut|utc|z)", re.IGNORECASE)
 _MOJIBAKE = re.compile(rb"\xc3[\x82-\xaf]\xc2[\x80-\xbf]|\xc3\xa2\xe2\x82\xac")
+_READ = frozenset(
+    [f"{ns}{tag}" for ns in ("", _RSS1) for tag in ("title", "link", "description")]
+    + ["guid", "pubDate", _DC_DATE, _CONTENT, _DC_LANG]
+    + [_ATOM + tag for tag in ("title", "summary", "content", "id", "published", "updated")]
+)
 _SY = "{http://purl.org/rss/1.0/modules/syndication/}"
 
 
@@ -119,6 +124,11 @@ def _link(value: str) -> str:
 
 def _rss_entry(item: ET.Element, ns: str) -> dict[str, Any]:
     _check_folded(item)
+    if item.find(_ATOM + "link") is not None:
+        raise _Odd  # atom:link inside an RSS item: feedparser merges it into the links
+    tags = [child.tag for child in item if child.tag in _READ]
+    if len(tags) != len(set(tags)):
+        raise _Odd  # a repeated element (two titles, two links...): feedparser keeps the last one
     entry: dict[str, Any] = {}
     title = item.find(ns + "title")
     if title is not None:
@@ -153,6 +163,9 @@ def _rss_entry(item: ET.Element, ns: str) -> dict[str, Any]:
 
 def _atom_entry(el: ET.Element) -> dict[str, Any]:
     _check_folded(el)
+    tags = [child.tag for child in el if child.tag in _READ]
+    if len(tags) != len(set(tags)):
+        raise _Odd  # a repeated title, summary, id or date: feedparser keeps the last one
     entry: dict[str, Any] = {}
     title = el.find(_ATOM + "title")
     if title is not None:

@@ -84,8 +84,15 @@ def test_generated_feed_takes_fast_path_with_same_items(i: int, monkeypatch: pyt
         b"<rss><channel><item><title>broken</channel></rss>",
         b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title type="xhtml"><div>x</div></title></entry></feed>',
         b"<rss><channel><item><title>t</title><pubDate>yesterday</pubDate></item></channel></rss>",
+        b"<rss><channel><item><title>a</title><title>b</title></item></channel></rss>",
+        b'<rss xmlns:atom="http://www.w3.org/2005/Atom"><channel><item><title>t</title>'
+        b'<atom:link href="https://e.org/a"/></item></channel></rss>',
+        b'<rss xmlns:media="http://search.yahoo.com/mrss/"><channel><item><title>t</title>'
+        b"<media:description>caption</media:description></item></channel></rss>",
+        "<rss><channel><item><title>K\u00c3\u00b6ln</title></item></channel></rss>".encode(),
     ],
-    ids=["entities", "external-entity", "cp1251", "html-entity", "html", "broken", "xhtml", "bad-date"],
+    ids=["entities", "external-entity", "cp1251", "html-entity", "html", "broken", "xhtml", "bad-date",
+         "two-titles", "atom-link-in-rss", "media-description", "double-encoded"],
 )
 def test_odd_documents_are_left_to_feedparser(body: bytes) -> None:
     """DTDs (billion laughs, XXE), other encodings, HTML entities, broken XML, xhtml, odd dates: None."""
