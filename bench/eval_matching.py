@@ -22,14 +22,16 @@ from bot.match import Matcher  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", type=Path, default=ROOT / "bench" / "corpus" / "matching.jsonl")
+    ap.add_argument("--corpus", type=Path, nargs="+",
+                    default=[ROOT / "bench" / "corpus" / "matching.jsonl", ROOT / "bench" / "corpus" / "matching_extra.jsonl"])
     ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
     ap.add_argument("--errors", choices=["tune", "holdout"], help="list false positives/negatives of a part")
     args = ap.parse_args()
     config = load_config(args.watchlists)
     matcher = Matcher(config.watchlists)
     ids = [w.id for w in config.watchlists]
-    rows = [json.loads(line) for line in args.corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for path in args.corpus if path.exists()
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     # counts[part][watchlist] = [tp, fp, fn]
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     errors: list[str] = []

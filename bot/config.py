@@ -440,10 +440,14 @@ class Term:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """All `groups` must match; with `near`, their hits must lie within that many words."""
+    """All `groups` must match; with `near`, their hits must lie within that many words; the groups in
+    `title` must match in the headline; and the rule does not hold when every group in `unless` matches
+    too (e.g. Kursk AND war, unless North Korea AND thanks: a diplomatic thank-you is not front news)."""
 
     groups: tuple[str, ...]
     near: int | None = None
+    unless: tuple[str, ...] = ()
+    title: tuple[str, ...] = ()  # these groups must match in the headline itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +469,7 @@ class Watchlist:
 
 WATCHLIST_KEYS = ("name", "description", "fields", "threshold", "groups", "rules", "exclude", "chats", "enabled")
 TERM_KEYS = ("term", "aliases", "mode", "threshold")
-RULE_KEYS = ("all", "near")
+RULE_KEYS = ("all", "near", "unless", "title")
 
 
 def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
@@ -518,23 +522,29 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             if names_node is None or not isinstance(names_node.value, list) or not names_node.value:
                 r.err(rule_node.line, f"{what}.all must list one or more group names")
                 continue
-            names: list[str] = []
-            for n in names_node.value:
-                if not isinstance(n.value, str):
-                    r.err(n.line, f"{what}.all: {n.value!r} is not a group name")
-                elif n.value not in groups:
-                    hint = _closest(n.value, groups)
-                    r.err(
-                        n.line,
-                        f"{what}.all: no group named {n.value!r}"
-                        + (f" (did you mean {hint!r}?)" if hint else f"; groups: {', '.join(groups)}"),
-                    )
+            names = _group_names(r, names_node, f"{what}.all", groups)
+            unless: list[str] = []
+            unless_node = rm.get("unless")
+            if unless_node is not None and unless_node.value is not None:
+                if not isinstance(unless_node.value, list) or not unless_node.value:
+                    r.err(unless_node.line, f"{what}.unless must list one or more group names")
                 else:
-                    names.append(n.value)
+                    unless = _group_names(r, unless_node, f"{what}.unless", groups)
+            in_title: list[str] = []
+            title_node = rm.get("title")
+            if title_node is not None and title_node.value is not None:
+                if not isinstance(title_node.value, list) or not title_node.value:
+                    r.err(title_node.line, f"{what}.title must list one or more group names")
+                else:
+                    in_title = _group_names(r, title_node, f"{what}.title", groups)
+                    for g in in_title:
+                        if g not in names:
+                            r.err(title_node.line, f"{what}.title: {g!r} must also be in `all`")
             near = r.number(rm, "near", what, 1, 200, None)
             if near is not None and len(names) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
-            rules.append(Rule(tuple(names), int(near) if near is not None else None))
+            rules.append(Rule(tuple(names), int(near) if near is not None else None, tuple(unless),
+                              tuple(in_title)))
     exclude: tuple[Term, ...] = ()
     if "exclude" in m and m["exclude"].value is not None:
         exclude = _terms(r, m["exclude"], f"{wid}.exclude")
@@ -564,6 +574,23 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         enabled=r.boolean(m, "enabled", wid, True),
         source=str(path),
     )
+
+
+def _group_names(r: _Reader, node: _Located, what: str, groups: Mapping[str, object]) -> list[str]:
+    names: list[str] = []
+    for n in node.value:
+        if not isinstance(n.value, str):
+            r.err(n.line, f"{what}: {n.value!r} is not a group name")
+        elif n.value not in groups:
+            hint = _closest(n.value, groups)
+            r.err(
+                n.line,
+                f"{what}: no group named {n.value!r}"
+                + (f" (did you mean {hint!r}?)" if hint else f"; groups: {', '.join(groups)}"),
+            )
+        else:
+            names.append(n.value)
+    return names
 
 
 def _terms(r: _Reader, node: _Located, what: str) -> tuple[Term, ...]:

@@ -39,6 +39,7 @@ _VOWELS = set("aeiouyаеиоуэюя")
 _FIELD_GAP = 3  # summary words are numbered after the title's, this many words further (for NEAR)
 _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
 _FUZZY_MIN = 8  # shorter stems are too close to other real words for edit-distance matching
 
@@ -53,6 +54,9 @@ def stem(word: str) -> str:
             out = out[: -len(ending)]
             break
     while len(out) > 4 and out[-1] in _VOWELS:
+        out = out[:-1]
+    # Russian and Ukrainian decline four-letter nouns too (дуга/дуге, мины/мин): cut their last vowel.
+    if len(word) == 4 and out == word and out[-1] in _VOWELS and _CYRILLIC.match(out):
         out = out[:-1]
     return out
 
@@ -79,7 +83,7 @@ def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
         if len(stem_) <= 3:
             return 100.0 if extra <= 2 else 0.0
         return 100.0
-    if fuzzy and len(stem_) >= _FUZZY_MIN and len(word) >= len(stem_) - 1:
+    if fuzzy and len(stem_) >= _FUZZY_MIN and len(word) >= len(stem_):
         score = fuzz.ratio(stem_, word[: len(stem_)])
         if score >= threshold:
             return float(score)
@@ -325,6 +329,10 @@ class Matcher:
         best: tuple[float, list[TermHit]] | None = None
         for rule in wl.rules:
             if not all(g in groups for g in rule.groups):
+                continue
+            if rule.unless and all(g in groups for g in rule.unless):
+                continue
+            if rule.title and not all(any(h.field == "title" for h in groups[g]) for g in rule.title):
                 continue
             if rule.near is not None and not _near(groups, rule.groups, rule.near):
                 continue

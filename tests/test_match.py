@@ -115,3 +115,29 @@ def test_backtest_shows_what_an_edit_changes(workdir: Path, feed_server):
     assert result.returncode == 0, result.stderr
     assert "- " in result.stdout and "Gefechte im Gebiet Kursk dauern an" in result.stdout
     assert "Stadtfest" not in result.stdout
+
+
+def test_unless_vetoes_a_rule_only_when_all_its_groups_match():
+    groups = {"place": [PLACE], "war": [Term("Krieg"), Term("Soldat")], "dprk": [DPRK], "thanks": [Term("dankt")]}
+    m = Matcher([wl(groups, rules=(Rule(("place", "war"), unless=("dprk", "thanks")),))])
+    assert m.match("Soldaten aus Nordkorea kämpfen bei Kursk")
+    assert m.match("Kreml dankt Soldaten für Kursk")
+    assert not m.match("Putin dankt Nordkorea für Soldaten in Kursk")
+
+
+def test_title_rule_needs_its_groups_in_the_headline():
+    groups = {"dprk": [DPRK], "troops": [Term("Soldat")]}
+    m = Matcher([wl(groups, rules=(Rule(("dprk", "troops"), title=("troops",)),))])
+    assert m.match("Soldaten aus Nordkorea", "")
+    assert not m.match("Nordkorea empfängt Delegation", "Die Soldaten standen Spalier.")
+
+
+def test_check_rejects_a_title_group_missing_from_all(workdir):
+    write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
+    wl_path = workdir / "watchlists" / "t.yaml"
+    wl_path.write_text("description: d\ngroups:\n  a: [Kursk]\n  b: [Krieg]\nrules:\n  - all: [a]\n"
+                       "    title: [b]\n    unless: [c]\n", encoding="utf-8")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    assert result.returncode == 2
+    assert f"{wl_path}:7: t.rules[0].title: 'b' must also be in `all`" in result.stdout
+    assert f"{wl_path}:8:" in result.stdout and "no group named 'c'" in result.stdout
