@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
+from array import array
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,12 +101,16 @@ def identity_keys(feed_id: str, guid: str, canonical: str, title: str, identity:
 # time window. The threshold is set for precision first: a wrong merge hides news, a missed fold
 # only repeats it.
 
-_POSTING_CAP = 400  # newest items kept per word; a word in more items than this is not informative
 _CANDIDATE_WORDS = 10  # the rarest words of an item that are looked up
 _CANDIDATES = 8  # most-overlapping earlier items that are compared in full
-_RARE = 150  # words in fewer recent items than this nominate candidates
+_RARE = 150  # words in fewer recent items than this nominate candidates; postings are kept for those
 _MIN_WORD = 3
-SIMILARITY_THRESHOLD = 0.3  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
+SIMILARITY_THRESHOLD = 0.35  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
+# Words of a new item that no indexed item has mark what is new about it, but a rewrite brings many of
+# its own. At full weight they cost recall on the duplicate corpus; at zero, a small index merges
+# different events with the same actors (tests/test_e2e.py's casualty report). Half keeps both.
+_UNSEEN_WEIGHT = 0.5
+
 
 
 _STEMS: dict[str, str] = {}  # folded word -> stem; bounded below (news vocabularies are Zipfian)
@@ -143,30 +149,47 @@ class _Entry:
     key: Hashable  # story id (pipeline) or item id (match CLI)
     lang: str
     published: datetime
-    words: frozenset[str]
-    title_words: frozenset[str]
+    words: array[int]  # word ids: arrays, not sets, keep the index small and out of the garbage collector
+    title_words: array[int]
     weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
 class StoryIndex:
-    """In-memory index of recent items for near-duplicate lookup; rebuilt from the store at start."""
+    """In-memory index of recent items for near-duplicate lookup; rebuilt from the store at start.
+
+    Thread-safe (one lock): the pipeline looks items up from a worker thread while the event loop adds.
+    """
 
     def __init__(self, window: float = 48 * 3600.0, threshold: float = SIMILARITY_THRESHOLD) -> None:
         self.window = timedelta(seconds=window)
         self.threshold = threshold
         self.min_shared = 2  # candidates must share at least this many informative words
-        self._postings: dict[tuple[str, str], deque[int]] = {}
+        self._word_ids: dict[str, dict[str, int]] = {}  # lang -> stem -> word id
+        self._df = array("i")  # word id -> items in the window that contain it
+        self._postings: list[array[int] | None] = []  # word id -> entry ids, kept while the word is rare
         self._entries: dict[int, _Entry] = {}
-        self._df: Counter[tuple[str, str]] = Counter()
         self._next = 0
         self._order: deque[int] = deque()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _idf(self, key: tuple[str, str]) -> float:
-        n = max(len(self._entries), 1)
-        return math.log((n + 1) / (self._df.get(key, 0) + 0.5))
+    def _lookup_ids(self, lang: str, ws: Iterable[str]) -> array[int]:
+        ids = self._word_ids.get(lang, {})
+        return array("i", sorted(i for w in ws if (i := ids.get(w)) is not None))
+
+    def _intern_ids(self, lang: str, ws: Iterable[str]) -> array[int]:
+        ids = self._word_ids.setdefault(lang, {})
+        out = []
+        for w in ws:
+            i = ids.get(w)
+            if i is None:
+                i = ids[w] = len(self._df)
+                self._df.append(0)
+                self._postings.append(array("i"))
+            out.append(i)
+        return array("i", sorted(out))
 
     def nearest(self, title: str, summary: str, lang: str, published: datetime) -> tuple[Hashable | None, float]:
         """The most similar earlier entry in the same language and window, and its similarity."""
@@ -174,33 +197,37 @@ class StoryIndex:
         if not ws:
             return None, 0.0
         lang = (lang or "")[:2]
-        # Candidates come from the item's rarest words only: a check touches a few short posting lists.
-        rare: list[tuple[int, str]] = []
-        for w in ws:
-            posting = self._postings.get((lang, w))
-            if posting is not None and len(posting) < _RARE:
-                rare.append((len(posting), w))
-        rare.sort()
-        counts: Counter[int] = Counter()
-        for _, w in rare[:_CANDIDATE_WORDS]:
-            counts.update(self._postings[(lang, w)])
-        best: tuple[Hashable | None, float] = (None, 0.0)
-        if not counts:
+        with self._lock:
+            a = self._lookup_ids(lang, ws)
+            ta = self._lookup_ids(lang, tws)
+            # Candidates come from the item's rarest words only: a check touches a few short posting lists.
+            df, postings = self._df, self._postings
+            rare = sorted((df[i], i) for i in a if 0 < df[i] < _RARE)
+            counts: Counter[int] = Counter()
+            for _, i in rare[:_CANDIDATE_WORDS]:
+                posting = postings[i]
+                if posting is not None:
+                    counts.update(posting)
+            best: tuple[Hashable | None, float] = (None, 0.0)
+            if not counts:
+                return best
+            idf: dict[int, float] = {}
+            sa, sta = set(a), set(ta)
+            unseen = _UNSEEN_WEIGHT * math.log((max(len(self._entries), 1) + 1) / 0.5)
+            extra = ((len(ws) - len(a)) * unseen, (len(tws) - len(ta)) * unseen)
+            for eid, shared in counts.most_common(_CANDIDATES):
+                if shared < self.min_shared:
+                    break
+                entry = self._entries.get(eid)
+                if entry is None or abs(published - entry.published) > self.window:
+                    continue
+                sim = self._similarity(sa, set(entry.words), sta, set(entry.title_words), idf, entry, extra)
+                if sim > best[1]:
+                    best = (entry.key, sim)
             return best
-        idf: dict[str, float] = {}
-        for eid, shared in counts.most_common(_CANDIDATES):
-            if shared < self.min_shared:
-                break
-            entry = self._entries.get(eid)
-            if entry is None or abs(published - entry.published) > self.window:
-                continue
-            sim = self._similarity(ws, entry.words, tws, entry.title_words, lang, idf, entry)
-            if sim > best[1]:
-                best = (entry.key, sim)
-        return best
 
-    def _similarity(self, a: frozenset[str], b: frozenset[str], ta: frozenset[str], tb: frozenset[str],
-                    lang: str, idf: dict[str, float], entry: _Entry | None = None) -> float:
+    def _similarity(self, a: set[int], b: set[int], ta: set[int], tb: set[int], idf: dict[int, float],
+                    entry: _Entry | None = None, extra: tuple[float, float] = (0.0, 0.0)) -> float:
         """IDF-weighted: max(Jaccard, mean of overlap coefficient and title Jaccard)."""
         inter = a & b
         if not inter:
@@ -208,16 +235,16 @@ class StoryIndex:
         n = max(len(self._entries), 1)
         df = self._df
 
-        def weight(ws: frozenset[str]) -> float:
+        def weight(ws: Iterable[int]) -> float:
             total = 0.0
             for w in ws:
                 v = idf.get(w)
                 if v is None:
-                    v = idf[w] = math.log((n + 1) / (df.get((lang, w), 0) + 0.5))
+                    v = idf[w] = math.log((n + 1) / (df[w] + 0.5))
                 total += v
             return total
 
-        wa, wta = weight(a), weight(ta)
+        wa, wta = weight(a) + extra[0], weight(ta) + extra[1]
         if entry is not None:
             # An entry's own weights change slowly with the index size: recompute when it moved 10%.
             if entry.weights is None or abs(entry.weights[2] - n) > n * 0.1:
@@ -239,35 +266,40 @@ class StoryIndex:
         """Remember an item under `key` (its story id)."""
         lang = (lang or "")[:2]
         ws, tws = item_words(title, summary)
-        eid = self._next
-        self._next += 1
-        self._entries[eid] = _Entry(key, lang, published, ws, tws)
-        self._order.append(eid)
-        for w in ws:
-            k = (lang, w)
-            posting = self._postings.get(k)
-            if posting is None:
-                posting = self._postings[k] = deque(maxlen=_POSTING_CAP)
-            posting.append(eid)
-            self._df[k] += 1
+        with self._lock:
+            ids = self._intern_ids(lang, ws)
+            eid = self._next
+            self._next += 1
+            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws))
+            self._order.append(eid)
+            df, postings = self._df, self._postings
+            for i in ids:
+                df[i] += 1
+                posting = postings[i]
+                if posting is not None:
+                    if len(posting) < _RARE:
+                        posting.append(eid)
+                    else:
+                        postings[i] = None  # common from now on: never a candidate source again
 
     def expire(self, now: datetime) -> None:
-        """Forget entries older than the window (by publication time)."""
-        while self._order:
-            eid = self._order[0]
-            entry = self._entries.get(eid)
-            if entry is not None and now - entry.published <= self.window:
-                break
-            self._order.popleft()
-            if entry is None:
-                continue
-            del self._entries[eid]
-            for w in entry.words:
-                k = (entry.lang, w)
-                self._df[k] -= 1
-                if self._df[k] <= 0:
-                    del self._df[k]
-                    self._postings.pop(k, None)
+        """Forget entries published before the window."""
+        with self._lock:
+            df = self._df
+            while self._order:
+                eid = self._order[0]
+                entry = self._entries.get(eid)
+                if entry is not None and now - entry.published <= self.window:
+                    break
+                self._order.popleft()
+                if entry is None:
+                    continue
+                del self._entries[eid]
+                for i in entry.words:
+                    df[i] -= 1
+                    posting = self._postings[i]
+                    if posting is not None and posting and posting[0] == eid:
+                        posting.pop(0)  # entries expire oldest first, so each posting is trimmed at its head
 
     # -- the two users: the pipeline (stories) and `mediabot match` (item ids) -------------------
 

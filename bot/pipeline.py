@@ -44,6 +44,7 @@ class StorePort(Protocol):
     def subscribers(self, watchlist: str) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
+    def story_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
                   replaces: Sequence[int] = ()) -> int: ...
@@ -54,6 +55,7 @@ class StoryFolder(Protocol):
 
     def find(self, item: Item, now: datetime) -> int | None: ...
     def add_item(self, item: Item, story_id: int) -> None: ...
+    def expire(self, now: datetime) -> None: ...
 
 
 @dataclass
@@ -99,6 +101,8 @@ def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule
 async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> PollReport:
     """Poll every due feed concurrently; one feed's failure never stops the others."""
     now = ctx.now()
+    if ctx.stories is not None:
+        ctx.stories.expire(now)
     feeds = [f for f in ctx.config.feeds if f.enabled]
     states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule)]
@@ -233,7 +237,7 @@ def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetim
     story_ids = ctx.store.record_items(new_items, state, now, notices)
     if ctx.stories is not None:
         for n, sid in zip(new_items, story_ids, strict=True):
-            if sid and n.story_id is None:
+            if sid and n.story_id is None and n.matches:
                 ctx.stories.add_item(n.item, sid)
     for n in new_items:
         if n.story_id is not None and n.matches:
@@ -255,7 +259,9 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
             continue
         batch_keys.update(keys)
         new.append((it, keys))
-    matches = await asyncio.to_thread(_match_all, ctx.matcher, [it for it, _ in new]) if new else []
+    # Matching and the near-duplicate lookup are CPU work: a worker thread, never the event loop.
+    matches, stories = (await asyncio.to_thread(_match_and_fold, ctx.matcher, ctx.stories, [it for it, _ in new], now)
+                        if new else ([], []))
     alertable = _alertable(spec, state, [it for it, _ in new], now, settings)
     notices: list[tuple[int, str]] = []
     suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
@@ -269,12 +275,11 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     names = {w.id: w for w in ctx.config.watchlists}
     records: list[NewItem] = []
     queued = matched = 0
-    for (it, keys), ms in zip(new, matches, strict=True):
-        story_id = ctx.stories.find(it, now) if ctx.stories is not None else None
+    for (it, keys), ms, story_id in zip(new, matches, stories, strict=True):
         chats: list[tuple[int, str]] = []
         if ms:
             matched += 1
-        if ms and it.key in alertable and story_id is None:
+        if ms and it.key in alertable:
             for m in ms:
                 wl = names.get(m.watchlist)
                 if wl is None:
@@ -282,8 +287,9 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                 if m.watchlist not in recipients_cache:
                     recipients_cache[m.watchlist] = _recipients(ctx, wl.chats, m.watchlist)
                 chats.extend((c, m.watchlist) for c in recipients_cache[m.watchlist])
-        # one alert per (story, chat): a chat reached by two watchlists gets the best-scoring one
-        seen_chats: set[int] = set()
+        # One alert per (story, chat): a chat reached by two watchlists gets the best-scoring one, and a
+        # later copy of a story alerts only chats the story has not reached yet (the others get an edit).
+        seen_chats: set[int] = ctx.store.story_chats(story_id) if story_id is not None and chats else set()
         unique = []
         for c, w in chats:
             if c not in seen_chats:
@@ -309,8 +315,16 @@ def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
                             story_id=story_id, message_id=row.message_id)
 
 
-def _match_all(matcher: Matcher, items: Sequence[Item]) -> list[list[Match]]:
-    return [matcher.match(it.title, it.summary) for it in items]
+def _match_and_fold(matcher: Matcher, stories: StoryFolder | None, items: Sequence[Item],
+                    now: datetime) -> tuple[list[list[Match]], list[int | None]]:
+    """Match every item; for those that matched, find the recent story they repeat (if any).
+
+    Only matched items take part in story folding: a copy must never fold into a story that never
+    alerted anybody."""
+    matches = [matcher.match(it.title, it.summary) for it in items]
+    found = [stories.find(it, now) if stories is not None and ms else None
+             for it, ms in zip(items, matches, strict=True)]
+    return matches, found
 
 
 def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list[int]:

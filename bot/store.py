@@ -385,9 +385,11 @@ class SqliteStore:
             yield _item(r, since)
 
     def story_items_since(self, since: datetime) -> Iterator[tuple[Item, int]]:
-        """Stored items published after `since` with their story id (rebuilds the dedup index)."""
+        """Stored items that matched a watchlist, published after `since`, with their story id, oldest
+        first (rebuilds the dedup index, which holds only matched items)."""
         for r in self._db.execute(
-            "SELECT * FROM items WHERE published >= ? AND story_id IS NOT NULL ORDER BY id", (_ts(since),)
+            "SELECT * FROM items WHERE published >= ? AND story_id IS NOT NULL "
+            "AND id IN (SELECT item_id FROM matches) ORDER BY published, id", (_ts(since),)
         ):
             yield _item(r, since), int(r["story_id"])
 
@@ -591,6 +593,11 @@ class SqliteStore:
             (story_id,),
         )
         return [_row(r) for r in rows]
+
+    def story_chats(self, story_id: int) -> set[int]:
+        """Chats that already have an alert (queued or sent) for a story."""
+        rows = self._db.execute("SELECT DISTINCT chat_id FROM outbox WHERE story_id=? AND kind='alert'", (story_id,))
+        return {r[0] for r in rows}
 
     def story_sources(self, story_id: int) -> list[str]:
         """Outlets that carried a story, first one first."""
