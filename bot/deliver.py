@@ -326,15 +326,19 @@ class Deliverer:
             started = 0
             soonest = 1.0
             leaving: set[int] = set()
+            considered: set[int] = set()  # only a chat's first due row can leave in this pass
             for row in rows:
+                if row.chat_id in considered:
+                    continue
+                considered.add(row.chat_id)
+                if row.chat_id in self._in_flight:
+                    continue
                 if len(self._in_flight) >= self.max_in_flight:
                     break
                 overall = self.pacer.global_wait()
                 if overall > 0:  # nothing may leave for any chat yet: don't scan the rest
                     soonest = min(soonest, overall)
                     break
-                if row.chat_id in self._in_flight:
-                    continue
                 wait = self.pacer.wait_time(row.chat_id)
                 if wait > 0:
                     soonest = min(soonest, wait)

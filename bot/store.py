@@ -286,11 +286,34 @@ class SqliteStore:
                      notices: Iterable[tuple[int, str]] = ()) -> list[int]:
         """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
         in ONE transaction: after a crash either all of it is there or none (and the items are new
-        again on the next poll). Returns the story id of each item."""
+        again on the next poll). Returns the story id of each item (0 for items that matched nothing:
+        they get no story, and are written in bulk)."""
         stamp = _ts(now)
         story_ids: list[int] = []
         with self._tx() as db:
+            plain = [n for n in new if not n.matches and not n.alert_chats and n.story_id is None]
+            db.executemany(
+                """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
+                       first_seen, lang, source, fingerprint) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(key) DO NOTHING""",
+                [(n.item.key, n.item.feed_id, n.item.title, n.item.summary, n.item.link, n.item.canonical_link,
+                  n.item.guid, _ts(n.item.published), stamp, n.item.lang, n.item.source, n.fingerprint)
+                 for n in plain],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO seen(key, item_id, first_seen) VALUES(?, NULL, ?)",
+                [(k, stamp) for n in plain for k in n.keys],
+            )
             for n in new:
+                if not n.matches and not n.alert_chats and n.story_id is None:
+                    story_ids.append(0)
+                    continue
+                # Checked again inside the transaction: two feeds polled at once may carry the same
+                # article, and only the first to commit may alert.
+                marks = ",".join("?" * len(n.keys))
+                if n.keys and db.execute(f"SELECT 1 FROM seen WHERE key IN ({marks}) LIMIT 1", list(n.keys)).fetchone():
+                    story_ids.append(0)
+                    continue
                 it = n.item
                 cur = db.execute(
                     """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
