@@ -45,8 +45,9 @@ class Runtime:
         self.ctx.matcher = matcher
 
     async def aclose(self) -> None:
-        """Close the HTTP pool, the Telegram client and the store."""
+        """Close the HTTP pool, the Telegram client, the store writer thread and the store."""
         await self.fetcher.aclose()
+        self.ctx.close()
         if self.bot is not None:
             try:
                 await self.bot.shutdown()

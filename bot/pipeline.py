@@ -11,21 +11,26 @@ import asyncio
 import hashlib
 import json
 import logging
+import multiprocessing
 import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from bot.config import Config, Settings
 from bot.dedup import identity_keys
 from bot.errors import ParseError
 from bot.match import Matcher
 from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, OutboxRow, PollReport
-from bot.parse import parse_document
+from bot.parse import ParsedFeed, parse_document
 from bot.store import NewItem
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 CONSOLE_CHAT = 0  # the terminal "chat" used when no Telegram token is set
 FULL_FETCH_EVERY = timedelta(hours=4)  # servers that answer 304 with stale validators
@@ -85,6 +90,49 @@ class CycleContext:
     stories: StoryFolder | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     on_feed: Callable[[FeedOutcome], None] | None = None  # progress display / metrics
+    # Fetched feeds are parsed, matched and written a few at a time (bounds memory in a big cycle),
+    # and every store call of a cycle goes to one writer thread (never blocks the event loop).
+    processing_slots: int = 4
+    _processing: asyncio.Semaphore | None = field(default=None, repr=False)
+    _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
+    # Big cycles parse in a second process (the GIL keeps threads on one core); small ones in a thread.
+    parse_process_from: int = 50  # feeds to parse in one cycle
+    _parser: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _big_cycle: bool = field(default=False, repr=False)
+
+    async def parse(self, *args: Any) -> ParsedFeed:
+        """parse_document off the event loop: in the parse process during big cycles."""
+        if self._big_cycle:
+            if self._parser is None:
+                # forkserver: never fork a process that runs threads (the store writer, asyncio's pool)
+                self._parser = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._parser, parse_document, *args)
+            except BrokenProcessPool:
+                logger.warning("parse process died; parsing in a thread")
+                self._parser = None
+        return await asyncio.to_thread(parse_document, *args)
+
+    async def in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a store call on the writer thread."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mediabot-store")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, partial(fn, *args))
+
+    def processing(self) -> asyncio.Semaphore:
+        """The slots for the CPU and store stages of a feed."""
+        if self._processing is None:
+            self._processing = asyncio.Semaphore(self.processing_slots)
+        return self._processing
+
+    def close(self) -> None:
+        """Stop the writer thread and the parse process (after the last cycle)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._parser is not None:
+            self._parser.shutdown(wait=True, cancel_futures=True)
+            self._parser = None
 
 
 def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule: bool) -> bool:
@@ -106,6 +154,7 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     feeds = [f for f in ctx.config.feeds if f.enabled]
     states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule)]
+    ctx._big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
     report = PollReport(
         feeds_ok=[o.feed_id for o in outcomes if o.status == "ok"],
@@ -188,20 +237,19 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
     state.etag = result.etag or (state.etag if result.status == 304 else None)
     state.last_modified = result.last_modified or (state.last_modified if result.status == 304 else None)
     if result.status == 304 or result.body is None:
-        return _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
-    digest = hashlib.sha256(result.body).hexdigest()
-    if digest == state.body_hash:
-        return _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
-    try:
-        parsed = await asyncio.to_thread(  # feedparser is CPU work: never on the event loop
-            parse_document, result.body, spec, now, result.final_url or state.url, result.content_type
-        )
-    except ParseError as exc:
-        return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
-    state.body_hash = digest
-    state.ttl = parsed.ttl
-    items = parsed.items
-    return await _record(ctx, spec, state, items, now, result)
+        return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
+    async with ctx.processing():
+        body = result.body
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        if digest == state.body_hash:
+            return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
+        try:
+            parsed = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
+        except ParseError as exc:
+            return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
+        state.body_hash = digest
+        state.ttl = parsed.ttl
+        return await _record(ctx, spec, state, parsed.items, now, result)
 
 
 def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchResult,
@@ -224,7 +272,7 @@ def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchRe
     return FeedOutcome(spec.id, "error", error=result.error)
 
 
-def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
+async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
                outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
                new_items: Sequence[NewItem] = ()) -> FeedOutcome:
     state.failures = 0
@@ -234,7 +282,9 @@ def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetim
     interval = next_interval(spec, state, ctx.settings, outcome.new, state.ttl or result.max_age)
     state.interval = interval
     state.next_poll = now + timedelta(seconds=interval)
-    story_ids = ctx.store.record_items(new_items, state, now, notices)
+    # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
+    # the event loop stays free for commands and deliveries (the store serialises its connection).
+    story_ids = await ctx.in_store(ctx.store.record_items, new_items, state, now, notices)
     if ctx.stories is not None:
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:
@@ -251,7 +301,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                   result: FetchResult) -> FeedOutcome:
     settings = ctx.settings
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
-    fresh = ctx.store.filter_new(keyed)
+    fresh = await ctx.in_store(ctx.store.filter_new, keyed)
     new: list[tuple[Item, list[str]]] = []
     batch_keys: set[str] = set()
     for it, keys, is_new in zip(items, keyed, fresh, strict=True):
@@ -304,7 +354,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     for ms in matches:
         for m in ms:
             outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
-    return _succeeded(ctx, spec, state, now, result, outcome, notices, records)
+    return await _succeeded(ctx, spec, state, now, result, outcome, notices, records)
 
 
 def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,12 +116,16 @@ class SqliteStore:
     def __init__(self, path: Path, *, lock: bool = True) -> None:
         self.path = path
         self._lock_fd: int | None = None
+        # One connection, used from the event loop and from the pipeline's worker thread (the big
+        # per-feed write runs there so the loop stays free): a transaction holds this lock throughout.
+        self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         if lock:
             self._acquire_lock(path.parent / "mediabot.lock")
         try:
-            self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
+            connection = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            self._db = _LockedConnection(connection, self._lock)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -197,18 +202,19 @@ class SqliteStore:
                 raise
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"store busy or unwritable: {exc}") from exc
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+    def _tx(self) -> Iterator[_LockedConnection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"store busy or unwritable: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
 
     def schema_version(self) -> int:
         """The schema version of the open store."""
@@ -254,7 +260,7 @@ class SqliteStore:
             self._save_feed_state(db, s)
 
     @staticmethod
-    def _save_feed_state(db: sqlite3.Connection, s: FeedState) -> None:
+    def _save_feed_state(db: _LockedConnection, s: FeedState) -> None:
         db.execute(
             """INSERT INTO feeds(id, url, etag, last_modified, body_hash, last_success, last_attempt,
                    last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl)
@@ -647,6 +653,35 @@ class SqliteStore:
             ).rowcount
             counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
         return counts
+
+
+class _LockedConnection:
+    """sqlite3.Connection whose statements take the store's lock (re-entrant, so a transaction that
+    holds it can run statements)."""
+
+    def __init__(self, connection: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._connection = connection
+        self._lock = lock
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        with self._lock:
+            return self._connection.executemany(sql, rows)
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        with self._lock:
+            return self._connection.executescript(script)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
 
 
 def _item(r: sqlite3.Row, fallback: datetime) -> Item:

@@ -1,0 +1,43 @@
+"""A big cycle parses in a second process and writes through one store thread; results are the same."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+from bot.app import build_runtime
+from bot.config import Config, load_config, load_settings
+from bot.models import FeedSpec
+from bot.pipeline import run_cycle
+from tests.conftest import ROOT
+from tests.servers import Route, rss
+
+
+async def test_cycle_with_the_parse_process_records_and_alerts(tmp_path, feed_server):
+    feeds = []
+    for i in range(6):
+        feed_server.routes[f"/f{i}.xml"] = Route(rss([
+            {"title": f"Nordkoreanische Soldaten kämpfen im Gebiet Kursk (Lage {i})",
+             "description": f"Kiew meldet Gefechte mit Truppen aus Nordkorea, Frontabschnitt {i * 7919}.",
+             "link": f"https://x{i}.example/a", "guid": f"a{i}", "ago": 5},
+            {"title": f"Wetterbericht {i}", "link": f"https://x{i}.example/b", "guid": f"b{i}", "ago": 6},
+        ]))
+        feeds.append(FeedSpec(id=f"f{i}", url=feed_server.url(f"/f{i}.xml"), name=f"F{i}", lang="de",
+                              allow_private=True))
+    settings = replace(load_settings({}), state_dir=tmp_path / "state", token=None)
+    config = Config(tuple(feeds), load_config(ROOT / "watchlists").watchlists)
+    out = io.StringIO()
+    rt = build_runtime(settings, config, force_console=True, console_stream=out)
+    rt.ctx.parse_process_from = 1  # every cycle counts as big here
+    try:
+        report = await run_cycle(rt.ctx, ignore_schedule=True)
+        await rt.deliverer.drain(timeout=30)
+        assert rt.ctx._parser is not None  # the parse process was used
+        assert sorted(report.feeds_ok) == [f"f{i}" for i in range(6)]
+        assert report.new_items == 12
+        assert rt.store.count("items") == 12
+    finally:
+        await rt.aclose()
+    assert rt.ctx._parser is None and rt.ctx._writer is None  # both stopped
+    assert out.getvalue().count("Nordkoreanische Soldaten kämpfen im Gebiet Kursk") >= 1
+    assert "Wetterbericht" not in out.getvalue()
