@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from bot.config import Config, Settings
+from bot.config import Config, Settings, Watchlist
 from bot.dedup import identity_keys
 from bot.errors import ParseError
 from bot.match import Matcher
@@ -98,20 +98,30 @@ class CycleContext:
     # Big cycles parse in a second process (the GIL keeps threads on one core); small ones in a thread.
     parse_process_from: int = 50  # feeds to parse in one cycle
     _parser: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _parser_watchlists: object = field(default=None, repr=False)
     _big_cycle: bool = field(default=False, repr=False)
 
-    async def parse(self, *args: Any) -> ParsedFeed:
-        """parse_document off the event loop: in the parse process during big cycles."""
+    async def parse(self, *args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
+        """parse_document off the event loop. In big cycles a second process parses and also matches
+        every item (the GIL keeps threads on one core); otherwise a thread parses and matching
+        happens later, for the new items only."""
         if self._big_cycle:
+            watchlists = self.config.watchlists
+            if self._parser is not None and self._parser_watchlists is not watchlists:
+                self._parser.shutdown(wait=False, cancel_futures=True)  # the config was reloaded
+                self._parser = None
             if self._parser is None:
                 # forkserver: never fork a process that runs threads (the store writer, asyncio's pool)
-                self._parser = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+                self._parser = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=_child_init, initargs=(watchlists,))
+                self._parser_watchlists = watchlists
             try:
-                return await asyncio.get_running_loop().run_in_executor(self._parser, parse_document, *args)
+                return await asyncio.get_running_loop().run_in_executor(self._parser, _parse_and_match, *args)
             except BrokenProcessPool:
                 logger.warning("parse process died; parsing in a thread")
                 self._parser = None
-        return await asyncio.to_thread(parse_document, *args)
+        return await asyncio.to_thread(parse_document, *args), None
 
     async def in_store(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a store call on the writer thread."""
@@ -244,12 +254,12 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
         if digest == state.body_hash:
             return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
         try:
-            parsed = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
+            parsed, found = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
         except ParseError as exc:
             return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
         state.body_hash = digest
         state.ttl = parsed.ttl
-        return await _record(ctx, spec, state, parsed.items, now, result)
+        return await _record(ctx, spec, state, parsed.items, now, result, found)
 
 
 def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchResult,
@@ -284,34 +294,32 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    story_ids = await ctx.in_store(ctx.store.record_items, new_items, state, now, notices)
-    if ctx.stories is not None:
-        for n, sid in zip(new_items, story_ids, strict=True):
-            if sid and n.story_id is None and n.matches:
-                ctx.stories.add_item(n.item, sid)
-    for n in new_items:
-        if n.story_id is not None and n.matches:
-            _queue_also_edits(ctx, n.story_id, now)
+    await ctx.in_store(_write, ctx, new_items, state, now, notices)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
 
 
 async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
-                  result: FetchResult) -> FeedOutcome:
+                  result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     fresh = await ctx.in_store(ctx.store.filter_new, keyed)
     new: list[tuple[Item, list[str]]] = []
+    known: list[list[Match]] = []  # matches the parse process already found, for the new items
     batch_keys: set[str] = set()
-    for it, keys, is_new in zip(items, keyed, fresh, strict=True):
+    for index, (it, keys, is_new) in enumerate(zip(items, keyed, fresh, strict=True)):
         if not is_new or any(k in batch_keys for k in keys):  # repeated inside one document
             continue
         batch_keys.update(keys)
         new.append((it, keys))
+        if found is not None:
+            known.append(found[index])
     # Matching and the near-duplicate lookup are CPU work: a worker thread, never the event loop.
-    matches, stories = (await asyncio.to_thread(_match_and_fold, ctx.matcher, ctx.stories, [it for it, _ in new], now)
-                        if new else ([], []))
+    matches, stories = (
+        await asyncio.to_thread(_match_and_fold, ctx.matcher, ctx.stories, [it for it, _ in new], now,
+                                known if found is not None else None)
+        if new else ([], []))
     alertable = _alertable(spec, state, [it for it, _ in new], now, settings)
     notices: list[tuple[int, str]] = []
     suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
@@ -357,6 +365,21 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     return await _succeeded(ctx, spec, state, now, result, outcome, notices, records)
 
 
+def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
+           notices: Sequence[tuple[int, str]]) -> list[int]:
+    """Everything one feed's poll writes, on the store's writer thread: the transaction, then the
+    new stories into the dedup index, then "also: ..." edits for later copies."""
+    story_ids = ctx.store.record_items(new_items, state, now, notices)
+    if ctx.stories is not None:
+        for n, sid in zip(new_items, story_ids, strict=True):
+            if sid and n.story_id is None and n.matches:
+                ctx.stories.add_item(n.item, sid)
+    for n in new_items:
+        if n.story_id is not None and n.matches:
+            _queue_also_edits(ctx, n.story_id, now)
+    return story_ids
+
+
 def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
     """A later copy of a story: update the alerts already sent for it ("also: Spiegel, Zeit ...")
     with editMessageText instead of a new ping. Alerts still pending pick the sources up when sent."""
@@ -365,16 +388,35 @@ def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
                             story_id=story_id, message_id=row.message_id)
 
 
-def _match_and_fold(matcher: Matcher, stories: StoryFolder | None, items: Sequence[Item],
-                    now: datetime) -> tuple[list[list[Match]], list[int | None]]:
-    """Match every item; for those that matched, find the recent story they repeat (if any).
+def _match_and_fold(matcher: Matcher, stories: StoryFolder | None, items: Sequence[Item], now: datetime,
+                    known: list[list[Match]] | None = None) -> tuple[list[list[Match]], list[int | None]]:
+    """Match every item (unless the parse process did); for those that matched, find the recent story
+    they repeat (if any).
 
     Only matched items take part in story folding: a copy must never fold into a story that never
     alerted anybody."""
-    matches = [matcher.match(it.title, it.summary) for it in items]
+    matches = known if known is not None else [matcher.match(it.title, it.summary) for it in items]
     found = [stories.find(it, now) if stories is not None and ms else None
              for it, ms in zip(items, matches, strict=True)]
     return matches, found
+
+
+# -- the parse process -------------------------------------------------------------------------
+
+_CHILD_MATCHER: Matcher | None = None
+
+
+def _child_init(watchlists: Sequence[Watchlist]) -> None:
+    """Runs once in the parse process: compile the watchlists there."""
+    global _CHILD_MATCHER
+    _CHILD_MATCHER = Matcher(watchlists)
+
+
+def _parse_and_match(*args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
+    parsed = parse_document(*args)
+    if _CHILD_MATCHER is None:
+        return parsed, None
+    return parsed, [_CHILD_MATCHER.match(it.title, it.summary) for it in parsed.items]
 
 
 def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list[int]:
