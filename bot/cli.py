@@ -123,12 +123,8 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
 
     try:
         rt = build_runtime(settings, config, console_stream=stream)
-    except StoreLockedError as exc:
-        print(f"mediabot: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
     except StoreError as exc:
-        print(f"mediabot: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return _refused(exc)
     try:
         report = await run_cycle(rt.ctx, ignore_schedule=True)
         stats = await rt.deliverer.drain(timeout=600)
@@ -169,12 +165,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(run_daemon(settings, config))
-    except StoreLockedError as exc:
-        print(f"mediabot: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
     except StoreError as exc:
-        print(f"mediabot: {exc}", file=sys.stderr)
-        return EXIT_STORE
+        return _refused(exc)
+
+
+def _refused(exc: StoreError) -> int:
+    """The store refused (another instance, a newer or broken store): say why, exit 3 or 4."""
+    print(f"mediabot: {exc}", file=sys.stderr)
+    return EXIT_LOCKED if isinstance(exc, StoreLockedError) else EXIT_STORE
 
 
 # --------------------------------------------------------------------------- match

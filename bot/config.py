@@ -523,23 +523,11 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
                 r.err(rule_node.line, f"{what}.all must list one or more group names")
                 continue
             names = _group_names(r, names_node, f"{what}.all", groups)
-            unless: list[str] = []
-            unless_node = rm.get("unless")
-            if unless_node is not None and unless_node.value is not None:
-                if not isinstance(unless_node.value, list) or not unless_node.value:
-                    r.err(unless_node.line, f"{what}.unless must list one or more group names")
-                else:
-                    unless = _group_names(r, unless_node, f"{what}.unless", groups)
-            in_title: list[str] = []
-            title_node = rm.get("title")
-            if title_node is not None and title_node.value is not None:
-                if not isinstance(title_node.value, list) or not title_node.value:
-                    r.err(title_node.line, f"{what}.title must list one or more group names")
-                else:
-                    in_title = _group_names(r, title_node, f"{what}.title", groups)
-                    for g in in_title:
-                        if g not in names:
-                            r.err(title_node.line, f"{what}.title: {g!r} must also be in `all`")
+            unless = _optional_group_list(r, rm, "unless", what, groups)
+            in_title = _optional_group_list(r, rm, "title", what, groups)
+            for g in in_title:
+                if g not in names:
+                    r.err(rm["title"].line, f"{what}.title: {g!r} must also be in `all`")
             near = r.number(rm, "near", what, 1, 200, None)
             if near is not None and len(names) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
@@ -574,6 +562,17 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         enabled=r.boolean(m, "enabled", wid, True),
         source=str(path),
     )
+
+
+def _optional_group_list(r: _Reader, rule: dict[str, _Located], key: str, what: str,
+                         groups: Mapping[str, object]) -> list[str]:
+    node = rule.get(key)
+    if node is None or node.value is None:
+        return []
+    if not isinstance(node.value, list) or not node.value:
+        r.err(node.line, f"{what}.{key} must list one or more group names")
+        return []
+    return _group_names(r, node, f"{what}.{key}", groups)
 
 
 def _group_names(r: _Reader, node: _Located, what: str, groups: Mapping[str, object]) -> list[str]:
