@@ -210,34 +210,34 @@ class Matcher:
         cache = self._cache
         # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
         # set difference) and see which watchlists could still match from the groups present.
-        per_field: list[tuple[_Tokens, set[str], dict[str, tuple[tuple[_Atom, float], ...]]]] = []
         keys: set[tuple[int, str]] = set()  # (watchlist, group) pairs some word may satisfy
         group_keys = self._group_keys
-        for tokens in fields:
-            summary_field = tokens.field == "summary"
-            hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
-            distinct = set(tokens.folded)
-            for word in distinct - self._no_hit:
-                found = cache.get(word)
-                if found is None:
-                    found = self._lookup(word)
-                if found:
-                    hit_words[word] = found
-                    if summary_field and title_only:
-                        keys.update((a.watchlist, a.group) for a, _ in found if a.watchlist not in title_only)
-                    else:
-                        keys |= group_keys[word]
-            per_field.append((tokens, distinct, hit_words))
-            if self._acronym:
-                for key in self._acronym_folded & distinct:
-                    keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
+        distinct = set(fields[0].folded)
+        if len(fields) > 1:
+            distinct.update(fields[1].folded)
+        hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        for word in distinct - self._no_hit:
+            found = cache.get(word)
+            if found is None:
+                found = self._lookup(word)
+            if found:
+                hit_words[word] = found
+                keys |= group_keys[word]
+        if title_only and keys:  # title-only watchlists count only the headline's words
+            title_words = set(fields[0].folded)
+            keys = {k for k in keys if k[0] not in title_only}
+            for word in title_words.intersection(hit_words):
+                keys.update(k for k in group_keys[word] if k[0] in title_only)
+        if self._acronym:
+            for key in self._acronym_folded & distinct:
+                keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
         present: dict[int, set[str]] = {}
         for wi, group in keys:
             present.setdefault(wi, set()).add(group)
         if not self._regex and not any(self._possible(wi, groups) for wi, groups in present.items()):
             return []  # the common case: nothing can match, skip the position walk
         # Stage 2: positions, multi-word terms and acronyms.
-        for tokens, distinct, hit_words in per_field:
+        for tokens in fields:
             folded = tokens.folded
             summary_field = tokens.field == "summary"
             for i, word in enumerate(folded) if hit_words else ():
@@ -254,7 +254,7 @@ class Matcher:
                             continue
                     raw.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
                         (tokens.offset + i, score, atom, tokens, i))
-            if self._acronym and not self._acronym_folded.isdisjoint(distinct):
+            if self._acronym and not self._acronym_folded.isdisjoint(folded):
                 orig = tokens.orig
                 for i, word in enumerate(orig):
                     for atom in self._acronym.get(word, ()):
