@@ -125,7 +125,10 @@ class ConsoleSender:
         return self._next_id
 
     async def edit(self, chat_id: int, message_id: int, message: Rendered) -> None:
-        print(f"(update to alert #{message_id}) " + message.plain.splitlines()[-1], file=self.stream)
+        lines = message.plain.splitlines()
+        also = next((line for line in lines if line.startswith("➕")), lines[-1] if lines else "")
+        print(f"(update to alert #{message_id}: {lines[0] if lines else ''}) {also}", file=self.stream)
+        self.stream.flush()
 
 
 class TelegramSender:

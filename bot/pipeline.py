@@ -50,6 +50,7 @@ class StorePort(Protocol):
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
+    def pending_edit_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
                   replaces: Sequence[int] = ()) -> int: ...
@@ -383,9 +384,11 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
 def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
     """A later copy of a story: update the alerts already sent for it ("also: Spiegel, Zeit ...")
     with editMessageText instead of a new ping. Alerts still pending pick the sources up when sent."""
+    waiting = ctx.store.pending_edit_chats(story_id)  # twenty copies make one edit, not twenty
     for row in ctx.store.sent_alerts_for_story(story_id):
-        ctx.store.queue_row(row.chat_id, "edit", json.loads(row.payload), now, watchlist=row.watchlist,
-                            story_id=story_id, message_id=row.message_id)
+        if row.chat_id not in waiting:
+            ctx.store.queue_row(row.chat_id, "edit", json.loads(row.payload), now, watchlist=row.watchlist,
+                                story_id=story_id, message_id=row.message_id)
 
 
 def _match_and_fold(matcher: Matcher, stories: StoryFolder | None, items: Sequence[Item], now: datetime,

@@ -623,6 +623,13 @@ class SqliteStore:
         )
         return [_row(r) for r in rows]
 
+    def pending_edit_chats(self, story_id: int) -> set[int]:
+        """Chats with an "also: ..." edit for a story still waiting (it renders the latest sources)."""
+        rows = self._db.execute(
+            "SELECT DISTINCT chat_id FROM outbox WHERE story_id=? AND kind='edit' AND state='pending'", (story_id,)
+        )
+        return {r[0] for r in rows}
+
     def story_chats(self, story_id: int) -> set[int]:
         """Chats that already have an alert (queued or sent) for a story."""
         rows = self._db.execute("SELECT DISTINCT chat_id FROM outbox WHERE story_id=? AND kind='alert'", (story_id,))

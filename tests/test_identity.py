@@ -74,3 +74,22 @@ async def test_identity_override_for_a_feed_with_broken_guids(tmp_path, feed_ser
     assert _alerts(await _poll(tmp_path, [spec])) == 1
     feed_server.routes["/f.xml"] = Route(rss([dict(STORY, link="https://x.example/1", guid="t=2")]))
     assert _alerts(await _poll(tmp_path, [spec])) == 0
+
+
+async def test_later_copies_from_two_outlets_make_one_edit_naming_both(tmp_path, feed_server):
+    story = dict(STORY, link="https://a.example/1", guid="a1")
+    feed_server.routes["/a.xml"] = Route(rss([story]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    feed_server.routes["/c.xml"] = Route(rss([]))
+    feeds = [_spec(feed_server, f"/{x}.xml", f"outlet-{x}") for x in "abc"]
+    first = await _poll(tmp_path, feeds)
+    assert _alerts(first) == 1
+    feed_server.routes["/b.xml"] = Route(rss([dict(STORY, title="Ukraine-Krieg: " + STORY["title"],
+                                                   link="https://b.example/9", guid="b9")]))
+    feed_server.routes["/c.xml"] = Route(rss([dict(STORY, title=STORY["title"] + " – Kiew",
+                                                   link="https://c.example/7", guid="c7")]))
+    second = await _poll(tmp_path, feeds)
+    edits = [line for line in second.splitlines() if line.startswith("(update to alert")]
+    assert len(edits) == 1, second
+    assert "outlet-b" in edits[0] and "outlet-c" in edits[0]
+    assert "────" not in second  # no new alert
