@@ -176,7 +176,8 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
         queued=sum(o.queued for o in outcomes),
         suppressed=sum(o.suppressed for o in outcomes),
     )
-    logger.info(
+    logger.log(
+        logging.INFO if due else logging.DEBUG,  # a tick with no feed due is not news
         "cycle done feeds=%d ok=%d not_modified=%d failed=%d new=%d matched=%d queued=%d",
         len(due), len(report.feeds_ok), len(report.feeds_not_modified), len(report.feeds_failed),
         report.new_items, report.matched, report.queued,
