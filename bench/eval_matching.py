@@ -23,7 +23,8 @@ from bot.match import Matcher  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, nargs="+",
-                    default=[ROOT / "bench" / "corpus" / "matching.jsonl", ROOT / "bench" / "corpus" / "matching_extra.jsonl"])
+                    default=[ROOT / "bench" / "corpus" / name
+                             for name in ("matching.jsonl", "matching_extra.jsonl", "matching_extra2.jsonl")])
     ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
     ap.add_argument("--errors", choices=["tune", "holdout"], help="list false positives/negatives of a part")
     args = ap.parse_args()
