@@ -142,7 +142,11 @@ async def test_backlog_over_threshold_becomes_one_digest(runtime, telegram):
 
 async def test_quiet_hours_hold_alerts_and_release_them_as_one_digest(runtime, telegram):
     rt = runtime(timezone="UTC")
-    clock = [datetime(2026, 11, 25, 23, 0, tzinfo=UTC)]
+    # The rows are stamped with the real clock, so the fake one must not lie before it: the next 23:00.
+    night = datetime.now(UTC).replace(hour=23, minute=0, second=0, microsecond=0)
+    if night < datetime.now(UTC):
+        night += timedelta(days=1)
+    clock = [night]
     rt.deliverer.now = lambda: clock[0]
     rt.store.ensure_chat(A)
     rt.store.update_chat(A, quiet="22:00-07:00")
@@ -151,7 +155,7 @@ async def test_quiet_hours_hold_alerts_and_release_them_as_one_digest(runtime, t
     await rt.deliverer.drain(timeout=5)
     assert telegram.sent_to(A) == []
     assert len(rt.store.outbox_rows("held", A)) == 3
-    clock[0] = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+    clock[0] = night + timedelta(hours=8)  # 07:00, quiet hours are over
     rt.deliverer._next_release = 0.0
     await rt.deliverer.drain(timeout=5)
     sent = telegram.sent_to(A)
