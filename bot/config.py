@@ -402,7 +402,7 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
                 interval=int(interval) if interval is not None else None,
                 identity=identity,
                 allow_private=allow_private,
-                max_items_alert=int(cap) if cap is not None else None,
+                max_new_alerts=int(cap) if cap is not None else None,
                 source=f"{path}:{entry.line}",
             )
         )

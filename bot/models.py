@@ -18,7 +18,7 @@ class FeedSpec:
     interval: int | None = None  # seconds; None -> the global poll interval
     identity: str = "auto"  # auto | guid | link | title_link
     allow_private: bool = False
-    max_items_alert: int | None = None  # burst cap override
+    max_new_alerts: int | None = None  # burst cap override
     source: str = ""  # file:line where it was defined
 
 

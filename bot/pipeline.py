@@ -446,7 +446,7 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
     if first_poll:
         out.update(it.key for it in recent)
         return out
-    cap = spec.max_items_alert if spec.max_items_alert is not None else settings.burst_cap
+    cap = spec.max_new_alerts if spec.max_new_alerts is not None else settings.burst_cap
     old = len(items) - len(recent)
     undated = [it for it in items if not it.dated]
     if len(items) > cap:
