@@ -2,4 +2,5 @@
 
 from bot.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: multiprocessing may import this module in its worker processes
+    raise SystemExit(main())
