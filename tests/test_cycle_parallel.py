@@ -41,3 +41,25 @@ async def test_cycle_with_the_parse_process_records_and_alerts(tmp_path, feed_se
     assert rt.ctx._parser is None and rt.ctx._writer is None  # both stopped
     assert out.getvalue().count("Nordkoreanische Soldaten kämpfen im Gebiet Kursk") >= 1
     assert "Wetterbericht" not in out.getvalue()
+
+
+def test_poll_once_with_sixty_feeds_uses_the_parse_process_from_the_cli(workdir, feed_server):
+    """A real `python -m bot poll --once` over 60 feeds (a big cycle): every feed recorded, alerts printed."""
+    from tests.conftest import run_cli, write_feeds_yaml
+
+    feeds = []
+    for i in range(60):
+        feed_server.routes[f"/f{i}.xml"] = Route(rss([
+            {"title": f"Nordkoreanische Soldaten kämpfen im Gebiet Kursk, Lage {i}",
+             "description": f"Kiew: Truppen aus Nordkorea an der Seite Russlands, Abschnitt {i * 7919}.",
+             "link": f"https://x{i}.example/1", "guid": f"g{i}", "ago": 3},
+            {"title": f"Wetter in Region {i}", "link": f"https://x{i}.example/2", "guid": f"w{i}", "ago": 4},
+        ]))
+        feeds.append({"id": f"f{i}", "url": feed_server.url(f"/f{i}.xml"), "name": f"Outlet {i}", "lang": "de"})
+    write_feeds_yaml(workdir / "watchlists", feeds)
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    result = run_cli(["poll", "--once"], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "polled 60 feeds: 60 updated" in result.stderr
+    assert "120 new items, 60 matched" in result.stderr
+    assert "Nordkoreanische Soldaten" in result.stdout and "Wetter in Region" not in result.stdout
