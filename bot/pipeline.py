@@ -296,7 +296,9 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    await ctx.in_store(_write, ctx, new_items, state, now, notices)
+    queued = await ctx.in_store(_write, ctx, new_items, state, now, notices)
+    if new_items:
+        outcome.queued = queued
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -317,11 +319,11 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         new.append((it, keys))
         if found is not None:
             known.append(found[index])
-    # Matching and the near-duplicate lookup are CPU work: a worker thread, never the event loop.
-    matches, stories = (
-        await asyncio.to_thread(_match_and_fold, ctx.matcher, ctx.stories, [it for it, _ in new], now,
-                                known if found is not None else None)
-        if new else ([], []))
+    # Matching is CPU work: a worker thread (or the parse process already did it), never the event loop.
+    if found is not None:
+        matches = known
+    else:
+        matches = await asyncio.to_thread(_match_all, ctx.matcher, [it for it, _ in new]) if new else []
     alertable = _alertable(spec, state, [it for it, _ in new], now, settings)
     notices: list[tuple[int, str]] = []
     suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
@@ -334,8 +336,8 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     recipients_cache: dict[str, list[int]] = {}
     names = {w.id: w for w in ctx.config.watchlists}
     records: list[NewItem] = []
-    queued = matched = 0
-    for (it, keys), ms, story_id in zip(new, matches, stories, strict=True):
+    matched = 0
+    for (it, keys), ms in zip(new, matches, strict=True):
         chats: list[tuple[int, str]] = []
         if ms:
             matched += 1
@@ -347,20 +349,19 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                 if m.watchlist not in recipients_cache:
                     recipients_cache[m.watchlist] = _recipients(ctx, wl.chats, m.watchlist)
                 chats.extend((c, m.watchlist) for c in recipients_cache[m.watchlist])
-        # One alert per (story, chat): a chat reached by two watchlists gets the best-scoring one, and a
-        # later copy of a story alerts only chats the story has not reached yet (the others get an edit).
-        seen_chats: set[int] = ctx.store.story_chats(story_id) if story_id is not None and chats else set()
+        # One alert per chat: a chat reached by two watchlists gets the best-scoring one. (Whether the
+        # item repeats a story some chats already have is decided on the writer thread, see _write.)
+        seen_chats: set[int] = set()
         unique = []
         for c, w in chats:
             if c not in seen_chats:
                 seen_chats.add(c)
                 unique.append((c, w))
-        queued += len(unique)
-        records.append(NewItem(it, keys, ms, unique, story_id=story_id))
+        records.append(NewItem(it, keys, ms, unique))
         for m in ms:
             logger.debug("item matched feed=%s item=%s watchlist=%s score=%.0f terms=%s",
                          spec.id, it.key, m.watchlist, m.score, ",".join(m.terms))
-    outcome = FeedOutcome(spec.id, "ok", new=len(new), matched=matched, queued=queued, suppressed=suppressed)
+    outcome = FeedOutcome(spec.id, "ok", new=len(new), matched=matched, suppressed=suppressed)
     for ms in matches:
         for m in ms:
             outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
@@ -368,9 +369,22 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
-           notices: Sequence[tuple[int, str]]) -> list[int]:
-    """Everything one feed's poll writes, on the store's writer thread: the transaction, then the
-    new stories into the dedup index, then "also: ..." edits for later copies."""
+           notices: Sequence[tuple[int, str]]) -> int:
+    """Everything one feed's poll writes, on the store's single writer thread, in order: the story
+    lookup for matched items, the transaction, the new stories into the dedup index, then "also: ..."
+    edits for later copies. Because one thread does this for every feed, a copy of a story that
+    another feed carried in the same cycle is found (once that feed's write is done). Returns the
+    number of alerts queued."""
+    if ctx.stories is not None:
+        folded: list[NewItem] = []
+        for n in new_items:
+            story_id = ctx.stories.find(n.item, now) if n.matches else None
+            if story_id is not None:
+                # A later copy: it alerts only chats the story has not reached; the others get an edit.
+                reached = ctx.store.story_chats(story_id)
+                n = replace(n, story_id=story_id, alert_chats=[(c, w) for c, w in n.alert_chats if c not in reached])
+            folded.append(n)
+        new_items = folded
     story_ids = ctx.store.record_items(new_items, state, now, notices)
     if ctx.stories is not None:
         for n, sid in zip(new_items, story_ids, strict=True):
@@ -379,7 +393,7 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
     for n in new_items:
         if n.story_id is not None and n.matches:
             _queue_also_edits(ctx, n.story_id, now)
-    return story_ids
+    return sum(len(n.alert_chats) for n, sid in zip(new_items, story_ids, strict=True) if sid)
 
 
 def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
@@ -392,17 +406,8 @@ def _queue_also_edits(ctx: CycleContext, story_id: int, now: datetime) -> None:
                                 story_id=story_id, message_id=row.message_id)
 
 
-def _match_and_fold(matcher: Matcher, stories: StoryFolder | None, items: Sequence[Item], now: datetime,
-                    known: list[list[Match]] | None = None) -> tuple[list[list[Match]], list[int | None]]:
-    """Match every item (unless the parse process did); for those that matched, find the recent story
-    they repeat (if any).
-
-    Only matched items take part in story folding: a copy must never fold into a story that never
-    alerted anybody."""
-    matches = known if known is not None else [matcher.match(it.title, it.summary) for it in items]
-    found = [stories.find(it, now) if stories is not None and ms else None
-             for it, ms in zip(items, matches, strict=True)]
-    return matches, found
+def _match_all(matcher: Matcher, items: Sequence[Item]) -> list[list[Match]]:
+    return [matcher.match(it.title, it.summary) for it in items]
 
 
 # -- the parse process -------------------------------------------------------------------------
