@@ -44,7 +44,8 @@ async def test_cycle_with_the_parse_process_records_and_alerts(tmp_path, feed_se
 
 
 def test_poll_once_with_sixty_feeds_uses_the_parse_process_from_the_cli(workdir, feed_server):
-    """A real `python -m bot poll --once` over 60 feeds (a big cycle): every feed recorded, alerts printed."""
+    """A real `python -m bot poll --once` over 60 feeds (a big cycle, so the parse process runs): every feed
+    is recorded, and one story carried by all of them alerts once."""
     from tests.conftest import run_cli, write_feeds_yaml
 
     feeds = []
@@ -63,3 +64,6 @@ def test_poll_once_with_sixty_feeds_uses_the_parse_process_from_the_cli(workdir,
     assert "polled 60 feeds: 60 updated" in result.stderr
     assert "120 new items, 60 matched" in result.stderr
     assert "Nordkoreanische Soldaten" in result.stdout and "Wetter in Region" not in result.stdout
+    # Sixty outlets carrying one story in the same cycle: one alert, the others fold into it.
+    assert result.stdout.count("─" * 72) == 1, result.stdout
+    assert "1 alerts queued, 1 sent" in result.stderr
