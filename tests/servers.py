@@ -256,7 +256,7 @@ class _QuietServer(ThreadingHTTPServer):
 class TelegramStub:
     """A loopback stand-in of the Bot API reached through python-telegram-bot's `base_url`."""
 
-    TOKEN = "123456789:TEST-token-for-the-loopback-stand-in-only"
+    TOKEN = "123456:loopback-stand-in-not-a-token"
 
     def __init__(self, *, enforce_limits: bool = False) -> None:
         self.enforce_limits = enforce_limits
