@@ -321,6 +321,3 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     return run_backtest(args.watchlist, args.since, settings, config, sys.stdout)
 
-
-def _json_default(value: Any) -> str:
-    return str(value)

@@ -53,7 +53,7 @@ class Settings:
     retention_days: int = 30
     http_addr: str | None = None
     log_level: str = "INFO"
-    user_agent: str = "mediabot/0.1 (+https://github.com/mediabot/mediabot)"  # see DEFAULT_USER_AGENT
+    user_agent: str = DEFAULT_USER_AGENT
     max_body_bytes: int = 10 * 1024 * 1024
     fetch_concurrency: int = 50
     per_host_concurrency: int = 4

@@ -139,10 +139,6 @@ def item_words(title: str, summary: str) -> tuple[frozenset[str], frozenset[str]
     return frozenset(title_words | _stems(summary)), frozenset(title_words)
 
 
-def story_words(title: str, summary: str) -> frozenset[str]:
-    """The comparable words of an item: folded, stemmed, short words dropped."""
-    return item_words(title, summary)[0]
-
 
 @dataclass(slots=True)
 class _Entry:

@@ -93,10 +93,10 @@ def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
 class _Tokens:
     """The words of one field: folded for lookup; the original spelling only when needed (lazily)."""
 
-    __slots__ = ("_orig", "cleaned", "field", "folded", "offset")
+    __slots__ = ("_orig", "field", "folded", "offset", "text")
 
     def __init__(self, text: str, folded: list[str], offset: int, field: str) -> None:
-        self.cleaned = text
+        self.text = text
         self.folded = folded
         self.offset = offset
         self.field = field
@@ -105,7 +105,7 @@ class _Tokens:
     @property
     def orig(self) -> list[str]:
         if self._orig is None:
-            orig = words(clean(self.cleaned))
+            orig = words(clean(self.text))
             self._orig = orig if len(orig) == len(self.folded) else self.folded
         return self._orig
 

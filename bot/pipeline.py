@@ -100,13 +100,13 @@ class CycleContext:
     parse_process_from: int = 50  # feeds to parse in one cycle
     _parser: ProcessPoolExecutor | None = field(default=None, repr=False)
     _parser_watchlists: object = field(default=None, repr=False)
-    _big_cycle: bool = field(default=False, repr=False)
+    big_cycle: bool = False  # set by run_cycle from the number of due feeds
 
     async def parse(self, *args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
         """parse_document off the event loop. In big cycles a second process parses and also matches
         every item (the GIL keeps threads on one core); otherwise a thread parses and matching
         happens later, for the new items only."""
-        if self._big_cycle:
+        if self.big_cycle:
             watchlists = self.config.watchlists
             if self._parser is not None and self._parser_watchlists is not watchlists:
                 self._parser.shutdown(wait=False, cancel_futures=True)  # the config was reloaded
@@ -165,7 +165,7 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     feeds = [f for f in ctx.config.feeds if f.enabled]
     states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule)]
-    ctx._big_cycle = len(due) >= ctx.parse_process_from
+    ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
     report = PollReport(
         feeds_ok=[o.feed_id for o in outcomes if o.status == "ok"],

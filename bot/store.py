@@ -42,7 +42,7 @@ _MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, feed_id TEXT NOT NULL, title TEXT NOT NULL,
         summary TEXT NOT NULL, link TEXT NOT NULL, canonical_link TEXT NOT NULL, guid TEXT NOT NULL,
         published TEXT NOT NULL, first_seen TEXT NOT NULL, lang TEXT NOT NULL, source TEXT NOT NULL,
-        story_id INTEGER, fingerprint TEXT
+        story_id INTEGER
     );
     CREATE INDEX items_first_seen ON items(first_seen);
     CREATE INDEX items_story ON items(story_id);
@@ -93,7 +93,6 @@ class NewItem:
     matches: Sequence[Match]
     alert_chats: Sequence[tuple[int, str]]  # (chat id, watchlist) pairs to queue an alert for
     story_id: int | None = None  # an existing story this item joins (near duplicate)
-    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,14 +297,7 @@ class SqliteStore:
         story_ids: list[int] = []
         with self._tx() as db:
             plain = [n for n in new if not n.matches and not n.alert_chats and n.story_id is None]
-            db.executemany(
-                """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
-                       first_seen, lang, source, fingerprint) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(key) DO NOTHING""",
-                [(n.item.key, n.item.feed_id, n.item.title, n.item.summary, n.item.link, n.item.canonical_link,
-                  n.item.guid, _ts(n.item.published), stamp, n.item.lang, n.item.source, n.fingerprint)
-                 for n in plain],
-            )
+            db.executemany(_INSERT_ITEM, [_item_values(n.item, stamp) for n in plain])
             db.executemany(
                 "INSERT OR IGNORE INTO seen(key, item_id, first_seen) VALUES(?, NULL, ?)",
                 [(k, stamp) for n in plain for k in n.keys],
@@ -321,13 +313,7 @@ class SqliteStore:
                     story_ids.append(0)
                     continue
                 it = n.item
-                cur = db.execute(
-                    """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
-                           first_seen, lang, source, fingerprint) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)
-                       ON CONFLICT(key) DO NOTHING""",
-                    (it.key, it.feed_id, it.title, it.summary, it.link, it.canonical_link, it.guid,
-                     _ts(it.published), stamp, it.lang, it.source, n.fingerprint),
-                )
+                cur = db.execute(_INSERT_ITEM, _item_values(it, stamp))
                 if cur.rowcount == 0:  # same key recorded earlier in this batch
                     story_ids.append(0)
                     continue
@@ -359,7 +345,7 @@ class SqliteStore:
                                     ensure_ascii=False), stamp),
                     )
                 if n.alert_chats:
-                    payload = _alert_payload(it, n.matches)
+                    payload = _alert_payload(it)
                     for chat_id, watchlist in n.alert_chats:
                         body = dict(payload, watchlist=watchlist,
                                     terms=next((m.terms for m in n.matches if m.watchlist == watchlist), []))
@@ -708,7 +694,17 @@ def _row(r: sqlite3.Row) -> OutboxRow:
     )
 
 
-def _alert_payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:
+_INSERT_ITEM = """INSERT INTO items(key, feed_id, title, summary, link, canonical_link, guid, published,
+                      first_seen, lang, source) VALUES(?,?,?,?,?,?,?,?,?,?,?)
+                  ON CONFLICT(key) DO NOTHING"""
+
+
+def _item_values(it: Item, stamp: str | None) -> tuple[Any, ...]:
+    return (it.key, it.feed_id, it.title, it.summary, it.link, it.canonical_link, it.guid, _ts(it.published),
+            stamp, it.lang, it.source)
+
+
+def _alert_payload(item: Item) -> dict[str, Any]:
     return {
         "title": item.title,
         "summary": item.summary,

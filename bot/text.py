@@ -97,14 +97,9 @@ def fold_word(word: str) -> str:
 
 
 def fold(text: str) -> str:
-    """Map text to its matching key: NFKC, case-folded, spelling variants unified."""
-    text = fold_chars(text).replace("j", "y").replace("w", "v")
-    if _NEEDS_NFD.search(text):
-        text = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))
-    for old, new in _LATIN_SEQ:
-        if old in text:
-            text = text.replace(old, new)
-    return _DOUBLE.sub(r"\1", text)
+    """Map text to its matching key: NFKC, case-folded, spelling variants unified (fold_chars on the
+    whole text, then fold_word on each word: the same key the matcher builds word by word)."""
+    return _WORD.sub(lambda m: fold_word(m.group(0)), fold_chars(text))
 
 
 def clean(text: str) -> str:
