@@ -131,6 +131,14 @@ class Matcher:
                     self._add(wi, group, term, wl.threshold)
             for term in wl.exclude:
                 self._add(wi, _EXCLUDE, term, wl.threshold)
+        # Each rule's (watchlist, group) keys, listed under its first key: an item can only match a
+        # rule whose first key some word hit, so the pre-check looks at few rules however many exist.
+        self._rules_by_key: dict[tuple[int, str], list[frozenset[tuple[int, str]]]] = {}
+        for wi, wl in enumerate(self.watchlists):
+            for rule in wl.rules:
+                if rule.groups:
+                    self._rules_by_key.setdefault((wi, rule.groups[0]), []).append(
+                        frozenset((wi, g) for g in rule.groups))
         self._acronym_by_folded: dict[str, list[_Atom]] = {}
         for key, atoms in self._acronym.items():
             self._acronym_by_folded.setdefault(fold_chars(key), []).extend(atoms)
@@ -231,11 +239,14 @@ class Matcher:
         if self._acronym:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
-        present: dict[int, set[str]] = {}
-        for wi, group in keys:
-            present.setdefault(wi, set()).add(group)
-        if not self._regex and not any(self._possible(wi, groups) for wi, groups in present.items()):
-            return []  # the common case: nothing can match, skip the position walk
+        if not self._regex:
+            rules_by_key = self._rules_by_key
+            for key in keys:
+                rules = rules_by_key.get(key)
+                if rules is not None and any(rule <= keys for rule in rules):
+                    break
+            else:
+                return []  # the common case: nothing can match, skip the position walk
         # Stage 2: positions, multi-word terms and acronyms.
         for tokens in fields:
             folded = tokens.folded
