@@ -241,8 +241,8 @@ class Matcher:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
         if not self._regex:
             rules_by_key = self._rules_by_key
-            for key in keys:
-                rules = rules_by_key.get(key)
+            for group_key in keys:
+                rules = rules_by_key.get(group_key)
                 if rules is not None and any(rule <= keys for rule in rules):
                     break
             else:
