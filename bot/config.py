@@ -23,7 +23,7 @@ from bot.models import FeedSpec
 DEFAULT_API_BASE = "https://api.telegram.org/bot"
 DEFAULT_USER_AGENT = "mediabot/0.1 (+https://github.com/mediabot/mediabot)"
 TERM_MODES = ("fuzzy", "exact", "acronym", "regex")
-FIELDS = ("title", "title+summary")
+FIELDS = ("title", "title+lead", "title+summary")
 IDENTITIES = ("auto", "guid", "link", "title_link")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -490,7 +490,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         r.err(root.line, f"{wid}: add a one-line `description:` (shown in /list)")
     fields = r.text(m, "fields", wid, "title+summary") or "title+summary"
     if fields not in FIELDS:
-        r.err(m["fields"].line, f"{wid}.fields must be `title` or `title+summary`, got {fields!r}")
+        r.err(m["fields"].line, f"{wid}.fields must be `title`, `title+lead` or `title+summary`, got {fields!r}")
     threshold = r.number(m, "threshold", wid, 50, 100, 88.0) or 88.0
     groups: dict[str, tuple[Term, ...]] = {}
     gnode = m.get("groups")

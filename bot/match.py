@@ -8,7 +8,7 @@ How a term is compared (mode):
   Stems of three letters or fewer must be the whole word plus at most two letters (Kim, Kims, not
   Kimchi). Long stems (>= 8 letters) also accept a word whose start is within the term's threshold
   by rapidfuzz ratio (one typo or transliteration slip). Multi-word terms must match consecutive words.
-- exact: the folded words must be equal; no stemming, no fuzz.
+- exact: the folded words must be equal; no stemming, no fuzz (Korean: a trailing particle aside).
 - acronym: case-sensitive, whole words of the original text (DPRK, KN-23).
 - regex: RE2 over the original text (linear time: an admin's pattern cannot hang the bot).
 
@@ -32,7 +32,7 @@ from rapidfuzz import fuzz
 
 from bot.config import Term, Watchlist
 from bot.models import Match, TermHit
-from bot.text import clean, fast_words, fold, fold_chars, fold_word, words
+from bot.text import clean, fast_words, fold, fold_chars, fold_word, lead, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -70,6 +70,21 @@ class _Atom:
     term: Term
     parts: tuple[str, ...]  # folded stems (fuzzy), folded words (exact), original words (acronym)
     threshold: float
+
+
+# Korean case particles and endings that attach to a noun (북러 조약을, 리창은, 쿠르스크에서), longest first.
+_PARTICLE_LIST = ("이 가 은 는 을 를 의 에 와 과 도 만 로 으로 에서 에게 께서 까지 부터 처럼 보다 서 과의 와의 에서의 "
+                  "에서는 에는 으로는 로는 이라고 라고 이다 였다 이었다")
+_PARTICLES = tuple(sorted(_PARTICLE_LIST.split(), key=len, reverse=True))
+
+
+def _strip_particle(word: str) -> str:
+    """A Hangul word without its trailing particle: `exact` terms in Korean still match 리창은, but not
+    the longer name 리창호 that a prefix match would take."""
+    for particle in _PARTICLES:
+        if word.endswith(particle) and len(word) > len(particle) + 1:
+            return word[: -len(particle)]
+    return word
 
 
 def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
@@ -124,6 +139,7 @@ class Matcher:
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
+        self._lead_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title+lead"}
         self._acronym_folded: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
             for group, terms in wl.groups.items():
@@ -194,6 +210,11 @@ class Matcher:
                         found[id(atom)] = (atom, score)
         for atom in self._exact.get(word, ()):
             found[id(atom)] = (atom, 100.0)
+        if self._exact and _HANGUL.match(word):
+            base = _strip_particle(word)
+            if base != word:
+                for atom in self._exact.get(base, ()):
+                    found[id(atom)] = (atom, 100.0)
         result = tuple(found.values())
         if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
             self._cache.clear()
@@ -248,6 +269,9 @@ class Matcher:
             else:
                 return []  # the common case: nothing can match, skip the position walk
         # Stage 2: positions, multi-word terms and acronyms.
+        lead_only = self._lead_only
+        lead_text = lead(summary) if lead_only and len(fields) > 1 else summary
+        lead_words = len(fast_words(fold_chars(lead_text))) if lead_text is not summary else len(fields[-1].folded)
         for tokens in fields:
             folded = tokens.folded
             summary_field = tokens.field == "summary"
@@ -256,7 +280,8 @@ class Matcher:
                 if not found:
                     continue
                 for atom, score in found:
-                    if summary_field and atom.watchlist in title_only:
+                    if summary_field and (atom.watchlist in title_only
+                                          or (i >= lead_words and atom.watchlist in lead_only)):
                         continue
                     n = len(atom.parts)
                     if n > 1:
@@ -269,7 +294,8 @@ class Matcher:
                 orig = tokens.orig
                 for i, word in enumerate(orig):
                     for atom in self._acronym.get(word, ()):
-                        if summary_field and atom.watchlist in title_only:
+                        if summary_field and (atom.watchlist in title_only
+                                              or (i >= lead_words and atom.watchlist in lead_only)):
                             continue
                         n = len(atom.parts)
                         if tuple(orig[i : i + n]) == atom.parts:
@@ -284,7 +310,7 @@ class Matcher:
                 for atom, rx in self._regex:
                     if field_name == "summary" and atom.watchlist in title_only:
                         continue
-                    m = rx.search(text)
+                    m = rx.search(lead_text if field_name == "summary" and atom.watchlist in lead_only else text)
                     if m:
                         pos = offset + len(words(clean(text[: m.start()])))
                         regex_hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(

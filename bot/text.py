@@ -117,6 +117,29 @@ def fast_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+# A sentence ends at . ! ? or … followed by a space and a capital letter, a digit, an opening quote or
+# Hangul; not after a single letter, a number (German ordinals) or a common abbreviation (U.S., Dr., Oct.).
+_SENTENCE_END = re.compile(r"[.!?…][\"'»“”’)]*\s+(?=[\"'„“«(\[]?[^\W\d_a-zа-яё]|\d|[\uac00-\ud7a3])")
+_ABBREVIATION_LIST = ("dr prof nr st mr mrs ms gen lt col sgt vs no bzw ca mio mrd ggf vgl inkl jan feb mar apr jun "
+                      "jul aug sep sept oct nov dec okt dez sen rep gov usw etc abs art ст г гг им тыс млн млрд")
+_ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
+
+
+def lead(text: str, sentences: int = 2) -> str:
+    """The first `sentences` sentences of a teaser: where news states its subject. Later sentences
+    tend to carry background ("Pyongyang has grown closer to Moscow"), which a watchlist may ignore."""
+    count = 0
+    for m in _SENTENCE_END.finditer(text):
+        before = text[: m.start()].rsplit(None, 1)
+        last = before[-1].rsplit(".", 1)[-1].lower() if before else ""
+        if len(last) <= 1 or last.isdigit() or last in _ABBREVIATIONS:  # "U.", "Dr.", "18. Oktober"
+            continue
+        count += 1
+        if count == sentences:
+            return text[: m.start() + 1]
+    return text
+
+
 def words(text: str) -> list[str]:
     """Split into word tokens (letters and digits); hyphens and punctuation separate words."""
     return _WORD.findall(text)

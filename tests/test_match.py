@@ -88,6 +88,34 @@ def test_title_only_watchlist_ignores_the_summary():
     assert not m.match("Wetter", "Regen in Kursk")
 
 
+def test_title_lead_watchlist_ignores_background_after_the_second_sentence():
+    groups = {"dprk": [DPRK], "treaty": [Term("Vertrag")]}
+    background = ("Kim Jong Un lässt Raketen testen", "Die Starts fanden am 18. Oktober statt. Dr. Park sah "
+                  "zu. Nordkorea hat mit Moskau einen Vertrag geschlossen.")
+    assert Matcher([wl(groups)]).match(*background)
+    assert not Matcher([wl(groups, fields="title+lead")]).match(*background)
+    lead_item = ("Pjöngjang feiert", "Nordkorea begeht den Jahrestag. Der Vertrag mit Moskau gilt seit 2024.")
+    [match] = Matcher([wl(groups, fields="title+lead")]).match(*lead_item)
+    assert {h.field for h in match.hits} == {"summary"}
+
+
+def test_lead_is_the_first_two_sentences():
+    from bot.text import lead
+
+    assert lead("Am 18. Oktober kam es zu Kämpfen. Laut Dr. Smirnow flohen 2000. Dritter Satz.") == (
+        "Am 18. Oktober kam es zu Kämpfen. Laut Dr. Smirnow flohen 2000. Dritter Satz.")
+    assert lead("U.S. officials met. They agreed! Background follows.") == "U.S. officials met. They agreed!"
+    assert lead("김정은이 방문했다. 푸틴이 말했다. 배경이다.") == "김정은이 방문했다. 푸틴이 말했다."
+    assert lead("Один. Два. Три.") == "Один. Два."
+
+
+def test_exact_korean_term_allows_a_particle_but_not_a_longer_name():
+    m = Matcher([wl({"li": [Term("리창", mode="exact")]})])
+    assert m.match("리창은 평양에 갔다")
+    assert m.match("리창 총리")
+    assert not m.match("리창호 정찰총국장")
+
+
 def test_every_match_explains_itself():
     config = load_config(ROOT / "watchlists")
     matches = Matcher(config.watchlists).match(
