@@ -153,6 +153,14 @@ def test_unless_vetoes_a_rule_only_when_all_its_groups_match():
     assert not m.match("Putin dankt Nordkorea für Soldaten in Kursk")
 
 
+def test_unless_any_vetoes_a_rule_when_any_listed_group_matches():
+    groups = {"dprk": [DPRK], "russia": [Term("Russland")], "war": [Term("Soldat")], "china": [Term("China")]}
+    m = Matcher([wl(groups, rules=(Rule(("dprk", "russia"), unless_any=("war", "china")),))])
+    assert m.match("Nordkorea und Russland vereinbaren Flüge")
+    assert not m.match("Nordkorea schickt Soldaten nach Russland")
+    assert not m.match("China, Russland und Nordkorea bei Parade")
+
+
 def test_title_rule_needs_its_groups_in_the_headline():
     groups = {"dprk": [DPRK], "troops": [Term("Soldat")]}
     m = Matcher([wl(groups, rules=(Rule(("dprk", "troops"), title=("troops",)),))])
