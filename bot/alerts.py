@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from bot.text import shorten
+from rapidfuzz import fuzz
+
+from bot.text import fold, shorten
 
 MAX_MESSAGE = 4096
 SUMMARY_CHARS = 300
+_SAME_HEADLINE = 80  # rapidfuzz ratio of folded headlines at or above which a copy adds nothing to show
+_HEADLINES = 3  # other outlets' headlines shown under an alert (the latest ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,10 @@ def _safe_url(url: str) -> str | None:
 
 
 def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo, lang: str = "de",
-                 also: Sequence[str] = ()) -> Rendered:
-    """One alert: bold linked title, source and time, watchlist and terms, a short summary."""
+                 also: Sequence[tuple[str, str]] = ()) -> Rendered:
+    """One alert: bold linked title, source and time, watchlist and terms, a short summary, and the
+    other outlets that carried the story (`also`: outlet and headline). A later copy whose headline
+    says something else is shown with it, so a loosely folded report is visible, not hidden."""
     words = labels(lang)
     title = str(payload.get("title") or "")
     link = _safe_url(str(payload.get("link") or ""))
@@ -73,9 +79,13 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
         summary = shorten(summary[len(title):].lstrip(" .:-–"), SUMMARY_CHARS)
     meta = " · ".join(x for x in (source, when) if x)
     watch = f"{watchlist_name} — {words['terms']}: {', '.join(terms[:8])}" if terms else watchlist_name
-    also_line = f"{words['also']}: {', '.join(also[:12])}" + (
-        f" (+{len(also) - 12} {words['more']})" if len(also) > 12 else ""
+    names = [name for name, _ in also]
+    also_line = f"{words['also']}: {', '.join(names[:12])}" + (
+        f" (+{len(names) - 12} {words['more']})" if len(names) > 12 else ""
     ) if also else ""
+    own = fold(title)
+    other_headlines = [f"{name}: {shorten(headline, 120)}" for name, headline in also
+                       if headline and fuzz.ratio(fold(headline), own) < _SAME_HEADLINE][-_HEADLINES:]
 
     def build(title_limit: int, summary_text: str) -> tuple[str, str]:
         t = shorten(title, title_limit)
@@ -88,6 +98,9 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
         if also_line:
             parts_html.append(f"➕ {_e(also_line)}")
             parts_plain.append(f"➕ {also_line}")
+        for line in other_headlines:
+            parts_html.append(f"↳ {_e(line)}")
+            parts_plain.append(f"↳ {line}")
         if link:
             parts_plain.append(link)
         return "\n".join(p for p in parts_html if p), "\n".join(p for p in parts_plain if p)

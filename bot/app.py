@@ -65,10 +65,9 @@ def make_renderer(rt: Runtime) -> Any:
         lang = str(chat["language"]) if chat else "de"
         names = {w.id: w.name for w in rt.config.watchlists}
         if row.kind in ("alert", "edit"):
-            also: list[str] = []
+            also: list[tuple[str, str]] = []
             if row.story_id is not None:
-                sources = rt.store.story_sources(row.story_id)
-                also = [s for s in sources if s != data.get("source")]
+                also = [(s, h) for s, h in rt.store.story_sources(row.story_id) if s != data.get("source")]
             return render_alert(data, watchlist_name=names.get(row.watchlist, row.watchlist),
                                 tz=rt.settings.tz, lang=lang, also=also)
         if row.kind == "digest":

@@ -101,36 +101,86 @@ def identity_keys(feed_id: str, guid: str, canonical: str, title: str, identity:
 # time window. The threshold is set for precision first: a wrong merge hides news, a missed fold
 # only repeats it.
 
-_CANDIDATE_WORDS = 10  # the rarest words of an item that are looked up
+_POSTING_BUDGET = 200  # the item's words are looked up rarest first until this many postings were read
 _CANDIDATES = 8  # most-overlapping earlier items that are compared in full
 _RARE = 150  # words in fewer recent items than this nominate candidates; postings are kept for those
 _MIN_WORD = 3
-SIMILARITY_THRESHOLD = 0.35  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
+SIMILARITY_THRESHOLD = 0.44  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
 # Words of a new item that no indexed item has mark what is new about it, but a rewrite brings many of
 # its own. At full weight they cost recall on the duplicate corpus; at zero, a small index merges
 # different events with the same actors (tests/test_e2e.py's casualty report). Half keeps both.
 _UNSEEN_WEIGHT = 0.5
-
-
+# Headlines with different figures (3,000 casualties vs 1,000, the second bridge vs the third) report
+# different things: they fold only when the rest is nearly identical (an agency copy with a typo).
+FIGURES_THRESHOLD = 0.6
+_NUMBER = re.compile(r"\d+(?:[.,\u202f\u00a0 ]\d{3})*")
 
 _STEMS: dict[str, str] = {}  # folded word -> stem; bounded below (news vocabularies are Zipfian)
+
+# Function words say nothing about which story an item reports. A big index learns that from document
+# frequency, but a small one (the first hours after start, a deployment with a few feeds) would rank
+# "than" or "über" as rare and let them pick the candidates and dominate the weights.
+_FUNCTION_WORDS = """
+der die das den dem des ein eine einen einem einer eines und oder aber auch als an auf aus bei bis durch fuer
+gegen hat haben hatte ist sind war waren wird werden wurde wurden sein seine seiner seinen ihr ihre ihren im in
+mit nach nicht noch nur ob ohne sich sie so um unter ueber vom von vor wie wieder zu zum zur zwischen dass da
+es er wir man mehr sei seien soll sollen kann koennen will wollen nun schon sehr jetzt heute gestern
+the a an and or but of to in on at by for from with without as is are was were be been being has have had
+this that these those it its their they he his she her we our not no more than after before over into about
+said says will would could should can may also new
+и в во на с со к по за из от до о об что как это его ее их он она они мы не но а же ли бы был была были будет
+для при после перед над под между также уже еще только более чем
+і в у на з із зі до за від по про що як це його її їх він вона вони ми не але а чи був була були буде для при
+після перед над під між також вже ще тільки більш ніж
+및 등 것 수 이 그 그리고 또 또한
+"""
+_STOP: frozenset[str] = frozenset()
 
 
 def _stems(text: str) -> set[str]:
     from bot.match import stem  # local import: match imports config, keep dedup light
 
+    global _STOP
+    if not _STOP:
+        _STOP = frozenset(fold_word(w) for w in words(fold_chars(_FUNCTION_WORDS)))
     out = set()
     for raw in words(fold_chars(text)):
         s = _STEMS.get(raw)
         if s is None:
             w = fold_word(raw)
-            s = "" if len(w) < _MIN_WORD and not w.isdigit() else (w if w.isdigit() else stem(w))
+            s = w if w.isdigit() else "" if w in _STOP or len(w) < _MIN_WORD else stem(w)
             if len(_STEMS) > 200_000:
                 _STEMS.clear()
             _STEMS[raw] = s
         if s:
             out.add(s)
     return out
+
+
+_NO_NUMBERS: frozenset[str] = frozenset()
+
+
+# Spelled-out small numbers and ordinals (German, English), so "second bridge" and "third bridge" differ
+# and "zwei Soldaten" agrees with "2 soldiers". Not "first"/"erste": mostly "for the first time".
+_CARDINALS_EN = "one two three four five six seven eight nine ten"
+_ORDINALS_EN = "second third fourth fifth sixth seventh eighth ninth tenth"
+_CARDINALS_DE = "eins zwei drei vier fuenf sechs sieben acht neun zehn"
+_ORDINALS_DE = "zweit dritt viert fuenft sechst siebt acht neunt zehnt"
+_NUMBER_WORDS = {
+    **{w: str(i) for i, w in enumerate(_CARDINALS_EN.split(), 1)},
+    **{w: str(i) for i, w in enumerate(_ORDINALS_EN.split(), 2)},
+    **{w: str(i) for i, w in enumerate(_CARDINALS_DE.split(), 1)},
+    **{w + e: str(i) for i, w in enumerate(_ORDINALS_DE.split(), 2) for e in ("e", "en", "er", "es", "em")},
+}
+
+
+def title_numbers(title: str) -> frozenset[str]:
+    """The figures in a headline: digits (thousands separators removed: 1.500 = 1,500 = 1500) and small
+    numbers spelled out. Two headlines with figures and none in common report different things."""
+    found = {re.sub(r"\D", "", n) for n in _NUMBER.findall(title)}
+    lowered = fold_chars(title)
+    found.update(_NUMBER_WORDS[w] for w in words(lowered) if w in _NUMBER_WORDS)
+    return frozenset(found) or _NO_NUMBERS
 
 
 def item_words(title: str, summary: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -147,6 +197,7 @@ class _Entry:
     published: datetime
     words: array[int]  # word ids: arrays, not sets, keep the index small and out of the garbage collector
     title_words: array[int]
+    numbers: frozenset[str]  # figures in the headline
     weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
@@ -187,9 +238,17 @@ class StoryIndex:
             out.append(i)
         return array("i", sorted(out))
 
+    def required(self, numbers: frozenset[str], other: frozenset[str]) -> float:
+        """The similarity two items need to be one story: more when their headlines' figures differ."""
+        if numbers and other and not numbers & other:
+            return max(self.threshold, FIGURES_THRESHOLD)
+        return self.threshold
+
     def nearest(self, title: str, summary: str, lang: str, published: datetime) -> tuple[Hashable | None, float]:
-        """The most similar earlier entry in the same language and window, and its similarity."""
+        """The earlier entry in the same language and window that this item is a copy of, with the
+        similarity; (None, best similarity seen) when none is close enough (see `required`)."""
         ws, tws = item_words(title, summary)
+        numbers = title_numbers(title)
         if not ws:
             return None, 0.0
         lang = (lang or "")[:2]
@@ -200,11 +259,17 @@ class StoryIndex:
             df, postings = self._df, self._postings
             rare = sorted((df[i], i) for i in a if 0 < df[i] < _RARE)
             counts: Counter[int] = Counter()
-            for _, i in rare[:_CANDIDATE_WORDS]:
+            budget = _POSTING_BUDGET
+            for n, i in rare:
                 posting = postings[i]
                 if posting is not None:
                     counts.update(posting)
+                    budget -= n
+                    if budget <= 0:
+                        break
             best: tuple[Hashable | None, float] = (None, 0.0)
+            best_margin = 0.0
+            seen = 0.0
             if not counts:
                 return best
             idf: dict[int, float] = {}
@@ -218,9 +283,11 @@ class StoryIndex:
                 if entry is None or abs(published - entry.published) > self.window:
                     continue
                 sim = self._similarity(sa, set(entry.words), sta, set(entry.title_words), idf, entry, extra)
-                if sim > best[1]:
-                    best = (entry.key, sim)
-            return best
+                seen = max(seen, sim)
+                margin = sim / max(self.required(numbers, entry.numbers), 1e-9)
+                if margin >= 1.0 and margin > best_margin:
+                    best, best_margin = (entry.key, sim), margin
+            return best if best[0] is not None else (None, seen)
 
     def _similarity(self, a: set[int], b: set[int], ta: set[int], tb: set[int], idf: dict[int, float],
                     entry: _Entry | None = None, extra: tuple[float, float] = (0.0, 0.0)) -> float:
@@ -266,7 +333,7 @@ class StoryIndex:
             ids = self._intern_ids(lang, ws)
             eid = self._next
             self._next += 1
-            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws))
+            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), title_numbers(title))
             self._order.append(eid)
             df, postings = self._df, self._postings
             for i in ids:
@@ -301,8 +368,8 @@ class StoryIndex:
 
     def find(self, item: Item, now: datetime) -> int | None:
         """The story id an item belongs to, when it is a later copy of a recent story."""
-        key, sim = self.nearest(item.title, item.summary, item.lang, item.published)
-        return int(key) if key is not None and sim >= self.threshold else None  # type: ignore[call-overload]
+        key, _ = self.nearest(item.title, item.summary, item.lang, item.published)
+        return int(key) if key is not None else None  # type: ignore[call-overload]
 
     def add_item(self, item: Item, story_id: int) -> None:
         """Remember a stored item under its story."""
@@ -310,8 +377,8 @@ class StoryIndex:
 
     def check(self, item: Item, item_id: Any) -> Any:
         """For `mediabot match`: the earlier item id of the same story, or None; remembers this one."""
-        key, sim = self.nearest(item.title, item.summary, item.lang, item.published)
-        if key is not None and sim >= self.threshold:
+        key, _ = self.nearest(item.title, item.summary, item.lang, item.published)
+        if key is not None:
             # Later copies point at the first item of the story, so chains do not drift.
             self.add(key, item.title, item.summary, item.lang, item.published)
             return key

@@ -25,6 +25,11 @@ from bot.models import FeedState, Item, Match, OutboxRow
 SCHEMA_VERSION = 1
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
+def _source_name(entry: str | list[str]) -> str:
+    """A stories.sources entry: the first outlet's name, or [outlet, headline] for later copies."""
+    return entry if isinstance(entry, str) else entry[0]
+
+
 _MIGRATIONS: list[str] = [
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -327,9 +332,10 @@ class SqliteStore:
                 else:
                     row = db.execute("SELECT sources FROM stories WHERE id=?", (story_id,)).fetchone()
                     sources = json.loads(row[0]) if row else []
-                    if it.source not in sources:
-                        sources.append(it.source)
-                    db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources), story_id))
+                    if it.source not in {_source_name(s) for s in sources}:
+                        sources.append([it.source, it.title])  # later copies keep their headline
+                    db.execute("UPDATE stories SET sources=? WHERE id=?",
+                               (json.dumps(sources, ensure_ascii=False), story_id))
                 db.execute("UPDATE items SET story_id=? WHERE id=?", (story_id, item_id))
                 story_ids.append(story_id)
                 db.executemany(
@@ -621,10 +627,10 @@ class SqliteStore:
         rows = self._db.execute("SELECT DISTINCT chat_id FROM outbox WHERE story_id=? AND kind='alert'", (story_id,))
         return {r[0] for r in rows}
 
-    def story_sources(self, story_id: int) -> list[str]:
-        """Outlets that carried a story, first one first."""
+    def story_sources(self, story_id: int) -> list[tuple[str, str]]:
+        """Outlets that carried a story, first one first, each with its headline ("" for the first)."""
         row = self._db.execute("SELECT sources FROM stories WHERE id=?", (story_id,)).fetchone()
-        return list(json.loads(row[0])) if row else []
+        return [(s, "") if isinstance(s, str) else (str(s[0]), str(s[1])) for s in json.loads(row[0])] if row else []
 
     # -- retention -------------------------------------------------------------------------
 
