@@ -109,6 +109,11 @@ def test_lead_is_the_first_two_sentences():
     assert lead("Один. Два. Три.") == "Один. Два."
 
 
+def test_korean_headline_shorthand_for_north_korea_counts():
+    matcher = Matcher(load_config(ROOT / "watchlists").watchlists)
+    assert [m.watchlist for m in matcher.match("北, 러시아에 병력 추가 파병", "")] == ["dprk-troops"]
+
+
 def test_exact_korean_term_allows_a_particle_but_not_a_longer_name():
     m = Matcher([wl({"li": [Term("리창", mode="exact")]})])
     assert m.match("리창은 평양에 갔다")
