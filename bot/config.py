@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -660,6 +660,28 @@ class Config:
 
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
+
+
+_SHOUTED = re.compile(r"^[A-ZА-ЯЁІЇЄҐ][A-ZА-ЯЁІЇЄҐ0-9-]{1,3}s?$")
+
+
+def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
+    """Legal but probably unintended: `file:line: warning: ...` lines for `mediabot check`.
+
+    A short capitalised word in fuzzy mode (POW, ВСУ) is folded and stemmed like any word, so it also
+    matches the start of longer words (POW -> power); as an acronym it matches only itself.
+    """
+    out: list[str] = []
+    for wl in watchlists:
+        terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
+        for term in terms:
+            if term.mode != "fuzzy":
+                continue
+            for spelling in term.spellings:
+                if _SHOUTED.match(spelling):
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
+                               f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
+    return out
 
 
 def load_config(directory: Path) -> Config:

@@ -182,3 +182,14 @@ def test_check_rejects_a_title_group_missing_from_all(workdir):
     assert result.returncode == 2
     assert f"{wl_path}:7: t.rules[0].title: 'b' must also be in `all`" in result.stdout
     assert f"{wl_path}:8:" in result.stdout and "no group named 'c'" in result.stdout
+
+
+def test_check_warns_about_a_short_capitalised_term_in_fuzzy_mode(workdir):
+    write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
+    wl_path = workdir / "watchlists" / "t.yaml"
+    wl_path.write_text("description: d\ngroups:\n  who: [Nordkorea]\n  what:\n    - term: Gefangene\n"
+                       "      aliases: [POW, prisoners]\n", encoding="utf-8")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    assert result.returncode == 0  # legal, and the bot runs with it
+    assert f"{wl_path}:5: warning: 'POW' is fuzzy" in result.stdout and "mode: acronym" in result.stdout
+    assert Matcher(load_config(workdir / "watchlists").watchlists).match("Nordkorea: power cut", "")
