@@ -111,6 +111,8 @@ SIMILARITY_THRESHOLD = 0.44  # bench/eval_dedup.py: precision first (see BENCHMA
 # its own. At full weight they cost recall on the duplicate corpus; at zero, a small index merges
 # different events with the same actors (tests/test_e2e.py's casualty report). Half keeps both.
 _UNSEEN_WEIGHT = 0.5
+COPY_OVERLAP = 0.5  # share of the shorter item's word weight found in the other: a copy (see _similarity)
+COPY_MIN_WORDS = 8  # ... when the shorter item says enough for that share to mean something
 # Headlines with different figures (3,000 casualties vs 1,000, the second bridge vs the third) report
 # different things: they fold only when the rest is nearly identical (an agency copy with a typo).
 FIGURES_THRESHOLD = 0.6
@@ -325,7 +327,12 @@ class StoryIndex:
             title = wti / max(wta + wtb - wti, 1e-9)
         else:
             title = 0.0
-        return max(jacc, 0.5 * body + 0.5 * title)
+        sim = max(jacc, 0.5 * body + 0.5 * title)
+        if body >= COPY_OVERLAP and min(len(a), len(b)) >= COPY_MIN_WORDS:
+            # A copy: most of the shorter item's weight is in the other one (an agency text trimmed or
+            # re-headlined by another outlet). Different reports with the same actors rarely get there.
+            sim = max(sim, self.threshold)
+        return sim
 
     def add(self, key: Hashable, title: str, summary: str, lang: str, published: datetime) -> None:
         """Remember an item under `key` (its story id)."""

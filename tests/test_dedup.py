@@ -98,6 +98,19 @@ def test_function_words_do_not_pick_candidates_in_a_small_index():
     assert results == [None, "a", None, "a"]
 
 
+def test_agency_text_under_another_outlets_headline_folds():
+    """The headlines share little, but the later teaser is nearly all words of the first: a copy."""
+    index = StoryIndex()
+    index.check(_rec("a", "Moskau und Teheran besiegeln Partnerschaft",
+                     "Russland und Iran haben einen Vertrag über eine umfassende strategische Partnerschaft "
+                     "unterzeichnet. Die Präsidenten Putin und Peseschkian setzten ihre Unterschriften im Kreml "
+                     "unter das Abkommen."), "a")
+    copy = _rec("b", "Putin und Peseschkian unterzeichnen Vertrag über strategische Partnerschaft",
+                "Russland und Iran haben im Kreml einen Vertrag über eine umfassende strategische Partnerschaft "
+                "unterzeichnet. Er regelt Handel, Verkehr und militärische Zusammenarbeit.", minutes=15)
+    assert index.check(copy, "b") == "a"
+
+
 def test_other_language_is_not_folded():
     index = StoryIndex()
     first = _rec("a", "Kursk: Ukraine zieht Truppen aus Sudscha ab", "Die Armee verlässt die Stadt.")
