@@ -128,6 +128,9 @@ class ConsoleSender:
         lines = message.plain.splitlines()
         also = next((line for line in lines if line.startswith("➕")), lines[-1] if lines else "")
         print(f"(update to alert #{message_id}: {lines[0] if lines else ''}) {also}", file=self.stream)
+        for line in lines:
+            if line.startswith("↳"):  # other outlets' own headlines for the story
+                print(f"    {line}", file=self.stream)
         self.stream.flush()
 
 

@@ -23,6 +23,7 @@ DEMO_FEEDS = (
     ("demo-de", "de-nachrichten.xml", "Demo-Nachrichten", "de"),
     ("demo-en", "en-world.xml", "Demo World News", "en"),
     ("demo-mix", "ru-ua-ko.xml", "Demo RU/UA/KO", ""),
+    ("demo-zeitung", "de-zeitung.xml", "Demo-Zeitung", "de"),  # an agency copy: folds into one alert
 )
 _PLACEHOLDER = re.compile(r"\{\{(iso:)?ago:([0-9.]+[smhdw]?)\}\}")
 

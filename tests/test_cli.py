@@ -104,6 +104,9 @@ def test_demo_runs_offline_and_prints_alerts():
     assert result.returncode == 0, result.stderr
     assert "Nordkoreanische Soldaten erstmals in Kämpfe im Gebiet Kursk verwickelt" in result.stdout
     assert "Bundesliga" not in result.stdout
+    # The second outlet's copy of that story joins the alert instead of sending its own.
+    assert "➕ auch: Demo-" in result.stdout and "Kiew: Erstes Gefecht mit Nordkoreanern bei Kursk" in result.stdout
+    assert "20 items, 12 matched, 10 alerts printed" in result.stderr
     assert "second poll: 0 new, 0 alerts" in result.stderr
 
 
