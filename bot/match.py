@@ -41,6 +41,7 @@ _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
+_LONG_SUMMARY = 600  # characters; past this, cutting to the lead first is cheaper than folding it all
 _FUZZY_MIN = 8  # shorter stems are too close to other real words for edit-distance matching
 
 
@@ -140,6 +141,10 @@ class Matcher:
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
         self._lead_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title+lead"}
+        # The most any watchlist reads: the whole summary, its lead, or only the headline.
+        scopes = {w.fields for w in self.watchlists}
+        self._summary_scope = ("title+summary" if "title+summary" in scopes or not scopes
+                               else "title+lead" if "title+lead" in scopes else "title")
         self._acronym_folded: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
             for group, terms in wl.groups.items():
@@ -231,6 +236,10 @@ class Matcher:
 
     def match(self, title: str, summary: str = "") -> list[Match]:
         """Every watchlist the text matches, best score first."""
+        if self._summary_scope == "title":
+            summary = ""  # no watchlist reads past the headline
+        elif self._summary_scope == "title+lead" and len(summary) > _LONG_SUMMARY:
+            summary = lead(summary)  # a full-text feed: fold only what some watchlist reads
         fields = _tokenize_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for watchlists that end up matching.

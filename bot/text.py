@@ -59,6 +59,7 @@ _CHAR_PAIRS = tuple((chr(k), v or "") for k, v in _CHAR_MAP.items())
 _LATIN_SEQ = (
     ("tsch", "ch"), ("sch", "sh"), ("zh", "sh"), ("ae", "a"), ("oe", "o"), ("ue", "u"), ("ph", "f"), ("ck", "k"),
 )
+_HAS_LATIN_SEQ = re.compile("|".join(old for old, _ in _LATIN_SEQ))
 _DOUBLE = re.compile(r"([a-z])\1+")
 _HAS_DOUBLE = re.compile(r"([a-z])\1")
 _NEEDS_NFD = re.compile(r"[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")
@@ -90,9 +91,10 @@ def fold_word(word: str) -> str:
     if _NEEDS_NFD.search(word):
         # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
         word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
-    for old, new in _LATIN_SEQ:
-        if old in word:
-            word = word.replace(old, new)
+    if _HAS_LATIN_SEQ.search(word):  # one scan instead of eight `in` tests for the common word without
+        for old, new in _LATIN_SEQ:
+            if old in word:
+                word = word.replace(old, new)
     return _DOUBLE.sub(r"\1", word) if _HAS_DOUBLE.search(word) else word
 
 
@@ -130,8 +132,8 @@ def lead(text: str, sentences: int = 2) -> str:
     tend to carry background ("Pyongyang has grown closer to Moscow"), which a watchlist may ignore."""
     count = 0
     for m in _SENTENCE_END.finditer(text):
-        before = text[: m.start()].rsplit(None, 1)
-        last = before[-1].rsplit(".", 1)[-1].lower() if before else ""
+        end = m.start()
+        last = text[text.rfind(" ", 0, end) + 1 : end].rsplit(".", 1)[-1].lower()  # the word before the stop
         if len(last) <= 1 or last.isdigit() or last in _ABBREVIATIONS:  # "U.", "Dr.", "18. Oktober"
             continue
         count += 1

@@ -99,6 +99,19 @@ def test_title_lead_watchlist_ignores_background_after_the_second_sentence():
     assert {h.field for h in match.hits} == {"summary"}
 
 
+def test_title_lead_reads_only_the_lead_of_a_full_text_summary():
+    groups = {"dprk": [DPRK], "treaty": [Term("Vertrag")]}
+    body = "Nordkorea feiert den Jahrestag. Tausende marschieren in Pjöngjang. " + "Es regnet. " * 200
+    late = body + "Der Vertrag mit Moskau gilt seit 2024."
+    early = "Nordkorea feiert den Vertrag. " + body
+    lead_only = Matcher([wl(groups, fields="title+lead")])
+    assert not lead_only.match("Jahrestag in Pjöngjang", late)
+    assert lead_only.match("Jahrestag in Pjöngjang", early)
+    both = Matcher([wl(groups, fields="title+lead"), Watchlist(id="all", name="all", description="d",
+                    groups={k: tuple(v) for k, v in groups.items()}, rules=(Rule(tuple(groups)),))])
+    assert [m.watchlist for m in both.match("Jahrestag in Pjöngjang", late)] == ["all"]
+
+
 def test_lead_is_the_first_two_sentences():
     from bot.text import lead
 
