@@ -240,7 +240,7 @@ class Matcher:
             summary = ""  # no watchlist reads past the headline
         elif self._summary_scope == "title+lead" and len(summary) > _LONG_SUMMARY:
             summary = lead(summary)  # a full-text feed: fold only what some watchlist reads
-        fields = _tokenize_fields(title, summary)
+        title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for watchlists that end up matching.
         raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
@@ -250,9 +250,9 @@ class Matcher:
         # set difference) and see which watchlists could still match from the groups present.
         keys: set[tuple[int, str]] = set()  # (watchlist, group) pairs some word may satisfy
         group_keys = self._group_keys
-        distinct = set(fields[0].folded)
-        if len(fields) > 1:
-            distinct.update(fields[1].folded)
+        distinct = set(title_words)
+        if summary_words:
+            distinct.update(summary_words)
         hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
         for word in distinct - self._no_hit:
             found = cache.get(word)
@@ -262,9 +262,8 @@ class Matcher:
                 hit_words[word] = found
                 keys |= group_keys[word]
         if title_only and keys:  # title-only watchlists count only the headline's words
-            title_words = set(fields[0].folded)
             keys = {k for k in keys if k[0] not in title_only}
-            for word in title_words.intersection(hit_words):
+            for word in set(title_words).intersection(hit_words):
                 keys.update(k for k in group_keys[word] if k[0] in title_only)
         if self._acronym:
             for key in self._acronym_folded & distinct:
@@ -278,6 +277,9 @@ class Matcher:
             else:
                 return []  # the common case: nothing can match, skip the position walk
         # Stage 2: positions, multi-word terms and acronyms.
+        fields = [_Tokens(title, title_words, 0, "title")]
+        if summary_words:
+            fields.append(_Tokens(summary, summary_words, len(title_words) + _FIELD_GAP, "summary"))
         lead_only = self._lead_only
         lead_text = lead(summary) if lead_only and len(fields) > 1 else summary
         lead_words = len(fast_words(fold_chars(lead_text))) if lead_text is not summary else len(fields[-1].folded)
@@ -397,19 +399,16 @@ class Matcher:
 _BREAK = "__mediabot_field_break__"
 
 
-def _tokenize_fields(title: str, summary: str) -> list[_Tokens]:
+def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
     """Fold and split title and summary in one pass (one normalisation, one regex scan)."""
     if not summary:
-        return [_Tokens(title, fast_words(fold_chars(title)), 0, "title")]
+        return fast_words(fold_chars(title)), []
     folded = fast_words(fold_chars(f"{title} {_BREAK} {summary}"))
     try:
         cut = folded.index(_BREAK)
     except ValueError:  # cannot happen unless NFKC changed the marker; fall back to two passes
-        title_words = fast_words(fold_chars(title))
-        return [_Tokens(title, title_words, 0, "title"),
-                _Tokens(summary, fast_words(fold_chars(summary)), len(title_words) + _FIELD_GAP, "summary")]
-    return [_Tokens(title, folded[:cut], 0, "title"),
-            _Tokens(summary, folded[cut + 1 :], cut + _FIELD_GAP, "summary")]
+        return fast_words(fold_chars(title)), fast_words(fold_chars(summary))
+    return folded[:cut], folded[cut + 1 :]
 
 
 def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -> bool:
