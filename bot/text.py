@@ -109,7 +109,7 @@ def clean(text: str) -> str:
     return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
-_ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not (c.isalnum() or c == "_")})
+_ASCII_SEPARATORS = bytes(b if chr(b).isalnum() or b == ord("_") else ord(" ") for b in range(256))
 
 
 # Punctuation and spaces outside ASCII that news text carries (German quotes and dashes): replaced by a
@@ -120,14 +120,14 @@ _NON_ASCII_BREAKS = ("–", "—", "„", "“", "”", "‚", "‘", "«", "»"
 
 
 def fast_words(text: str) -> list[str]:
-    """words(), faster on pure-ASCII text (a C translate and split instead of a regex scan)."""
+    """words(), faster on pure-ASCII text (a byte-table translate and split instead of a regex scan)."""
     if not text.isascii():
         for mark in _NON_ASCII_BREAKS:
             if mark in text:
                 text = text.replace(mark, " ")
         if not text.isascii():
             return _WORD.findall(text)
-    return text.translate(_ASCII_SEPARATORS).split()
+    return text.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split()  # bytes: a plain table
 
 
 # A sentence ends at . ! ? or … followed by a space and a capital letter, a digit, an opening quote or
