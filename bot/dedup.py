@@ -106,6 +106,7 @@ _POSTING_BUDGET = 200  # the item's words are looked up rarest first until this 
 _CANDIDATES = 8  # most-overlapping earlier items that are compared in full
 _RARE = 150  # words in fewer recent items than this nominate candidates; postings are kept for those
 _MIN_WORD = 3
+_MIN_SHARED = 2  # candidates must share at least this many informative words
 SIMILARITY_THRESHOLD = 0.44  # bench/eval_dedup.py: precision first (see BENCHMARKS.md)
 # Words of a new item that no indexed item has mark what is new about it, but a rewrite brings many of
 # its own. At full weight they cost recall on the duplicate corpus; at zero, a small index merges
@@ -137,15 +138,12 @@ said says will would could should can may also new
 після перед над під між також вже ще тільки більш ніж
 및 등 것 수 이 그 그리고 또 또한
 """
-_STOP: frozenset[str] = frozenset()
+_STOP = frozenset(fold_word(w) for w in words(fold_chars(_FUNCTION_WORDS)))
 
 
 def _stems(text: str) -> set[str]:
     from bot.match import stem  # local import: match imports config, keep dedup light
 
-    global _STOP
-    if not _STOP:
-        _STOP = frozenset(fold_word(w) for w in words(fold_chars(_FUNCTION_WORDS)))
     out = set()
     for raw in words(fold_chars(text)):
         s = _STEMS.get(raw)
@@ -158,9 +156,6 @@ def _stems(text: str) -> set[str]:
         if s:
             out.add(s)
     return out
-
-
-_NO_NUMBERS: frozenset[str] = frozenset()
 
 
 # Spelled-out small numbers and ordinals (German, English), so "second bridge" and "third bridge" differ
@@ -183,14 +178,13 @@ def title_numbers(title: str) -> frozenset[str]:
     found = {re.sub(r"\D", "", n) for n in _NUMBER.findall(title)}
     lowered = fold_chars(title)
     found.update(_NUMBER_WORDS[w] for w in words(lowered) if w in _NUMBER_WORDS)
-    return frozenset(found) or _NO_NUMBERS
+    return frozenset(found)
 
 
 def item_words(title: str, summary: str) -> tuple[frozenset[str], frozenset[str]]:
     """(all comparable words, title words) of an item: folded, stemmed, short words dropped."""
     title_words = _stems(title)
     return frozenset(title_words | _stems(summary)), frozenset(title_words)
-
 
 
 @dataclass(slots=True)
@@ -213,7 +207,6 @@ class StoryIndex:
     def __init__(self, window: float = 48 * 3600.0, threshold: float = SIMILARITY_THRESHOLD) -> None:
         self.window = timedelta(seconds=window)
         self.threshold = threshold
-        self.min_shared = 2  # candidates must share at least this many informative words
         self._word_ids: dict[str, dict[str, int]] = {}  # lang -> stem -> word id
         self._df = array("i")  # word id -> items in the window that contain it
         self._postings: list[array[int] | None] = []  # word id -> entry ids, kept while the word is rare
@@ -247,13 +240,13 @@ class StoryIndex:
             return max(self.threshold, FIGURES_THRESHOLD)
         return self.threshold
 
-    def nearest(self, title: str, summary: str, lang: str, published: datetime) -> tuple[Hashable | None, float]:
-        """The earlier entry in the same language and window that this item is a copy of, with the
-        similarity; (None, best similarity seen) when none is close enough (see `required`)."""
+    def nearest(self, title: str, summary: str, lang: str, published: datetime) -> Hashable | None:
+        """The key of the earlier entry (same language, inside the window) that this item is a copy of:
+        the one that clears `required` by the widest margin; None when none does."""
         ws, tws = item_words(title, summary)
-        numbers = title_numbers(title)
         if not ws:
-            return None, 0.0
+            return None
+        numbers = title_numbers(title)
         lang = (lang or "")[:2]
         with self._lock:
             a = self._lookup_ids(lang, ws)
@@ -270,35 +263,37 @@ class StoryIndex:
                     budget -= n
                     if budget <= 0:
                         break
-            best: tuple[Hashable | None, float] = (None, 0.0)
+            best: Hashable | None = None
             best_margin = 0.0
-            seen = 0.0
-            if not counts:
-                return best
             idf: dict[int, float] = {}
             sa, sta = set(a), set(ta)
             unseen = _UNSEEN_WEIGHT * math.log((max(len(self._entries), 1) + 1) / 0.5)
             extra = ((len(ws) - len(a)) * unseen, (len(tws) - len(ta)) * unseen)
             for eid, shared in counts.most_common(_CANDIDATES):
-                if shared < self.min_shared:
+                if shared < _MIN_SHARED:
                     break
                 entry = self._entries.get(eid)
                 if entry is None or abs(published - entry.published) > self.window:
                     continue
-                sim = self._similarity(sa, set(entry.words), sta, set(entry.title_words), idf, entry, extra)
-                seen = max(seen, sim)
-                other = frozenset(entry.numbers.split()) if numbers and entry.numbers else _NO_NUMBERS
-                margin = sim / max(self.required(numbers, other), 1e-9)
+                b = set(entry.words)
+                sim, body = self._similarity(sa, b, sta, set(entry.title_words), idf, entry, extra)
+                if body >= COPY_OVERLAP and min(len(sa), len(b)) >= COPY_MIN_WORDS:
+                    # A copy: most of the shorter item's weight is in the other one (an agency text
+                    # trimmed or re-headlined). Different reports with the same actors rarely get there.
+                    sim = max(sim, self.threshold)
+                need = self.required(numbers, frozenset(entry.numbers.split()) if numbers else frozenset())
+                margin = sim / max(need, 1e-9)
                 if margin >= 1.0 and margin > best_margin:
-                    best, best_margin = (entry.key, sim), margin
-            return best if best[0] is not None else (None, seen)
+                    best, best_margin = entry.key, margin
+            return best
 
     def _similarity(self, a: set[int], b: set[int], ta: set[int], tb: set[int], idf: dict[int, float],
-                    entry: _Entry | None = None, extra: tuple[float, float] = (0.0, 0.0)) -> float:
-        """IDF-weighted: max(Jaccard, mean of overlap coefficient and title Jaccard)."""
+                    entry: _Entry, extra: tuple[float, float]) -> tuple[float, float]:
+        """IDF-weighted (similarity, overlap): similarity = max(Jaccard, mean of overlap coefficient and
+        title Jaccard); overlap = the overlap coefficient (shared weight / the lighter item's weight)."""
         inter = a & b
         if not inter:
-            return 0.0
+            return 0.0, 0.0
         n = max(len(self._entries), 1)
         df = self._df
 
@@ -312,13 +307,10 @@ class StoryIndex:
             return total
 
         wa, wta = weight(a) + extra[0], weight(ta) + extra[1]
-        if entry is not None:
-            # An entry's own weights change slowly with the index size: recompute when it moved 10%.
-            if entry.weights is None or abs(entry.weights[2] - n) > n * 0.1:
-                entry.weights = (weight(b), weight(tb), n)
-            wb, wtb = entry.weights[0], entry.weights[1]
-        else:
-            wb, wtb = weight(b), weight(tb)
+        # An entry's own weights change slowly with the index size: recompute when it moved 10%.
+        if entry.weights is None or abs(entry.weights[2] - n) > n * 0.1:
+            entry.weights = (weight(b), weight(tb), n)
+        wb, wtb = entry.weights[0], entry.weights[1]
         wi = weight(inter)
         body = wi / max(min(wa, wb), 1e-9)
         jacc = wi / max(wa + wb - wi, 1e-9)
@@ -327,12 +319,7 @@ class StoryIndex:
             title = wti / max(wta + wtb - wti, 1e-9)
         else:
             title = 0.0
-        sim = max(jacc, 0.5 * body + 0.5 * title)
-        if body >= COPY_OVERLAP and min(len(a), len(b)) >= COPY_MIN_WORDS:
-            # A copy: most of the shorter item's weight is in the other one (an agency text trimmed or
-            # re-headlined by another outlet). Different reports with the same actors rarely get there.
-            sim = max(sim, self.threshold)
-        return sim
+        return max(jacc, 0.5 * body + 0.5 * title), body
 
     def add(self, key: Hashable, title: str, summary: str, lang: str, published: datetime) -> None:
         """Remember an item under `key` (its story id)."""
@@ -378,7 +365,7 @@ class StoryIndex:
 
     def find(self, item: Item, now: datetime) -> int | None:
         """The story id an item belongs to, when it is a later copy of a recent story."""
-        key, _ = self.nearest(item.title, item.summary, item.lang, item.published)
+        key = self.nearest(item.title, item.summary, item.lang, item.published)
         return int(key) if key is not None else None  # type: ignore[call-overload]
 
     def add_item(self, item: Item, story_id: int) -> None:
@@ -387,7 +374,7 @@ class StoryIndex:
 
     def check(self, item: Item, item_id: Any) -> Any:
         """For `mediabot match`: the earlier item id of the same story, or None; remembers this one."""
-        key, _ = self.nearest(item.title, item.summary, item.lang, item.published)
+        key = self.nearest(item.title, item.summary, item.lang, item.published)
         if key is not None:
             # Later copies point at the first item of the story, so chains do not drift.
             self.add(key, item.title, item.summary, item.lang, item.published)

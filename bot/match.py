@@ -41,6 +41,7 @@ _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
+_REACH = {"title": 0, "title+lead": 1, "title+summary": 2}  # how far into the summary a watchlist reads
 _LONG_SUMMARY = 600  # characters; past this, cutting to the lead first is cheaper than folding it all
 _FUZZY_MIN = 8  # shorter stems are too close to other real words for edit-distance matching
 
@@ -139,12 +140,10 @@ class Matcher:
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
-        self._title_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title"}
-        self._lead_only = {i for i, w in enumerate(self.watchlists) if w.fields == "title+lead"}
-        # The most any watchlist reads: the whole summary, its lead, or only the headline.
-        scopes = {w.fields for w in self.watchlists}
-        self._summary_scope = ("title+summary" if "title+summary" in scopes or not scopes
-                               else "title+lead" if "title+lead" in scopes else "title")
+        # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
+        self._reach = [_REACH[w.fields] for w in self.watchlists]
+        self._max_reach = max(self._reach, default=_REACH["title+summary"])
+        self._any_lead = _REACH["title+lead"] in self._reach
         self._acronym_folded: frozenset[str] = frozenset()
         for wi, wl in enumerate(self.watchlists):
             for group, terms in wl.groups.items():
@@ -236,15 +235,15 @@ class Matcher:
 
     def match(self, title: str, summary: str = "") -> list[Match]:
         """Every watchlist the text matches, best score first."""
-        if self._summary_scope == "title":
+        head: str | None = None  # the summary's lead, once known
+        if self._max_reach == 0:
             summary = ""  # no watchlist reads past the headline
-        elif self._summary_scope == "title+lead" and len(summary) > _LONG_SUMMARY:
-            summary = lead(summary)  # a full-text feed: fold only what some watchlist reads
+        elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
+            summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
         title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for watchlists that end up matching.
         raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
-        title_only = self._title_only
         cache = self._cache
         # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
         # set difference) and see which watchlists could still match from the groups present.
@@ -261,10 +260,6 @@ class Matcher:
             if found:
                 hit_words[word] = found
                 keys |= group_keys[word]
-        if title_only and keys:  # title-only watchlists count only the headline's words
-            keys = {k for k in keys if k[0] not in title_only}
-            for word in set(title_words).intersection(hit_words):
-                keys.update(k for k in group_keys[word] if k[0] in title_only)
         if self._acronym:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
@@ -280,9 +275,13 @@ class Matcher:
         fields = [_Tokens(title, title_words, 0, "title")]
         if summary_words:
             fields.append(_Tokens(summary, summary_words, len(title_words) + _FIELD_GAP, "summary"))
-        lead_only = self._lead_only
-        lead_text = lead(summary) if lead_only and len(fields) > 1 else summary
-        lead_words = len(fast_words(fold_chars(lead_text))) if lead_text is not summary else len(fields[-1].folded)
+        # The summary as each reach sees it: (text, number of words).
+        if head is None:
+            head = lead(summary) if self._any_lead and summary_words else summary
+        head_words = len(fast_words(fold_chars(head))) if len(head) < len(summary) else len(summary_words)
+        seen_text = ("", head, summary)
+        seen_words = (0, head_words, len(summary_words))
+        reach = self._reach
         for tokens in fields:
             folded = tokens.folded
             summary_field = tokens.field == "summary"
@@ -291,8 +290,7 @@ class Matcher:
                 if not found:
                     continue
                 for atom, score in found:
-                    if summary_field and (atom.watchlist in title_only
-                                          or (i >= lead_words and atom.watchlist in lead_only)):
+                    if summary_field and i >= seen_words[reach[atom.watchlist]]:
                         continue
                     n = len(atom.parts)
                     if n > 1:
@@ -305,8 +303,7 @@ class Matcher:
                 orig = tokens.orig
                 for i, word in enumerate(orig):
                     for atom in self._acronym.get(word, ()):
-                        if summary_field and (atom.watchlist in title_only
-                                              or (i >= lead_words and atom.watchlist in lead_only)):
+                        if summary_field and i >= seen_words[reach[atom.watchlist]]:
                             continue
                         n = len(atom.parts)
                         if tuple(orig[i : i + n]) == atom.parts:
@@ -319,9 +316,8 @@ class Matcher:
                 if not text:
                     continue
                 for atom, rx in self._regex:
-                    if field_name == "summary" and atom.watchlist in title_only:
-                        continue
-                    m = rx.search(lead_text if field_name == "summary" and atom.watchlist in lead_only else text)
+                    target = seen_text[reach[atom.watchlist]] if field_name == "summary" else text
+                    m = rx.search(target) if target else None
                     if m:
                         pos = offset + len(words(clean(text[: m.start()])))
                         regex_hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(

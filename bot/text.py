@@ -47,15 +47,12 @@ def shorten(text: str, limit: int) -> str:
 # text. German umlauts and their ae/oe/ue spellings, ß/ss, diacritics, Ukrainian letters onto
 # their Russian neighbours and the soft sign dropped (Курськ/Курск), and a few transliteration
 # habits (Schoigu/Shoigu, Lawrow/Lavrov, Pjöngjang/Pyongyang, doubled letters).
-_CHAR_MAP = str.maketrans(
-    {
-        "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ẞ": "ss",
-        "ё": "е", "й": "и", "і": "и", "ї": "и", "є": "е", "ґ": "г", "ы": "и", "ь": None, "ъ": None,
-        "'": None, "’": None, "ʼ": None, "`": None, "´": None,
-        "\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None,
-    }
+_CHAR_PAIRS = (  # character -> replacement, applied with str.replace (see fold_chars)
+    ("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("ẞ", "ss"),
+    ("ё", "е"), ("й", "и"), ("і", "и"), ("ї", "и"), ("є", "е"), ("ґ", "г"), ("ы", "и"), ("ь", ""), ("ъ", ""),
+    ("'", ""), ("’", ""), ("ʼ", ""), ("`", ""), ("´", ""),
+    ("\u00ad", ""), ("\u200b", ""), ("\u200c", ""), ("\u200d", ""), ("\u2060", ""), ("\ufeff", ""),
 )
-_CHAR_PAIRS = tuple((chr(k), v or "") for k, v in _CHAR_MAP.items())
 _LATIN_SEQ = (
     ("tsch", "ch"), ("sch", "sh"), ("zh", "sh"), ("ae", "a"), ("oe", "o"), ("ue", "u"), ("ph", "f"), ("ck", "k"),
 )

@@ -119,16 +119,21 @@ def test_other_language_is_not_folded():
                             lang="en"), "b") is None
 
 
+def _two_outlets(workdir, feed_server, telegram, watchlist: str, chat: int, names: tuple[str, str]) -> dict[str, str]:
+    """Two German feeds (/a.xml, /b.xml) named `names`, `watchlist` sending to `chat`; the CLI's env."""
+    wl = workdir / "watchlists" / f"{watchlist}.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{chat}]\n", encoding="utf-8")
+    write_feeds_yaml(workdir / "watchlists", [
+        {"id": "outlet-a", "url": feed_server.url("/a.xml"), "name": names[0], "lang": "de"},
+        {"id": "outlet-b", "url": feed_server.url("/b.xml"), "name": names[1], "lang": "de"},
+    ])
+    return {"TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+            "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+
+
 def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_server, telegram):
     """The second outlet's copy arrives after a process restart: no second alert, the first is edited."""
-    wl = workdir / "watchlists" / "dprk-troops.yaml"
-    wl.write_text(wl.read_text(encoding="utf-8") + "\nchats: [-100777]\n", encoding="utf-8")
-    write_feeds_yaml(workdir / "watchlists", [
-        {"id": "dpa-a", "url": feed_server.url("/a.xml"), "name": "Outlet A", "lang": "de"},
-        {"id": "dpa-b", "url": feed_server.url("/b.xml"), "name": "Outlet B", "lang": "de"},
-    ])
-    env = {"TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
-           "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100777, ("Outlet A", "Outlet B"))
     story = {"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
              "description": "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha.",
              "ago": 5}
@@ -150,14 +155,7 @@ def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_serv
 def test_a_copy_with_its_own_headline_edits_the_alert_and_shows_the_headline(workdir, feed_server, telegram):
     """Another outlet runs the agency text under its own headline: no second ping; the first alert is
     edited and names the outlet with its headline, so a fold is never invisible."""
-    wl = workdir / "watchlists" / "russia-dprk-treaty.yaml"
-    wl.write_text(wl.read_text(encoding="utf-8") + "\nchats: [-100778]\n", encoding="utf-8")
-    write_feeds_yaml(workdir / "watchlists", [
-        {"id": "agency", "url": feed_server.url("/a.xml"), "name": "Agentur", "lang": "de"},
-        {"id": "tabloid", "url": feed_server.url("/b.xml"), "name": "Boulevard", "lang": "de"},
-    ])
-    env = {"TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
-           "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    env = _two_outlets(workdir, feed_server, telegram, "russia-dprk-treaty", -100778, ("Agentur", "Boulevard"))
     first = {"title": "Putin und Kim unterzeichnen Partnerschaftsabkommen",
              "description": "Kremlchef Wladimir Putin und Nordkoreas Machthaber Kim Jong Un haben in Pjöngjang ein "
                             "Abkommen über eine umfassende strategische Partnerschaft unterzeichnet. Es sieht "

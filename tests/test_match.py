@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -186,23 +187,25 @@ def test_title_rule_needs_its_groups_in_the_headline():
     assert not m.match("Nordkorea empfängt Delegation", "Die Soldaten standen Spalier.")
 
 
-def test_check_rejects_a_title_group_missing_from_all(workdir):
+def _check(workdir: Path, watchlist_yaml: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`mediabot check` on one feed and the watchlist t.yaml with this text."""
     write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
     wl_path = workdir / "watchlists" / "t.yaml"
-    wl_path.write_text("description: d\ngroups:\n  a: [Kursk]\n  b: [Krieg]\nrules:\n  - all: [a]\n"
-                       "    title: [b]\n    unless: [c]\n", encoding="utf-8")
-    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    wl_path.write_text(watchlist_yaml, encoding="utf-8")
+    return wl_path, run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+
+
+def test_check_rejects_a_title_group_missing_from_all(workdir):
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  a: [Kursk]\n  b: [Krieg]\nrules:\n"
+                                      "  - all: [a]\n    title: [b]\n    unless: [c]\n")
     assert result.returncode == 2
     assert f"{wl_path}:7: t.rules[0].title: 'b' must also be in `all`" in result.stdout
     assert f"{wl_path}:8:" in result.stdout and "no group named 'c'" in result.stdout
 
 
 def test_check_warns_about_a_short_capitalised_term_in_fuzzy_mode(workdir):
-    write_feeds_yaml(workdir / "watchlists", [{"id": "a", "url": "http://127.0.0.1:1/x", "name": "A", "lang": "de"}])
-    wl_path = workdir / "watchlists" / "t.yaml"
-    wl_path.write_text("description: d\ngroups:\n  who: [Nordkorea]\n  what:\n    - term: Gefangene\n"
-                       "      aliases: [POW, prisoners]\n", encoding="utf-8")
-    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  who: [Nordkorea]\n  what:\n"
+                                      "    - term: Gefangene\n      aliases: [POW, prisoners]\n")
     assert result.returncode == 0  # legal, and the bot runs with it
     assert f"{wl_path}:5: warning: 'POW' is fuzzy" in result.stdout and "mode: acronym" in result.stdout
     assert Matcher(load_config(workdir / "watchlists").watchlists).match("Nordkorea: power cut", "")
