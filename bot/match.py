@@ -107,6 +107,14 @@ def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
     return 0.0
 
 
+def _can_fuzz(length: int, threshold: float) -> bool:
+    """Can a word that does not start with a stem of this length still reach the threshold? Fuzzy
+    matching compares equal lengths, where rapidfuzz's ratio is 100 * (1 - d / 2L) and the smallest
+    change (one substitution) costs d = 2: at 90, stems under 10 letters only ever match exactly, and
+    scoring them against every word with the same first letters would be wasted work."""
+    return 100.0 * (length - 1) >= threshold * length
+
+
 class _Tokens:
     """The words of one field: folded for lookup; the original spelling only when needed (lazily)."""
 
@@ -187,7 +195,7 @@ class Matcher:
             first = stems[0]
             key_len = min(3, len(first))
             self._prefix[key_len - 1].setdefault(first[:key_len], []).append(atom)
-            if len(first) >= _FUZZY_MIN and not _HANGUL.search(first):
+            if len(first) >= _FUZZY_MIN and not _HANGUL.search(first) and _can_fuzz(len(first), threshold):
                 self._fuzzy.setdefault(first[:2], []).append(atom)
 
     # -- per word lookup -------------------------------------------------------------------
