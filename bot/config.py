@@ -443,13 +443,15 @@ class Rule:
     """All `groups` must match; with `near`, their hits must lie within that many words; the groups in
     `title` must match in the headline; and the rule does not hold when every group in `unless` matches
     too (e.g. Kursk AND war, unless North Korea AND thanks: a diplomatic thank-you is not front news);
-    nor when any group in `unless_any` matches."""
+    nor when any group in `unless_any` matches; nor when any group in `unless_title` matches in the
+    headline (a story about another country, not one that names it in passing)."""
 
     groups: tuple[str, ...]
     near: int | None = None
     unless: tuple[str, ...] = ()
     title: tuple[str, ...] = ()  # these groups must match in the headline itself
     unless_any: tuple[str, ...] = ()  # the rule does not hold when any one of these groups matches
+    unless_title: tuple[str, ...] = ()  # ... nor when any one of these matches in the headline
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +473,7 @@ class Watchlist:
 
 WATCHLIST_KEYS = ("name", "description", "fields", "threshold", "groups", "rules", "exclude", "chats", "enabled")
 TERM_KEYS = ("term", "aliases", "mode", "threshold")
-RULE_KEYS = ("all", "near", "unless", "unless_any", "title")
+RULE_KEYS = ("all", "near", "unless", "unless_any", "unless_title", "title")
 
 
 def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
@@ -527,6 +529,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             names = _group_names(r, names_node, f"{what}.all", groups)
             unless = _optional_group_list(r, rm, "unless", what, groups)
             unless_any = _optional_group_list(r, rm, "unless_any", what, groups)
+            unless_title = _optional_group_list(r, rm, "unless_title", what, groups)
             in_title = _optional_group_list(r, rm, "title", what, groups)
             for g in in_title:
                 if g not in names:
@@ -535,7 +538,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             if near is not None and len(names) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
             rules.append(Rule(tuple(names), int(near) if near is not None else None, tuple(unless),
-                              tuple(in_title), tuple(unless_any)))
+                              tuple(in_title), tuple(unless_any), tuple(unless_title)))
     exclude: tuple[Term, ...] = ()
     if "exclude" in m and m["exclude"].value is not None:
         exclude = _terms(r, m["exclude"], f"{wid}.exclude")

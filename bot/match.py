@@ -386,6 +386,8 @@ class Matcher:
                 continue
             if rule.unless_any and any(g in groups for g in rule.unless_any):
                 continue
+            if any(h.field == "title" for g in rule.unless_title for h in groups.get(g, ())):
+                continue
             if rule.title and not all(any(h.field == "title" for h in groups[g]) for g in rule.title):
                 continue
             if rule.near is not None and not _near(groups, rule.groups, rule.near):

@@ -190,6 +190,13 @@ def test_unless_any_vetoes_a_rule_when_any_listed_group_matches():
     assert not m.match("China, Russland und Nordkorea bei Parade")
 
 
+def test_unless_title_vetoes_only_a_story_whose_headline_names_the_group():
+    groups = {"dprk": [DPRK], "russia": [Term("Russland")], "china": [Term("China", mode="exact"), Term("Peking")]}
+    m = Matcher([wl(groups, rules=(Rule(("dprk", "russia"), unless_title=("china",)),))])
+    assert not m.match("Xi empfängt Kim in Peking", "Nordkorea sucht nach dem Pakt mit Russland neue Partner.")
+    assert m.match("Nordkorea und Russland vereinbaren Flüge", "Der Beschluss fiel nach dem Treffen in Peking.")
+
+
 def test_title_rule_needs_its_groups_in_the_headline():
     groups = {"dprk": [DPRK], "troops": [Term("Soldat")]}
     m = Matcher([wl(groups, rules=(Rule(("dprk", "troops"), title=("troops",)),))])
