@@ -3,8 +3,9 @@
     .venv/bin/python bench/eval_matching.py [--errors tune|holdout] [--corpus bench/corpus/matching.jsonl]
 
 The holdout parts are never used for tuning: only look at their errors after a change is final.
-holdout = the held-back part of matching.jsonl; holdout2 = matching_holdout2.jsonl, a second held-back
-set written later by someone who had not seen the watchlists; held = both together.
+holdout = the held-back part of matching.jsonl; holdout2 and holdout3 = matching_holdout2.jsonl and
+matching_holdout3.jsonl, held-back sets written later by someone who had not seen the watchlists;
+held = all held-back sets together.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ sys.path.insert(0, str(ROOT))
 from bot.config import load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
 
+BLIND_SETS = {"matching_holdout2.jsonl": "holdout2", "matching_holdout3.jsonl": "holdout3"}
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, nargs="+",
                     default=sorted((ROOT / "bench" / "corpus").glob("matching*.jsonl")))
     ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
-    ap.add_argument("--errors", choices=["tune", "holdout", "holdout2"],
+    ap.add_argument("--errors", choices=["tune", "holdout", "holdout2", "holdout3"],
                     help="list false positives/negatives of a part")
     args = ap.parse_args()
     config = load_config(args.watchlists)
@@ -38,8 +41,8 @@ def main() -> int:
         for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
             if line.strip():
                 row = json.loads(line)
-                # The second held-back set (written later, blind to the watchlists) is reported apart.
-                row["part"] = "holdout2" if path.name == "matching_holdout2.jsonl" else row["split"]
+                # Later held-back sets (written blind to the watchlists) are reported apart.
+                row["part"] = BLIND_SETS.get(path.name, row["split"])
                 rows.append(row)
     # counts[part][watchlist] = [tp, fp, fn]
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
@@ -62,9 +65,10 @@ def main() -> int:
     print(f"corpus: {len(rows)} items ({sum(1 for r in rows if r.get('labels'))} with labels, "
           f"{sum(1 for r in rows if not r.get('labels'))} negatives)")
     print(f"{'part':8} {'watchlist':20} {'P':>6} {'R':>6} {'F1':>6}   tp  fp  fn")
-    for wl in ids:  # both held-back sets together
-        counts["held"][wl] = [a + b for a, b in zip(counts["holdout"][wl], counts["holdout2"][wl], strict=True)]
-    parts = ["tune", "holdout"] + (["holdout2", "held"] if any(r["part"] == "holdout2" for r in rows) else [])
+    held = ["holdout"] + [p for p in BLIND_SETS.values() if any(r["part"] == p for r in rows)]
+    for wl in ids:  # all held-back sets together
+        counts["held"][wl] = [sum(counts[p][wl][k] for p in held) for k in range(3)]
+    parts = ["tune", *held] + (["held"] if len(held) > 1 else [])
     worst: dict[str, float] = {}
     for part in parts:
         for wl in ids:
@@ -75,7 +79,7 @@ def main() -> int:
             print(f"{part:8} {wl:20} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4} {fp:3} {fn:3}")
             worst[part] = min(worst.get(part, 1.0), p / 0.95, r / 0.90)
     for part in parts[1:]:
-        name = {"held": "both held-back sets"}.get(part, part)
+        name = {"held": "all held-back sets"}.get(part, part)
         print(f"{name}: targets (P >= 0.95, R >= 0.90 per watchlist)", "met" if worst[part] >= 1.0 else "NOT met")
     for e in errors:
         print(e)
