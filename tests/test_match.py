@@ -167,7 +167,8 @@ def test_backtest_shows_what_an_edit_changes(workdir: Path, feed_server):
     edited = workdir / "edited" / "kursk-front.yaml"
     edited.parent.mkdir()
     text = (ROOT / "watchlists" / "kursk-front.yaml").read_text(encoding="utf-8")
-    edited.write_text(text.replace("  - Panzerschlacht\n", "  - Panzerschlacht\n  - Gefechte\n"), encoding="utf-8")
+    assert "\nexclude:\n" in text
+    edited.write_text(text.replace("\nexclude:\n", "\nexclude:\n  - Gefechte\n"), encoding="utf-8")
     result = run_cli(["backtest", str(edited), "--since", "1d"], env)
     assert result.returncode == 0, result.stderr
     assert "- " in result.stdout and "Gefechte im Gebiet Kursk dauern an" in result.stdout
