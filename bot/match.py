@@ -51,11 +51,15 @@ def stem(word: str) -> str:
     if _HANGUL.search(word):
         return word
     out = word
+    floor = 4  # vowels are cut down to this length (Суджа -> Судж takes Судже, Суджу)
     for ending in _GERMAN_ENDINGS:
         if out.endswith(ending) and len(out) - len(ending) >= 5:
             out = out[: -len(ending)]
+            # ... but not after an ending went too: "Beschuss" would end as "besh" (beschert,
+            # Bescheid) and "soldier" as "sold".
+            floor = 5
             break
-    while len(out) > 4 and out[-1] in _VOWELS:
+    while len(out) > floor and out[-1] in _VOWELS:
         out = out[:-1]
     # Russian and Ukrainian decline four-letter nouns too (дуга/дуге, мины/мин): cut their last vowel.
     if len(word) == 4 and out == word and out[-1] in _VOWELS and _CYRILLIC.match(out):

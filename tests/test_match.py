@@ -62,6 +62,18 @@ def test_long_stems_tolerate_one_slip_short_ones_none(term, text, expected):
     assert bool(Matcher([wl({"g": [Term(term, threshold=90)]})]).match(text)) is expected
 
 
+@pytest.mark.parametrize(("term", "text", "expected"), [
+    ("Beschuss", "unter schwerem Beschuss", True),
+    ("Beschuss", "nach Beschüssen der Grenzorte", True),
+    ("Beschuss", "Die Behörden haben beschert", False),  # "besh" would begin beschert, Bescheid
+    ("soldier", "two soldiers captured", True),
+    ("soldier", "the shells were sold", False),
+    ("Суджа", "бои у Суджи", True),  # a vowel alone may still go: Slavic case endings
+])
+def test_an_ending_and_a_vowel_never_leave_a_four_letter_stem(term, text, expected):
+    assert bool(Matcher([wl({"g": [Term(term)]})]).match(text)) is expected
+
+
 def test_short_stems_need_the_whole_word():
     m = Matcher([wl({"kim": [Term("Kim")]})])
     assert m.match("Kim trifft Putin") and m.match("Kims Truppen")
