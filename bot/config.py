@@ -673,7 +673,13 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
 
     A short capitalised word in fuzzy mode (POW, ВСУ) is folded and stemmed like any word, so it also
     matches the start of longer words (POW -> power); as an acronym it matches only itself.
+
+    A fuzzy term that also matches a common word of one of the feeds' languages (English "war" is
+    German "war", was) counts in every text of that language.
     """
+    from bot.dedup import FUNCTION_WORDS  # local imports: both modules import this one
+    from bot.match import term_matches_word
+
     out: list[str] = []
     for wl in watchlists:
         terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
@@ -684,6 +690,12 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                 if _SHOUTED.match(spelling):
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
+                    continue
+                common = [w for w in FUNCTION_WORDS if term_matches_word(spelling, w)]
+                if common:
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
+                               f"of the commonest words of a feed language, so it counts in almost every text of "
+                               f"that language; use a phrase instead (e.g. 'the {spelling}')")
     return out
 
 

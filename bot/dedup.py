@@ -139,6 +139,7 @@ said says will would could should can may also new
 및 등 것 수 이 그 그리고 또 또한
 """
 _STOP = frozenset(fold_word(w) for w in words(fold_chars(_FUNCTION_WORDS)))
+FUNCTION_WORDS = tuple(dict.fromkeys(words(_FUNCTION_WORDS)))  # as written, for messages (config's lint)
 
 
 def _stems(text: str) -> set[str]:

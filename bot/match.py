@@ -119,6 +119,15 @@ def _can_fuzz(length: int, threshold: float) -> bool:
     return 100.0 * (length - 1) >= threshold * length
 
 
+def term_matches_word(spelling: str, word: str) -> bool:
+    """Would a one-word fuzzy spelling match this word (ignoring long stems' one-slip tolerance)?"""
+    parts = words(fold(clean(spelling)))
+    folded = words(fold(clean(word)))
+    if len(parts) != 1 or len(folded) != 1:
+        return False
+    return bool(_word_score(stem(parts[0]), folded[0], 100.0, fuzzy=False))
+
+
 class _Tokens:
     """The words of one field: folded for lookup; the original spelling only when needed (lazily)."""
 

@@ -239,3 +239,14 @@ def test_check_warns_about_a_short_capitalised_term_in_fuzzy_mode(workdir):
     assert result.returncode == 0  # legal, and the bot runs with it
     assert f"{wl_path}:5: warning: 'POW' is fuzzy" in result.stdout and "mode: acronym" in result.stdout
     assert Matcher(load_config(workdir / "watchlists").watchlists).match("Nordkorea: power cut", "")
+
+
+def test_check_warns_about_a_term_that_is_a_common_word_of_another_language(workdir):
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war:\n"
+                                      "    - term: Krieg\n      aliases: [war, fighting]\n")
+    assert result.returncode == 0
+    assert f"{wl_path}:5: warning: 'war' also matches 'war'" in result.stdout and "'the war'" in result.stdout
+    # ... which is why: the German past tense takes the English term.
+    assert Matcher(load_config(workdir / "watchlists").watchlists).match("Kursk", "Das Wetter war schön.")
+    _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [the war, fighting]\n")
+    assert "warning" not in clean_result.stdout
