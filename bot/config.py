@@ -678,7 +678,7 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     German "war", was) counts in every text of that language.
     """
     from bot.dedup import FUNCTION_WORDS  # local imports: both modules import this one
-    from bot.match import term_matches_word
+    from bot.match import words_a_term_takes
 
     out: list[str] = []
     for wl in watchlists:
@@ -691,7 +691,7 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
                     continue
-                common = [w for w in FUNCTION_WORDS if term_matches_word(spelling, w)]
+                common = words_a_term_takes(spelling, FUNCTION_WORDS)
                 if common:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
                                f"of the commonest words of a feed language, so it counts in almost every text of "

@@ -23,6 +23,7 @@ of terms; rapidfuzz only runs for long candidate words that share the first two 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -119,13 +120,19 @@ def _can_fuzz(length: int, threshold: float) -> bool:
     return 100.0 * (length - 1) >= threshold * length
 
 
-def term_matches_word(spelling: str, word: str) -> bool:
-    """Would a one-word fuzzy spelling match this word (ignoring long stems' one-slip tolerance)?"""
+def words_a_term_takes(spelling: str, candidates: Iterable[str]) -> list[str]:
+    """Which of these single words a one-word fuzzy spelling would match (long stems' one-slip
+    tolerance aside): for `mediabot check`, which warns about terms that take common words."""
     parts = words(fold(clean(spelling)))
-    folded = words(fold(clean(word)))
-    if len(parts) != 1 or len(folded) != 1:
-        return False
-    return bool(_word_score(stem(parts[0]), folded[0], 100.0, fuzzy=False))
+    if len(parts) != 1:
+        return []
+    stem_ = stem(parts[0])
+    return [w for w in candidates if (f := _folded(w)).startswith(stem_) and _word_score(stem_, f, 100.0, False)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(word: str) -> str:
+    return fold(clean(word))
 
 
 class _Tokens:
