@@ -330,12 +330,7 @@ class SqliteStore:
                         (item_id, it.lang, stamp, json.dumps([it.source])),
                     ).lastrowid or 0)
                 else:
-                    row = db.execute("SELECT sources FROM stories WHERE id=?", (story_id,)).fetchone()
-                    sources = json.loads(row[0]) if row else []
-                    if it.source not in {_source_name(s) for s in sources}:
-                        sources.append([it.source, it.title])  # later copies keep their headline
-                    db.execute("UPDATE stories SET sources=? WHERE id=?",
-                               (json.dumps(sources, ensure_ascii=False), story_id))
+                    self._add_copy(db, story_id, item_id, it)
                 db.execute("UPDATE items SET story_id=? WHERE id=?", (story_id, item_id))
                 story_ids.append(story_id)
                 db.executemany(
@@ -369,6 +364,37 @@ class SqliteStore:
             if state is not None:
                 self._save_feed_state(db, state)
         return story_ids
+
+    @staticmethod
+    def _add_copy(db: _LockedConnection, story_id: int, item_id: int, it: Item) -> None:
+        """A later-written copy of a story: list its outlet (with its headline) under the story. When
+        it was published before the story's first item and no alert for the story has gone out yet
+        (copies that arrive in one cycle are written in the order their feeds answered), it takes the
+        lead: the waiting alerts show its headline, and the other copy moves to "also"."""
+        row = db.execute(
+            "SELECT s.sources, i.published, i.source, i.title FROM stories s LEFT JOIN items i ON i.id = s.first_item "
+            "WHERE s.id=?", (story_id,)).fetchone()
+        if row is None:
+            return
+        sources: list[Any] = json.loads(row[0])
+        names = {_source_name(s) for s in sources}
+        lead_published, lead_source, lead_title = row[1], row[2], row[3]
+        earlier = lead_published is not None and (_ts(it.published) or "") < lead_published
+        if earlier and it.source != lead_source and not db.execute(
+                "SELECT 1 FROM outbox WHERE story_id=? AND kind='alert' AND state NOT IN ('pending', 'held') LIMIT 1",
+                (story_id,)).fetchone():
+            rest = [s for s in sources[1:] if _source_name(s) != it.source]
+            sources = [it.source, [lead_source, lead_title], *rest]
+            db.execute("UPDATE stories SET first_item=? WHERE id=?", (item_id, story_id))
+            lead = _alert_payload(it)
+            for oid, payload in db.execute(
+                    "SELECT id, payload FROM outbox WHERE story_id=? AND kind='alert' AND state IN ('pending', 'held')",
+                    (story_id,)).fetchall():
+                db.execute("UPDATE outbox SET payload=? WHERE id=?",
+                           (json.dumps({**json.loads(payload), **lead}, ensure_ascii=False), oid))
+        elif it.source not in names:
+            sources.append([it.source, it.title])  # later copies keep their headline
+        db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources, ensure_ascii=False), story_id))
 
     def queue_notice(self, chat_ids: Iterable[int], text: str, now: datetime) -> None:
         """Queue a plain notice (e.g. to the bot admins)."""

@@ -176,3 +176,51 @@ def test_a_copy_with_its_own_headline_edits_the_alert_and_shows_the_headline(wor
     edits = [m for m in telegram.messages if m.method == "editMessageText"]
     assert len(edits) == 1
     assert "Boulevard" in edits[0].text and "Pakt der Diktatoren!" in edits[0].text
+
+
+def test_copies_in_one_cycle_lead_with_the_one_published_first(workdir, feed_server, telegram):
+    """Two outlets carry a story in the same cycle; the one that published first answers last. The
+    single alert leads with the first publisher's headline and lists the other under it."""
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100779, ("Spät-Zeitung", "Früh-Agentur"))
+    text = "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha."
+    feed_server.routes["/a.xml"] = Route(rss([{
+        "title": "Ukraine-Krieg: Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+        "description": text, "link": "https://spaet.example/1", "guid": "s1", "ago": 5}]))
+    early = rss([{"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk", "description": text,
+                  "link": "https://frueh.example/1", "guid": "f1", "ago": 20}])
+
+    def slow(h):  # the earlier publisher's feed answers after the other one was written
+        if feed_server.stopping.wait(1.0):
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Length", str(len(early)))
+        h.end_headers()
+        h.wfile.write(early)
+
+    feed_server.routes["/b.xml"] = Route(handler=slow)
+    result = run_cli(["poll", "--once"], env)
+    assert result.returncode == 0, result.stderr
+    sent = telegram.sent_to(-100779)
+    assert len(sent) == 1
+    lead = sent[0].text.splitlines()[0]
+    assert "Nordkoreanische Soldaten kämpfen erstmals" in lead and "Ukraine-Krieg" not in lead
+    assert "Früh-Agentur" in sent[0].text and "Spät-Zeitung" in sent[0].text
+    assert "https://frueh.example/1" in sent[0].text  # the lead links to the first publisher
+
+
+def test_an_alert_already_sent_keeps_its_lead_when_an_earlier_copy_turns_up(workdir, feed_server, telegram):
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100780, ("Outlet A", "Outlet B"))
+    text = "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha."
+    feed_server.routes["/a.xml"] = Route(rss([{"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+                                               "description": text, "link": "https://a.example/1", "guid": "a1",
+                                               "ago": 5}]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    feed_server.routes["/b.xml"] = Route(rss([{"title": "Ukraine-Krieg: Nordkoreanische Soldaten kämpfen im Gebiet "
+                                               "Kursk", "description": text, "link": "https://b.example/1",
+                                               "guid": "b1", "ago": 30}]))  # published earlier, found later
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(-100780)) == 1
+    edits = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert len(edits) == 1 and "https://a.example/1" in edits[0].text and "Outlet B" in edits[0].text
