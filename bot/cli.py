@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot import __version__
-from bot.config import Config, Settings, lint_watchlists, load_config, load_settings, mask_secret
+from bot.config import Config, Settings, load_config, load_settings, mask_secret
 from bot.errors import ConfigError, StoreError, StoreLockedError
 from bot.log import setup_logging
 
@@ -89,6 +89,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     enabled = [f for f in config.feeds if f.enabled]
     print(f"OK: {len(config.feeds)} feeds ({len(enabled)} enabled), {len(config.watchlists)} watchlists "
           f"in {settings.watchlists_dir}")
+    from bot.match import lint_watchlists  # local, like the other heavy imports of the CLI
+
     for warning in lint_watchlists(config.watchlists):
         print(warning)
     for wl in config.watchlists:

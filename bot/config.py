@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -663,40 +663,6 @@ class Config:
 
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
-
-
-_SHOUTED = re.compile(r"^[A-ZА-ЯЁІЇЄҐ][A-ZА-ЯЁІЇЄҐ0-9-]{1,3}s?$")
-
-
-def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
-    """Legal but probably unintended: `file:line: warning: ...` lines for `mediabot check`.
-
-    A short capitalised word in fuzzy mode (POW, ВСУ) is folded and stemmed like any word, so it also
-    matches the start of longer words (POW -> power); as an acronym it matches only itself.
-
-    A fuzzy term that also matches a common word of one of the feeds' languages (English "war" is
-    German "war", was) counts in every text of that language.
-    """
-    from bot.dedup import FUNCTION_WORDS  # local imports: both modules import this one
-    from bot.match import words_a_term_takes
-
-    out: list[str] = []
-    for wl in watchlists:
-        terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
-        for term in terms:
-            if term.mode != "fuzzy":
-                continue
-            for spelling in term.spellings:
-                if _SHOUTED.match(spelling):
-                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
-                               f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
-                    continue
-                common = words_a_term_takes(spelling, FUNCTION_WORDS)
-                if common:
-                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
-                               f"of the commonest words of a feed language, so it counts in almost every text of "
-                               f"that language; use a phrase instead (e.g. 'the {spelling}')")
-    return out
 
 
 def load_config(directory: Path) -> Config:

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bot.models import Item
-from bot.text import fold_chars, fold_word, words
+from bot.text import FUNCTION_WORDS, fold_chars, fold_word, words
 
 _TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "at_", "wt_", "ga_", "hsa_", "oly_")
 _TRACKING = frozenset(
@@ -124,22 +124,7 @@ _STEMS: dict[str, str] = {}  # folded word -> stem; bounded below (news vocabula
 # Function words say nothing about which story an item reports. A big index learns that from document
 # frequency, but a small one (the first hours after start, a deployment with a few feeds) would rank
 # "than" or "über" as rare and let them pick the candidates and dominate the weights.
-_FUNCTION_WORDS = """
-der die das den dem des ein eine einen einem einer eines und oder aber auch als an auf aus bei bis durch fuer
-gegen hat haben hatte ist sind war waren wird werden wurde wurden sein seine seiner seinen ihr ihre ihren im in
-mit nach nicht noch nur ob ohne sich sie so um unter ueber vom von vor wie wieder zu zum zur zwischen dass da
-es er wir man mehr sei seien soll sollen kann koennen will wollen nun schon sehr jetzt heute gestern
-the a an and or but of to in on at by for from with without as is are was were be been being has have had
-this that these those it its their they he his she her we our not no more than after before over into about
-said says will would could should can may also new
-и в во на с со к по за из от до о об что как это его ее их он она они мы не но а же ли бы был была были будет
-для при после перед над под между также уже еще только более чем
-і в у на з із зі до за від по про що як це його її їх він вона вони ми не але а чи був була були буде для при
-після перед над під між також вже ще тільки більш ніж
-및 등 것 수 이 그 그리고 또 또한
-"""
-_STOP = frozenset(fold_word(w) for w in words(fold_chars(_FUNCTION_WORDS)))
-FUNCTION_WORDS = tuple(dict.fromkeys(words(_FUNCTION_WORDS)))  # as written, for messages (config's lint)
+_STOP = frozenset(fold_word(fold_chars(w)) for w in FUNCTION_WORDS)
 
 
 def _stems(text: str) -> set[str]:

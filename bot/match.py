@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 
 from bot.config import Term, Watchlist
 from bot.models import Match, TermHit
-from bot.text import clean, fast_words, fold, fold_chars, fold_word, lead, words
+from bot.text import FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -118,21 +118,6 @@ def _can_fuzz(length: int, threshold: float) -> bool:
     change (one substitution) costs d = 2: at 90, stems under 10 letters only ever match exactly, and
     scoring them against every word with the same first letters would be wasted work."""
     return 100.0 * (length - 1) >= threshold * length
-
-
-def words_a_term_takes(spelling: str, candidates: Iterable[str]) -> list[str]:
-    """Which of these single words a one-word fuzzy spelling would match (long stems' one-slip
-    tolerance aside): for `mediabot check`, which warns about terms that take common words."""
-    parts = words(fold(clean(spelling)))
-    if len(parts) != 1:
-        return []
-    stem_ = stem(parts[0])
-    return [w for w in candidates if (f := _folded(w)).startswith(stem_) and _word_score(stem_, f, 100.0, False)]
-
-
-@functools.lru_cache(maxsize=4096)
-def _folded(word: str) -> str:
-    return fold(clean(word))
 
 
 class _Tokens:
@@ -447,3 +432,49 @@ def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -
             ):
                 return False
     return True
+
+
+_SHOUTED = re.compile(r"^[A-ZА-ЯЁІЇЄҐ][A-ZА-ЯЁІЇЄҐ0-9-]{1,3}s?$")
+
+
+def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
+    """Legal but probably unintended: `file:line: warning: ...` lines for `mediabot check`.
+
+    A short capitalised word in fuzzy mode (POW, ВСУ) is folded and stemmed like any word, so it also
+    matches the start of longer words (POW -> power); as an acronym it matches only itself.
+
+    A fuzzy term that also matches a common word of one of the feeds' languages (English "war" is
+    German "war", was) counts in every text of that language.
+    """
+    out: list[str] = []
+    for wl in watchlists:
+        terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
+        for term in terms:
+            if term.mode != "fuzzy":
+                continue
+            for spelling in term.spellings:
+                if _SHOUTED.match(spelling):
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
+                               f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
+                    continue
+                common = _common_words_taken(spelling)
+                if common:
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
+                               f"of the commonest words of a feed language, so it counts in almost every text of "
+                               f"that language; use a phrase instead (e.g. 'the {spelling}')")
+    return out
+
+
+def _common_words_taken(spelling: str) -> list[str]:
+    """The function words (text.FUNCTION_WORDS) a one-word fuzzy spelling would match, long stems'
+    one-slip tolerance aside."""
+    parts = words(fold(clean(spelling)))
+    if len(parts) != 1:
+        return []
+    stem_ = stem(parts[0])
+    return [w for w, f in _folded_function_words() if f.startswith(stem_) and _word_score(stem_, f, 100.0, False)]
+
+
+@functools.cache
+def _folded_function_words() -> tuple[tuple[str, str], ...]:
+    return tuple((w, fold(clean(w))) for w in FUNCTION_WORDS)

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.config import Config, Settings, lint_watchlists, load_config
+from bot.config import Config, Settings, load_config
 from bot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -208,6 +208,8 @@ def reload_config(rt: object, settings: Settings) -> list[str]:
         return exc.problems
     rt.swap_config(config)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
+    from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
+
     for warning in lint_watchlists(config.watchlists):
         logger.warning("%s", warning)
     return []

@@ -150,6 +150,26 @@ def lead(text: str, sentences: int = 2) -> str:
     return text
 
 
+# The commonest words of the feed languages (articles, prepositions, auxiliaries). Dedup ignores them
+# (they say nothing about which story an item reports), and `mediabot check` warns about a term that
+# matches one (it would count in almost every text of that language).
+_FUNCTION_WORD_TEXT = """
+der die das den dem des ein eine einen einem einer eines und oder aber auch als an auf aus bei bis durch fuer
+gegen hat haben hatte ist sind war waren wird werden wurde wurden sein seine seiner seinen ihr ihre ihren im in
+mit nach nicht noch nur ob ohne sich sie so um unter ueber vom von vor wie wieder zu zum zur zwischen dass da
+es er wir man mehr sei seien soll sollen kann koennen will wollen nun schon sehr jetzt heute gestern
+the a an and or but of to in on at by for from with without as is are was were be been being has have had
+this that these those it its their they he his she her we our not no more than after before over into about
+said says will would could should can may also new
+и в во на с со к по за из от до о об что как это его ее их он она они мы не но а же ли бы был была были будет
+для при после перед над под между также уже еще только более чем
+і в у на з із зі до за від по про що як це його її їх він вона вони ми не але а чи був була були буде для при
+після перед над під між також вже ще тільки більш ніж
+및 등 것 수 이 그 그리고 또 또한
+"""
+FUNCTION_WORDS = tuple(dict.fromkeys(_FUNCTION_WORD_TEXT.split()))
+
+
 def words(text: str) -> list[str]:
     """Split into word tokens (letters and digits); hyphens and punctuation separate words."""
     return _WORD.findall(text)
