@@ -25,11 +25,6 @@ from bot.models import FeedState, Item, Match, OutboxRow
 SCHEMA_VERSION = 1
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
-def _source_name(entry: str | list[str]) -> str:
-    """A stories.sources entry: the first outlet's name, or [outlet, headline] for later copies."""
-    return entry if isinstance(entry, str) else entry[0]
-
-
 _MIGRATIONS: list[str] = [
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -301,14 +296,14 @@ class SqliteStore:
         stamp = _ts(now)
         story_ids: list[int] = []
         with self._tx() as db:
-            plain = [n for n in new if not n.matches and not n.alert_chats and n.story_id is None]
+            plain = [n for n in new if _plain(n)]
             db.executemany(_INSERT_ITEM, [_item_values(n.item, stamp) for n in plain])
             db.executemany(
                 "INSERT OR IGNORE INTO seen(key, item_id, first_seen) VALUES(?, NULL, ?)",
                 [(k, stamp) for n in plain for k in n.keys],
             )
             for n in new:
-                if not n.matches and not n.alert_chats and n.story_id is None:
+                if _plain(n):
                     story_ids.append(0)
                     continue
                 # Checked again inside the transaction: two feeds polled at once may carry the same
@@ -707,6 +702,16 @@ class _LockedConnection:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def _source_name(entry: str | list[str]) -> str:
+    """A stories.sources entry: the first outlet's name, or [outlet, headline] for later copies."""
+    return entry if isinstance(entry, str) else entry[0]
+
+
+def _plain(n: NewItem) -> bool:
+    """An item that matched nothing: no story, no alert; written in bulk."""
+    return not n.matches and not n.alert_chats and n.story_id is None
 
 
 def _item(r: sqlite3.Row, fallback: datetime) -> Item:
