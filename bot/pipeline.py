@@ -238,7 +238,7 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
     now = ctx.now()
     state.last_attempt = now
     if result.error:
-        return _failed(ctx, spec, state, result, now)
+        return await _failed(ctx, spec, state, result, now)
     if result.permanent_redirect and result.final_url and result.final_url != state.url:
         # 301/308 (RFC 9110 15.4.2, 15.4.9): use the new URL from now on. Only after a good answer
         # there, so a redirect into an error page does not replace a working URL.
@@ -258,14 +258,14 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
         try:
             parsed, found = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
         except ParseError as exc:
-            return _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
+            return await _failed(ctx, spec, state, replace(result, error=str(exc), transient=False), now)
         state.body_hash = digest
         state.ttl = parsed.ttl
         return await _record(ctx, spec, state, parsed.items, now, result, found)
 
 
-def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchResult,
-            now: datetime) -> FeedOutcome:
+async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchResult,
+                  now: datetime) -> FeedOutcome:
     state.failures += 1
     state.last_error = result.error
     delay = _backoff(state.failures, result.retry_after, ctx.settings)
@@ -280,7 +280,7 @@ def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: FetchRe
         logger.warning("feed disabled feed=%s status=410", spec.id)
     logger.warning("feed failed feed=%s status=%s error=%r failures=%d next_in_s=%d",
                    spec.id, result.status, result.error, state.failures, delay)
-    ctx.store.record_items([], state, now, notices)
+    await ctx.in_store(ctx.store.record_items, [], state, now, notices)  # like every store call of a cycle
     return FeedOutcome(spec.id, "error", error=result.error)
 
 
@@ -296,9 +296,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    queued = await ctx.in_store(_write, ctx, new_items, state, now, notices)
-    if new_items:
-        outcome.queued = queued
+    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -390,9 +388,8 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:
                 ctx.stories.add_item(n.item, sid)
-    for n in new_items:
-        if n.story_id is not None and n.matches:
-            _queue_also_edits(ctx, n.story_id, now)
+    for story_id in dict.fromkeys(n.story_id for n in new_items if n.story_id is not None):
+        _queue_also_edits(ctx, story_id, now)  # once per story, however many copies this feed carried
     return sum(len(n.alert_chats) for n, sid in zip(new_items, story_ids, strict=True) if sid)
 
 
@@ -423,9 +420,8 @@ def _child_init(watchlists: Sequence[Watchlist]) -> None:
 
 def _parse_and_match(*args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
     parsed = parse_document(*args)
-    if _CHILD_MATCHER is None:
-        return parsed, None
-    return parsed, [_CHILD_MATCHER.match(it.title, it.summary) for it in parsed.items]
+    assert _CHILD_MATCHER is not None  # set by _child_init, the pool's initializer
+    return parsed, _match_all(_CHILD_MATCHER, parsed.items)
 
 
 def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list[int]:
