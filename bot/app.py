@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -105,7 +104,6 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
         since = datetime.now(UTC) - timedelta(seconds=settings.dedup_window)
         for item, story_id in store.story_items_since(since):  # dedup survives restarts
             stories.add_item(item, story_id)
-        gc.freeze()  # the rebuilt index lives long: keep it out of every later full collection
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
                            console=console, stories=stories, now=clock)
         rt = Runtime(settings, config, store, fetcher, matcher, sender,

@@ -73,7 +73,7 @@ def _read(root: ET.Element) -> dict[str, Any]:
         channel = root.find("channel")
         if channel is None:
             raise _Odd
-        feed = _channel(channel, "")
+        feed = _channel(channel)
         feed["language"] = _text(channel.find("language")) or _text(channel.find(_DC_LANG))
         feed["ttl"] = _text(channel.find("ttl"))
         entries = [_rss_entry(el, "") for el in channel.iter("item")]
@@ -86,14 +86,14 @@ def _read(root: ET.Element) -> dict[str, Any]:
         channel = root.find(_RSS1 + "channel")
         if channel is None:
             raise _Odd
-        feed = _channel(channel, _RSS1)
+        feed = _channel(channel)
         feed["language"] = _text(channel.find(_DC_LANG))
         entries = [_rss_entry(el, _RSS1) for el in root.iter(_RSS1 + "item")]
         return {"version": "rss10", "feed": feed, "entries": entries}
     raise _Odd
 
 
-def _channel(channel: ET.Element, ns: str) -> dict[str, Any]:
+def _channel(channel: ET.Element) -> dict[str, Any]:
     """The channel fields parse.py reads besides the language: the sy: update hints."""
     return {"sy_updateperiod": _text(channel.find(_SY + "updatePeriod")),
             "sy_updatefrequency": _text(channel.find(_SY + "updateFrequency"))}

@@ -103,4 +103,4 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
-        return bytes(generate_latest(self.registry))
+        return generate_latest(self.registry)

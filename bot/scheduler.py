@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -17,8 +18,7 @@ from bot.errors import ConfigError
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.metrics import Metrics
-    from bot.models import OutboxRow, PollReport
-    from bot.pipeline import FeedOutcome
+    from bot.models import PollReport
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     from bot.pipeline import run_cycle
 
     rt = build_runtime(settings, config)
+    gc.freeze()  # the dedup index rebuilt at start lives long: keep it out of every later full collection
     metrics = Metrics()
     _instrument(rt, metrics)
     stop = asyncio.Event()
@@ -155,21 +156,10 @@ async def run_daemon(settings: Settings, config: Config) -> int:
 
 
 def _instrument(rt: Runtime, metrics: Metrics) -> None:
-    """Plug the metrics hooks into the pipeline (on_feed) and the deliverer (on_sent, stats)."""
-    previous_feed, previous_sent = rt.ctx.on_feed, rt.deliverer.on_sent
-
-    def on_feed(outcome: FeedOutcome) -> None:
-        metrics.on_feed(outcome)
-        if previous_feed is not None:
-            previous_feed(outcome)
-
-    def on_sent(row: OutboxRow) -> None:
-        metrics.on_sent(row)
-        if previous_sent is not None:
-            previous_sent(row)
-
-    rt.ctx.on_feed = on_feed
-    rt.deliverer.on_sent = on_sent
+    """Plug the metrics hooks into the pipeline (on_feed) and the deliverer (on_sent, stats); the
+    daemon's runtime has no other hooks."""
+    rt.ctx.on_feed = metrics.on_feed
+    rt.deliverer.on_sent = metrics.on_sent
     metrics.watch_delivery(rt.deliverer.stats)
 
 
