@@ -142,6 +142,21 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _chunks(lines: list[str], limit: int = 4000) -> list[str]:
+    """Lines joined into messages under Telegram's 4,096-character limit, split only between lines so
+    no HTML tag or entity is cut (Telegram rejects such a message). Callers keep each line short."""
+    out: list[str] = []
+    current = ""
+    for line in lines:
+        if current and len(current) + 1 + len(line) > limit:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out
+
+
 async def _reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
     if update.effective_message is not None:
         await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
@@ -367,8 +382,8 @@ async def _quiet(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     rt.store.update_chat(chat_id, quiet=str(quiet) if quiet else None)
     logger.info("quiet hours chat=%s window=%s", chat_id, quiet or "off")
+    release_held(rt, chat_id)  # what the new window no longer holds goes now
     if quiet is None:
-        release_held(rt, chat_id)
         await _reply(update, _t(update, "quiet_off"))
         return
     await _reply(update, _t(update, "quiet_set", window=quiet, tz=_e(rt.settings.timezone)))
@@ -384,8 +399,7 @@ async def _digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     rt.store.update_chat(chat_id, digest=str(mode))
     logger.info("digest chat=%s mode=%s", chat_id, mode)
-    if mode.kind == "off":
-        release_held(rt, chat_id)
+    release_held(rt, chat_id)
     await _reply(update, _t(update, "digest_set", mode=_e(str(mode))))
 
 
@@ -408,8 +422,8 @@ async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if s.next_poll:
             parts.append("next " + _local(rt, s.next_poll))
         lines.append(" · ".join(parts))
-    text = "\n".join(lines)
-    await _reply(update, text if len(text) < 4000 else text[:3990] + "…")
+    for chunk in _chunks(lines):
+        await _reply(update, chunk)
 
 
 async def _reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -432,7 +446,10 @@ async def _allow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not target:
         await _reply(update, _t(update, "bad_allow"))
         return
-    rt.store.ensure_chat(target, "private" if target > 0 else "group")
+    if rt.store.chat(target) is None:
+        # A chat the bot has not met yet: a placeholder row, completed when the chat first writes.
+        # An existing chat keeps its title, type (a supergroup stays one) and active flag.
+        rt.store.ensure_chat(target, "private" if target > 0 else "group")
     rt.store.update_chat(target, allowed=1)
     logger.info("allowed chat=%s", target)
     await _reply(update, _t(update, "allowed", id=target))

@@ -190,6 +190,24 @@ async def test_quiet_hours_are_stored_and_validated(start_bot):
     assert bot.rt.store.chat(USER)["quiet"] is None
 
 
+async def test_quiet_hours_moved_off_now_release_what_they_held(start_bot):
+    """Held by quiet hours around the current time; a new window that has ended lets the alerts go at once."""
+    bot = await start_bot(timezone="UTC")
+    now = datetime.now(UTC)
+    await bot.say("/subscribe dprk-troops")
+    around = f"{(now - timedelta(hours=1)):%H:00}-{(now + timedelta(hours=2)):%H:00}"
+    await bot.say(f"/quiet {around}")
+    _queue_alerts(bot.rt, USER, 2)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert len(bot.rt.store.outbox_rows("held", USER)) == 2
+    before = len(bot.stub.sent_to(USER))
+    ended = f"{(now - timedelta(hours=4)):%H:00}-{(now - timedelta(hours=2)):%H:00}"
+    await bot.say(f"/quiet {ended}")
+    await bot.rt.deliverer.drain(timeout=5)
+    assert bot.rt.store.outbox_rows("held", USER) == []
+    assert any("2 Meldungen" in m.text for m in bot.stub.sent_to(USER)[before + 1:])
+
+
 async def test_digest_setting(start_bot):
     bot = await start_bot()
     assert "daily 18:30" in await bot.say("/digest daily 18:30")
@@ -229,6 +247,18 @@ async def test_restricted_mode_refuses_strangers_until_an_admin_allows_them(star
     assert "nur die Admins" in await bot.say(f"/allow {USER + 1}")
 
 
+async def test_allow_keeps_what_the_bot_knows_about_a_chat(start_bot):
+    """/allow on a supergroup the bot already serves only lets it in: title, type and language stay."""
+    bot = await start_bot(allowed=frozenset({ADMIN}))
+    bot.rt.store.ensure_chat(GROUP, "supergroup", "Newsdesk Ost", "en")
+    assert "Freigeschaltet" in await bot.say(f"/allow {GROUP}", chat_id=ADMIN)
+    chat = bot.rt.store.chat(GROUP)
+    assert (chat["type"], chat["title"], chat["language"], chat["allowed"]) == ("supergroup", "Newsdesk Ost", "en", 1)
+    # a chat the bot has never seen gets a row, so it is let in when it first writes
+    assert "Freigeschaltet" in await bot.say("/allow 4242", chat_id=ADMIN)
+    assert bot.rt.store.is_allowed(4242)
+
+
 async def test_admin_commands_refused_for_others(start_bot):
     bot = await start_bot()
     assert "nur die Admins" in await bot.say("/feeds")
@@ -241,6 +271,26 @@ async def test_feeds_shows_feed_health(start_bot, feed_server):
     await run_cycle(bot.rt.ctx, ignore_schedule=True)
     reply = await bot.say("/feeds", chat_id=ADMIN)
     assert "✅ <b>news</b>" in reply and "next" in reply
+
+
+async def test_feeds_lists_every_feed_in_messages_telegram_accepts(start_bot):
+    """Many failing feeds with long errors: the list is split between lines into several messages,
+    each under Telegram's limit with its tags intact, and no feed is left out."""
+    bot = await start_bot()
+    now = datetime.now(UTC)
+    for n in range(60):
+        state = bot.rt.store.feed_state(f"outlet-{n:02d}", f"https://outlet{n}.example/rss")
+        state.last_error, state.failures, state.last_attempt = "HTTP 503 <Service Unavailable> " * 8, 3, now
+        bot.rt.store.save_feed_state(state)
+    before = len(bot.stub.sent_to(ADMIN))
+    await bot.say("/feeds", chat_id=ADMIN)
+    assert await until(lambda: sum(m.text.count("<b>outlet-") for m in bot.stub.sent_to(ADMIN)[before:]) == 60)
+    replies = [m.text for m in bot.stub.sent_to(ADMIN)[before:]]
+    assert len(replies) > 1
+    for text in replies:
+        assert len(text) <= 4096
+        assert text.count("<b>") == text.count("</b>")
+        assert "&lt;Service Unavailable&gt;" in text and "<Service" not in text
 
 
 async def test_reload_reports_errors_and_keeps_last_good_config(start_bot, workdir):
