@@ -470,6 +470,9 @@ class Deliverer:
         logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
 
 
+_LOOK_AGAIN = timedelta(minutes=1)
+
+
 class HoldRouter:
     """Applies each chat's mute, quiet hours and digest setting to due alerts (decisions in
     `bot.subscribers`), and turns a backlog over `threshold` into one digest instead of a flood."""
@@ -478,6 +481,10 @@ class HoldRouter:
         self.store = store
         self.tz = tz
         self.threshold = threshold
+        # chat -> when its held alerts next need a look. `release` runs every second; without this it
+        # read every holding chat's settings and rows each time (a newsroom's quiet night: all of them).
+        # A minute at most, so a hold shortened without `release_chat` (none today) still ends in time.
+        self._next_look: dict[int, datetime] = {}
 
     def _until(self, row: OutboxRow, prefs: ChatPrefs, mutes: dict[str, datetime], now: datetime) -> datetime | None:
         return held_until(prefs, row.created or row.not_before, now, self.tz, mutes.get(row.watchlist))
@@ -503,6 +510,7 @@ class HoldRouter:
                     held.append(r.id)
             if held:
                 self.store.set_state(held, "held")
+                self._next_look.pop(chat_id, None)
                 logger.debug("alerts held chat=%s count=%d", chat_id, len(held))
             if over_backlog(len(free), self.threshold):
                 digest_id = self._queue_digest(chat_id, free, now)
@@ -515,8 +523,14 @@ class HoldRouter:
     def release(self, now: datetime) -> int:
         """Send held alerts whose hold has ended: one as it was, several as ONE digest. Returns rows freed."""
         freed = 0
-        for chat_id in self.store.held_chats():
-            freed += self.release_chat(chat_id, now)
+        holding = self.store.held_chats()
+        for chat_id in holding:
+            look = self._next_look.get(chat_id)
+            if look is None or look <= now:
+                freed += self.release_chat(chat_id, now)
+        if len(self._next_look) > len(holding):
+            for chat_id in set(self._next_look) - set(holding):
+                del self._next_look[chat_id]
         return freed
 
     def release_chat(self, chat_id: int, now: datetime) -> int:
@@ -524,7 +538,10 @@ class HoldRouter:
         prefs = ChatPrefs.from_row(self.store.chat(chat_id))
         mutes = self.store.mute_map(chat_id)
         rows = self.store.outbox_rows("held", chat_id)
-        plan = plan_release([(r.id, self._until(r, prefs, mutes, now)) for r in rows])
+        untils = [(r.id, self._until(r, prefs, mutes, now)) for r in rows]
+        plan = plan_release(untils)
+        waits = [u for _, u in untils if u is not None]
+        self._next_look[chat_id] = min([*waits, now + _LOOK_AGAIN])
         if not plan.row_ids:
             return 0
         if plan.as_digest:

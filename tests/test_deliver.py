@@ -163,6 +163,29 @@ async def test_quiet_hours_hold_alerts_and_release_them_as_one_digest(runtime, t
     assert rt.store.outbox_rows("held", A) == []
 
 
+async def test_a_quiet_chat_is_looked_at_once_a_minute_not_every_second(runtime, telegram):
+    """The release check runs every second; a chat whose hold has long to run is not re-read each time,
+    and is still released the moment its quiet hours end."""
+    rt = runtime(timezone="UTC")
+    night = datetime.now(UTC).replace(hour=23, minute=0, second=0, microsecond=0)
+    if night < datetime.now(UTC):
+        night += timedelta(days=1)
+    rt.deliverer.now = lambda: night
+    rt.store.ensure_chat(A)
+    rt.store.update_chat(A, quiet="22:00-07:00")
+    queue(rt, [A], key="n0", title="Nachtmeldung")
+    await rt.deliverer.drain(timeout=5)
+    router = rt.deliverer.router
+    reads: list[Any] = []
+    real = rt.store.outbox_rows
+    rt.store.outbox_rows = lambda state=None, chat_id=None: reads.append(chat_id) or real(state, chat_id)
+    for second in range(120):
+        assert router.release(night + timedelta(seconds=second)) == 0
+    assert len(reads) == 2  # at the start and a minute later, not 120 times
+    assert router.release(night + timedelta(hours=8)) == 1
+    assert rt.store.outbox_rows("held", A) == []
+
+
 async def test_hourly_digest_collects_alerts_until_the_hour(runtime, telegram):
     rt = runtime(timezone="UTC")
     queue(rt, [A], key="d0")
