@@ -3,8 +3,8 @@
     .venv/bin/python bench/eval_matching.py [--errors tune|holdout] [--corpus bench/corpus/matching.jsonl]
 
 The holdout parts are never used for tuning: only look at their errors after a change is final.
-holdout = the held-back part of matching.jsonl; holdout2..4 = matching_holdout2.jsonl ..
-matching_holdout4.jsonl, held-back sets written later by someone who had not seen the watchlists;
+holdout = the held-back part of matching.jsonl; holdout2..5 = matching_holdout2.jsonl ..
+matching_holdout5.jsonl, held-back sets written later by someone who had not seen the watchlists;
 held = all held-back sets together.
 """
 
@@ -23,7 +23,8 @@ from bot.config import load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
 
 BLIND_SETS = {"matching_holdout2.jsonl": "holdout2", "matching_holdout3.jsonl": "holdout3",
-              "matching_holdout4.jsonl": "holdout4"}
+              "matching_holdout4.jsonl": "holdout4",
+              "matching_holdout5.jsonl": "holdout5"}
 
 
 def main() -> int:
@@ -31,7 +32,7 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, nargs="+",
                     default=sorted((ROOT / "bench" / "corpus").glob("matching*.jsonl")))
     ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
-    ap.add_argument("--errors", choices=["tune", "holdout", "holdout2", "holdout3", "holdout4"],
+    ap.add_argument("--errors", choices=["tune", "holdout", *BLIND_SETS.values()],
                     help="list false positives/negatives of a part")
     args = ap.parse_args()
     config = load_config(args.watchlists)
