@@ -83,9 +83,29 @@ def main() -> int:
     for part in parts[1:]:
         name = {"held": "all held-back sets"}.get(part, part)
         print(f"{name}: targets (P >= 0.95, R >= 0.90 per watchlist)", "met" if worst[part] >= 1.0 else "NOT met")
+    second_reader(rows, ids)
     for e in errors:
         print(e)
     return 0
+
+
+def second_reader(rows: list[dict], ids: list[str]) -> None:
+    """How far two careful readers agree: a second person labelled 220 held-back items blind (text only).
+    Their labels scored against the corpus's show how much of the target is label judgement, not matching."""
+    path = ROOT / "bench" / "corpus" / "second_reader.jsonl"
+    if not path.exists():
+        return
+    corpus = {r["id"]: set(r.get("labels", [])) for r in rows}
+    other = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    other = [o for o in other if o["id"] in corpus]
+    same = sum(set(o["labels"]) == corpus[o["id"]] for o in other)
+    print(f"second reader, {len(other)} held-back items labelled blind: identical labels on {same}; "
+          f"their P/R against the corpus labels:")
+    for wl in ids:
+        tp = sum(wl in o["labels"] and wl in corpus[o["id"]] for o in other)
+        fp = sum(wl in o["labels"] and wl not in corpus[o["id"]] for o in other)
+        fn = sum(wl not in o["labels"] and wl in corpus[o["id"]] for o in other)
+        print(f"  {wl:20} {tp / max(tp + fp, 1):6.3f} {tp / max(tp + fn, 1):6.3f}")
 
 
 if __name__ == "__main__":
