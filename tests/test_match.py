@@ -241,6 +241,18 @@ def test_check_warns_about_a_short_capitalised_term_in_fuzzy_mode(workdir):
     assert Matcher(load_config(workdir / "watchlists").watchlists).match("Nordkorea: power cut", "")
 
 
+def test_check_warns_about_a_term_cut_to_two_letters(workdir):
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  who: [Nordkorea]\n  what:\n"
+                                      "    - term: Treibstoff\n      aliases: [Öl, Benzin]\n")
+    assert result.returncode == 0
+    assert f"{wl_path}:5: warning: 'Öl' is matched as 'ol'" in result.stdout and "mode: exact" in result.stdout
+    # ... which is why: the stem takes an unrelated English word.
+    assert Matcher(load_config(workdir / "watchlists").watchlists).match("Nordkorea", "The video is an old one.")
+    _, clean_result = _check(workdir, "description: d\ngroups:\n  who: [Nordkorea]\n  what:\n"
+                                      "    - {term: Öl, mode: exact, aliases: [Öls]}\n")
+    assert "warning" not in clean_result.stdout
+
+
 def test_check_warns_about_a_term_that_is_a_common_word_of_another_language(workdir):
     wl_path, result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war:\n"
                                       "    - term: Krieg\n      aliases: [war, fighting]\n")
