@@ -443,7 +443,8 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     A short capitalised word in fuzzy mode (POW, ВСУ) is folded and stemmed like any word, so it also
     matches the start of longer words (POW -> power); as an acronym it matches only itself.
 
-    A fuzzy term cut to two letters (Öl -> "ol") takes every short word that starts with them (old).
+    A fuzzy term cut to two or three letters (Öl -> "ol", мины -> "мин") takes short words that start
+    with them (old, минут).
 
     A fuzzy term that also matches a common word of one of the feeds' languages (English "war" is
     German "war", was) counts in every text of that language.
@@ -460,10 +461,11 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
                     continue
                 parts = words(fold(clean(spelling)))
-                if len(parts) == 1 and len(stem(parts[0])) <= 2 and not _HANGUL.search(parts[0]):
-                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is matched as {stem(parts[0])!r}, "
-                               f"so it also takes short words that start with it (Öl -> 'old'); write it as "
-                               f"{{term: {spelling}, mode: exact}} with its inflected forms as aliases")
+                short = stem(parts[0]) if len(parts) == 1 and not _HANGUL.search(parts[0]) else ""
+                if short and (len(short) <= 2 or (len(short) == 3 and len(parts[0]) > 3)):
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is matched as {short!r}, so it "
+                               f"also takes other words up to two letters longer (Öl -> 'old', мины -> 'минут'); "
+                               f"write it as {{term: {spelling}, mode: exact}} with its inflected forms as aliases")
                     continue
                 common = _common_words_taken(spelling)
                 if common:

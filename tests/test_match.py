@@ -251,6 +251,10 @@ def test_check_warns_about_a_term_cut_to_two_letters(workdir):
     _, clean_result = _check(workdir, "description: d\ngroups:\n  who: [Nordkorea]\n  what:\n"
                                       "    - {term: Öl, mode: exact, aliases: [Öls]}\n")
     assert "warning" not in clean_result.stdout
+    # three letters left after stemming: мины -> мин, which takes минут (minutes)
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  where: [Курск]\n  war: [мины, обстрел]\n")
+    assert f"{wl_path}:4: warning: 'мины' is matched as 'мин'" in result.stdout
+    assert Matcher(load_config(workdir / "watchlists").watchlists).match("В Курске 10 минут шёл снег", "")
 
 
 def test_check_warns_about_a_term_that_is_a_common_word_of_another_language(workdir):
