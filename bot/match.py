@@ -40,6 +40,7 @@ _VOWELS = set("aeiouyаеиоуэюя")
 _FIELD_GAP = 3  # summary words are numbered after the title's, this many words further (for NEAR)
 _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_HANGUL_OR_HAN = re.compile(r"[\uac00-\ud7a3\u4e00-\u9fff]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
 _REACH = {"title": 0, "title+lead": 1, "title+summary": 2}  # how far into the summary a watchlist reads
@@ -461,7 +462,8 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
                     continue
                 parts = words(fold(clean(spelling)))
-                short = stem(parts[0]) if len(parts) == 1 and not _HANGUL.search(parts[0]) else ""
+                # Hangul and Han words are not stemmed: a short one is a whole word (북한, 北), not a cut stem.
+                short = stem(parts[0]) if len(parts) == 1 and not _HANGUL_OR_HAN.search(parts[0]) else ""
                 if short and (len(short) <= 2 or (len(short) == 3 and len(parts[0]) > 3)):
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is matched as {short!r}, so it "
                                f"also takes other words up to two letters longer (Öl -> 'old', мины -> 'минут'); "
