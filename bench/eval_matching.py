@@ -3,8 +3,8 @@
     .venv/bin/python bench/eval_matching.py [--errors tune|holdout] [--corpus bench/corpus/matching.jsonl]
 
 The holdout parts are never used for tuning: only look at their errors after a change is final.
-holdout = the held-back part of matching.jsonl; holdout2..5 = matching_holdout2.jsonl ..
-matching_holdout5.jsonl, held-back sets written later by someone who had not seen the watchlists;
+holdout = the held-back part of matching.jsonl; holdout2..7 = matching_holdout2.jsonl ..
+matching_holdout7.jsonl, held-back sets written later by someone who had not seen the watchlists;
 held = all held-back sets together.
 """
 
@@ -24,7 +24,8 @@ from bot.match import Matcher  # noqa: E402
 
 BLIND_SETS = {"matching_holdout2.jsonl": "holdout2", "matching_holdout3.jsonl": "holdout3",
               "matching_holdout4.jsonl": "holdout4",
-              "matching_holdout5.jsonl": "holdout5"}
+              "matching_holdout5.jsonl": "holdout5", "matching_holdout6.jsonl": "holdout6",
+              "matching_holdout7.jsonl": "holdout7"}
 
 
 def main() -> int:
