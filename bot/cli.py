@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="run an (edited) watchlist over stored items and show the difference")
     b.add_argument("watchlist", type=Path, help="path to a watchlist YAML file")
     b.add_argument("--since", default="7d", help="how far back (e.g. 24h, 7d; default 7d)")
+    b.add_argument("--words", action="store_true",
+                   help="also list the words each fuzzy term takes in those items without being spelled so")
     sub.add_parser("health", help="container health check: /healthz when MEDIABOT_HTTP_ADDR is set, else the store")
     return p
 
@@ -323,5 +325,5 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     settings, config = loaded
     from bot.backtest import run_backtest
 
-    return run_backtest(args.watchlist, args.since, settings, config, sys.stdout)
+    return run_backtest(args.watchlist, args.since, settings, config, sys.stdout, words=args.words)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -244,6 +245,37 @@ class Matcher:
         else:
             self._no_hit.add(raw)
         return result
+
+    # -- for admins --------------------------------------------------------------------------
+
+    def words_taken(self, texts: Iterable[tuple[str, str]]) -> dict[tuple[int, Term], Counter[str]]:
+        """(watchlist index, term) -> the words of these (title, summary) texts that one of the term's
+        fuzzy one-word spellings takes although they are not that spelling, counted once per text.
+
+        Mostly inflections and compounds, which is the point of stems; but a stem also takes words
+        nobody meant (Putin -> "putting", treaty -> "treatment", мины -> "минут"). `mediabot
+        backtest --words` lists them so an admin can see that before it costs an alert."""
+        taken: dict[tuple[int, Term], Counter[str]] = {}
+        spelled: dict[Term, set[str]] = {}
+        for title, summary in texts:
+            title_words, summary_words = _fold_fields(title, summary)
+            seen: set[tuple[int, Term, str]] = set()
+            for word in {*title_words, *summary_words}:
+                folded = fold_word(word)
+                for atom, _score in self._lookup(word):
+                    if atom.term.mode != "fuzzy" or len(atom.parts) > 1 or folded == atom.parts[0]:
+                        continue
+                    written = spelled.get(atom.term)
+                    if written is None:
+                        written = spelled[atom.term] = {
+                            fold_word(w) for sp in atom.term.spellings for w in words(fold(clean(sp)))}
+                    if folded in written:
+                        continue  # written out as an alias: meant
+                    key = (atom.watchlist, atom.term, word)
+                    if key not in seen:
+                        seen.add(key)
+                        taken.setdefault((atom.watchlist, atom.term), Counter())[word] += 1
+        return taken
 
     # -- per item --------------------------------------------------------------------------
 
