@@ -483,7 +483,8 @@ class HoldRouter:
         self.threshold = threshold
         # chat -> when its held alerts next need a look. `release` runs every second; without this it
         # read every holding chat's settings and rows each time (a newsroom's quiet night: all of them).
-        # A minute at most, so a hold shortened without `release_chat` (none today) still ends in time.
+        # A minute at most, so a hold shortened without a `release_chat` call (a second, shorter /mute)
+        # still ends within a minute.
         self._next_look: dict[int, datetime] = {}
 
     def _until(self, row: OutboxRow, prefs: ChatPrefs, mutes: dict[str, datetime], now: datetime) -> datetime | None:
