@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -22,18 +23,23 @@ sys.path.insert(0, str(ROOT))
 from bot.config import load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
 
-BLIND_SETS = {"matching_holdout2.jsonl": "holdout2", "matching_holdout3.jsonl": "holdout3",
-              "matching_holdout4.jsonl": "holdout4",
-              "matching_holdout5.jsonl": "holdout5", "matching_holdout6.jsonl": "holdout6",
-              "matching_holdout7.jsonl": "holdout7"}
+CORPUS = ROOT / "bench" / "corpus"
+BLIND_SET = re.compile(r"matching_(holdout\d+)\.jsonl")  # a later held-back set, reported under its name
+BLIND_SETS = sorted((m.group(1) for p in CORPUS.glob("matching_holdout*.jsonl") if (m := BLIND_SET.fullmatch(p.name))),
+                    key=lambda name: int(name[len("holdout"):]))
+
+
+def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
+    """Precision and recall (1.0 when there is nothing to count)."""
+    return tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, nargs="+",
-                    default=sorted((ROOT / "bench" / "corpus").glob("matching*.jsonl")))
+                    default=sorted(CORPUS.glob("matching*.jsonl")))
     ap.add_argument("--watchlists", type=Path, default=ROOT / "watchlists")
-    ap.add_argument("--errors", choices=["tune", "holdout", *BLIND_SETS.values()],
+    ap.add_argument("--errors", choices=["tune", "holdout", *BLIND_SETS],
                     help="list false positives/negatives of a part")
     args = ap.parse_args()
     config = load_config(args.watchlists)
@@ -45,7 +51,8 @@ def main() -> int:
             if line.strip():
                 row = json.loads(line)
                 # Later held-back sets (written blind to the watchlists) are reported apart.
-                row["part"] = BLIND_SETS.get(path.name, row["split"])
+                blind = BLIND_SET.fullmatch(path.name)
+                row["part"] = blind.group(1) if blind else row["split"]
                 rows.append(row)
     # counts[part][watchlist] = [tp, fp, fn]
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
@@ -68,7 +75,7 @@ def main() -> int:
     print(f"corpus: {len(rows)} items ({sum(1 for r in rows if r.get('labels'))} with labels, "
           f"{sum(1 for r in rows if not r.get('labels'))} negatives)")
     print(f"{'part':8} {'watchlist':20} {'P':>6} {'R':>6} {'F1':>6}   tp  fp  fn")
-    held = ["holdout"] + [p for p in BLIND_SETS.values() if any(r["part"] == p for r in rows)]
+    held = ["holdout"] + [p for p in BLIND_SETS if any(r["part"] == p for r in rows)]
     for wl in ids:  # all held-back sets together
         counts["held"][wl] = [sum(counts[p][wl][k] for p in held) for k in range(3)]
     parts = ["tune", *held] + (["held"] if len(held) > 1 else [])
@@ -76,8 +83,7 @@ def main() -> int:
     for part in parts:
         for wl in ids:
             tp, fp, fn = counts[part][wl]
-            p = tp / (tp + fp) if tp + fp else 1.0
-            r = tp / (tp + fn) if tp + fn else 1.0
+            p, r = _pr(tp, fp, fn)
             f1 = 2 * p * r / (p + r) if p + r else 0.0
             print(f"{part:8} {wl:20} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4} {fp:3} {fn:3}")
             worst[part] = min(worst.get(part, 1.0), p / 0.95, r / 0.90)
@@ -93,7 +99,7 @@ def main() -> int:
 def second_reader(rows: list[dict], ids: list[str]) -> None:
     """How far two careful readers agree: a second person labelled 220 held-back items blind (text only).
     Their labels scored against the corpus's show how much of the target is label judgement, not matching."""
-    path = ROOT / "bench" / "corpus" / "second_reader.jsonl"
+    path = CORPUS / "second_reader.jsonl"
     if not path.exists():
         return
     corpus = {r["id"]: set(r.get("labels", [])) for r in rows}
@@ -106,7 +112,8 @@ def second_reader(rows: list[dict], ids: list[str]) -> None:
         tp = sum(wl in o["labels"] and wl in corpus[o["id"]] for o in other)
         fp = sum(wl in o["labels"] and wl not in corpus[o["id"]] for o in other)
         fn = sum(wl not in o["labels"] and wl in corpus[o["id"]] for o in other)
-        print(f"  {wl:20} {tp / max(tp + fp, 1):6.3f} {tp / max(tp + fn, 1):6.3f}")
+        p, r = _pr(tp, fp, fn)
+        print(f"  {wl:20} {p:6.3f} {r:6.3f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.constants import ChatMemberStatus, ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
+from bot.alerts import MAX_MESSAGE
 from bot.deliver import HoldRouter
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
 
@@ -142,8 +143,8 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _chunks(lines: list[str], limit: int = 4000) -> list[str]:
-    """Lines joined into messages under Telegram's 4,096-character limit, split only between lines so
+def _chunks(lines: list[str], limit: int = MAX_MESSAGE) -> list[str]:
+    """Lines joined into messages within Telegram's 4,096-character limit, split only between lines so
     no HTML tag or entity is cut (Telegram rejects such a message). Callers keep each line short."""
     out: list[str] = []
     current = ""

@@ -267,8 +267,7 @@ class Matcher:
                         continue
                     written = spelled.get(atom.term)
                     if written is None:
-                        written = spelled[atom.term] = {
-                            fold_word(w) for sp in atom.term.spellings for w in words(fold(clean(sp)))}
+                        written = spelled[atom.term] = {w for sp in atom.term.spellings for w in words(fold(clean(sp)))}
                     if folded in written:
                         continue  # written out as an alias: meant
                     key = (atom.watchlist, atom.term, word)
@@ -494,14 +493,16 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
                     continue
                 parts = words(fold(clean(spelling)))
+                if len(parts) != 1:
+                    continue  # a phrase: its words must follow each other, a short stem takes little
+                stem_ = stem(parts[0])
                 # Hangul and Han words are not stemmed: a short one is a whole word (북한, 北), not a cut stem.
-                short = stem(parts[0]) if len(parts) == 1 and not _HANGUL_OR_HAN.search(parts[0]) else ""
-                if short and (len(short) <= 2 or (len(short) == 3 and len(parts[0]) > 3)):
-                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is matched as {short!r}, so it "
+                if not _HANGUL_OR_HAN.search(stem_) and (len(stem_) <= 2 or (len(stem_) == 3 and len(parts[0]) > 3)):
+                    out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is matched as {stem_!r}, so it "
                                f"also takes other words up to two letters longer (Öl -> 'old', мины -> 'минут'); "
                                f"write it as {{term: {spelling}, mode: exact}} with its inflected forms as aliases")
                     continue
-                common = _common_words_taken(spelling)
+                common = _common_words_taken(stem_)
                 if common:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
                                f"of the commonest words of a feed language, so it counts in almost every text of "
@@ -509,13 +510,9 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     return out
 
 
-def _common_words_taken(spelling: str) -> list[str]:
-    """The function words (text.FUNCTION_WORDS) a one-word fuzzy spelling would match, long stems'
+def _common_words_taken(stem_: str) -> list[str]:
+    """The function words (text.FUNCTION_WORDS) a one-word fuzzy spelling's stem would match, long stems'
     one-slip tolerance aside."""
-    parts = words(fold(clean(spelling)))
-    if len(parts) != 1:
-        return []
-    stem_ = stem(parts[0])
     return [w for w, f in _folded_function_words() if f.startswith(stem_) and _word_score(stem_, f, 100.0, False)]
 
 

@@ -372,7 +372,6 @@ class SqliteStore:
         if row is None:
             return
         sources: list[Any] = json.loads(row[0])
-        names = {_source_name(s) for s in sources}
         lead_published, lead_source, lead_title = row[1], row[2], row[3]
         earlier = lead_published is not None and (_ts(it.published) or "") < lead_published
         if earlier and it.source != lead_source and not db.execute(
@@ -387,7 +386,7 @@ class SqliteStore:
                     (story_id,)).fetchall():
                 db.execute("UPDATE outbox SET payload=? WHERE id=?",
                            (json.dumps({**json.loads(payload), **lead}, ensure_ascii=False), oid))
-        elif it.source not in names:
+        elif it.source not in {_source_name(s) for s in sources}:
             sources.append([it.source, it.title])  # later copies keep their headline
         db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources, ensure_ascii=False), story_id))
 
