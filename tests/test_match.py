@@ -166,6 +166,7 @@ def shipped() -> Matcher:
      "Duma-Chef Wolodin in Pjöngjang eingetroffen"),
     ("russia-dprk-treaty", "North Korea putting on a summit show for its party congress",
      "Putin's envoy lands in Pyongyang for talks"),
+    ("russia-dprk-treaty", "Kimmel mocks Putin over Russia visit", "Putin receives Kim's envoy in Moscow"),
     ("dprk-troops", "Nordkorea und Russland: Waffenstillstand in der Ukraine rückt näher",
      "Nordkorea liefert Russland Waffen für den Krieg gegen die Ukraine"),
     ("dprk-troops", "Russian testimony: North Korea deadline for Moscow passes",
