@@ -178,6 +178,13 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     assert watchlist in {m.watchlist for m in shipped.match(meant, "")}
 
 
+def test_korean_phone_call_is_not_currency(shipped: Matcher) -> None:
+    # 통화 is both a phone call and a currency; only the call is a tie between the two countries.
+    assert not shipped.match("북한 통화정책 변화", "러시아 루블 결제 확대 전망")
+    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
+        "북한 외무성 발표", "김정은이 러시아 대통령과 전화통화를 했다")}
+
+
 def test_exact_korean_term_allows_a_particle_but_not_a_longer_name():
     m = Matcher([wl({"li": [Term("리창", mode="exact")]})])
     assert m.match("리창은 평양에 갔다")
