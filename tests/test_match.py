@@ -178,6 +178,30 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     assert watchlist in {m.watchlist for m in shipped.match(meant, "")}
 
 
+# Stories the shipped lists once missed because they name who speaks or where, not the country: Russia's
+# spokespeople, parliament and agencies; the port and the city where North Korean arms turn up.
+@pytest.mark.parametrize(("watchlist", "title", "summary"), [
+    ("russia-dprk-treaty", "Sacharowa verteidigt die Beistandsklausel mit Nordkorea", ""),
+    ("russia-dprk-treaty", "Песков: соглашение с КНДР ни против кого не направлено", ""),
+    ("russia-dprk-treaty", "Matwijenko empfängt Delegation aus Pjöngjang", ""),
+    ("russia-dprk-treaty", "Roskosmos will nordkoreanischen Kosmonauten ausbilden", ""),
+    ("russia-dprk-treaty", "Kim Il Sung University to open an office in Novosibirsk",
+     "North Korea's top university plans its first representative office abroad."),
+    ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
+     "Investigators say the fragments come from a KN-23 built in North Korea."),
+    ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin", "Experten vermuten Munition für Russland an Bord."),
+    ("dprk-troops", "Budanow: Nordkorea liefert Russland Panzer", ""),
+])
+def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,
+                                                                 summary: str) -> None:
+    assert watchlist in {m.watchlist for m in shipped.match(title, summary)}
+
+
+def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: Matcher) -> None:
+    # North Korean tanks for Russia are troop news; the treaty list is about what the partnership itself does.
+    assert {m.watchlist for m in shipped.match("Budanow: Nordkorea liefert Russland Panzer", "")} == {"dprk-troops"}
+
+
 def test_korean_phone_call_is_not_currency(shipped: Matcher) -> None:
     # 통화 is both a phone call and a currency; only the call is a tie between the two countries.
     assert not shipped.match("북한 통화정책 변화", "러시아 루블 결제 확대 전망")
