@@ -189,7 +189,8 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
      "North Korea's top university plans its first representative office abroad."),
     ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
      "Investigators say the fragments come from a KN-23 built in North Korea."),
-    ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin", "Experten vermuten Munition für Russland an Bord."),
+    ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
+     "Experten vermuten Munition für Russland an Bord."),
     ("dprk-troops", "Budanow: Nordkorea liefert Russland Panzer", ""),
 ])
 def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,

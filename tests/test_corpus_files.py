@@ -1,0 +1,52 @@
+"""The labelled corpus the quality figures rest on is well-formed: a broken line, a reused id or a
+held-back item filed under tuning would silently change what `bench/eval_matching.py` reports."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "bench" / "corpus"
+LABELS = {"dprk-troops", "kursk-front", "russia-dprk-treaty"}
+LANGS = {"de", "en", "ru", "uk", "ko"}
+FIELDS = ("id", "lang", "title", "summary", "labels", "split", "source_url", "event", "published")
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_matching_corpus_items_are_complete_unique_and_in_the_right_part() -> None:
+    files = sorted(CORPUS.glob("matching*.jsonl"))
+    assert len(files) > 10
+    seen: dict[str, str] = {}
+    for path in files:
+        held_back = re.fullmatch(r"matching_holdout\d+\.jsonl", path.name) is not None
+        tuning = path.name.startswith("matching_extra")
+        for row in _rows(path):
+            where = f"{path.name} {row.get('id')}"
+            assert all(row.get(f) not in (None, "") for f in FIELDS if f != "labels"), where
+            assert row["id"] not in seen, f"{where}: id also in {seen.get(row['id'])}"
+            seen[row["id"]] = path.name
+            assert row["lang"] in LANGS, where
+            assert set(row["labels"]) <= LABELS, where
+            assert row["source_url"].startswith(("http://", "https://")), where
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?Z", row["published"]), where
+            if held_back:
+                assert row["split"] == "holdout", where
+            elif tuning:
+                assert row["split"] == "tune", where
+            else:
+                assert row["split"] in ("tune", "holdout"), where
+
+
+def test_second_reader_labels_only_held_back_items() -> None:
+    held = {row["id"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path) if row["split"] == "holdout"}
+    second = _rows(CORPUS / "second_reader.jsonl")
+    assert second
+    for row in second:
+        assert row["id"] in held, row["id"]
+        assert set(row["labels"]) <= LABELS, row["id"]
