@@ -97,23 +97,27 @@ def main() -> int:
 
 
 def second_reader(rows: list[dict], ids: list[str]) -> None:
-    """How far two careful readers agree: a second person labelled 220 held-back items blind (text only).
-    Their labels scored against the corpus's show how much of the target is label judgement, not matching."""
+    """How far careful readers agree: second readers labelled held-back items blind (text only, the three
+    definitions only). Their labels scored against the corpus's show how much of the target is label
+    judgement, not matching. Reader A read 220 items of the first five sets, reader B all of holdout8 and 9."""
     path = CORPUS / "second_reader.jsonl"
     if not path.exists():
         return
     corpus = {r["id"]: set(r.get("labels", [])) for r in rows}
-    other = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    other = [o for o in other if o["id"] in corpus]
-    same = sum(set(o["labels"]) == corpus[o["id"]] for o in other)
-    print(f"second reader, {len(other)} held-back items labelled blind: identical labels on {same}; "
-          f"their P/R against the corpus labels:")
-    for wl in ids:
-        tp = sum(wl in o["labels"] and wl in corpus[o["id"]] for o in other)
-        fp = sum(wl in o["labels"] and wl not in corpus[o["id"]] for o in other)
-        fn = sum(wl not in o["labels"] and wl in corpus[o["id"]] for o in other)
-        p, r = _pr(tp, fp, fn)
-        print(f"  {wl:20} {p:6.3f} {r:6.3f}")
+    every = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for reader in sorted({o.get("reader", "A") for o in every}):
+        other = [o for o in every if o.get("reader", "A") == reader and o["id"] in corpus]
+        if not other:
+            continue
+        same = sum(set(o["labels"]) == corpus[o["id"]] for o in other)
+        print(f"second reader {reader}, {len(other)} held-back items labelled blind: identical labels on {same}; "
+              f"their P/R against the corpus labels:")
+        for wl in ids:
+            tp = sum(wl in o["labels"] and wl in corpus[o["id"]] for o in other)
+            fp = sum(wl in o["labels"] and wl not in corpus[o["id"]] for o in other)
+            fn = sum(wl not in o["labels"] and wl in corpus[o["id"]] for o in other)
+            p, r = _pr(tp, fp, fn)
+            print(f"  {wl:20} {p:6.3f} {r:6.3f}")
 
 
 if __name__ == "__main__":
