@@ -192,6 +192,13 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
      "Experten vermuten Munition für Russland an Bord."),
     ("dprk-troops", "Budanow: Nordkorea liefert Russland Panzer", ""),
+    # A third country's minister on a visit elsewhere: his talks are not Moscow's and Pyongyang's diplomacy.
+    ("dprk-troops", "Britischer Außenminister wirbt in Nairobi um Unterstützung",
+     "Bei seinem Besuch äußerte er Sorge über nordkoreanische Soldaten an der Seite Russlands."),
+    # A ministry's statement is not a meeting.
+    ("dprk-troops", "US-Sanktionen gegen Reedereien wegen Munition aus Nordkorea",
+     "Das Außenministerium in Washington setzt drei russische Firmen auf die Liste."),
+    ("dprk-troops", "Кремль отрицает поставки оружия из КНДР", ""),
 ])
 def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,
                                                                  summary: str) -> None:
