@@ -1,6 +1,7 @@
 """Command line: run | poll --once | check | match | demo | backtest. Exit codes:
 0 done (even if some feeds failed), 1 usage or bad input, 2 invalid configuration,
-3 the state directory is in use by another instance, 4 the store cannot be used.
+3 the state directory is in use by another instance, 4 the store cannot be used, 141 the reader of the
+output went away (`mediabot check | head -1`), as for any tool stopped by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,6 +24,7 @@ from bot.errors import ConfigError, StoreError, StoreLockedError
 from bot.log import setup_logging
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED, EXIT_STORE = 0, 1, 2, 3, 4
+EXIT_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader closed the pipe: nothing is wrong with mediabot, so no traceback. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
 
 
 def _parser() -> argparse.ArgumentParser:

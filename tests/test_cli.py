@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, run_cli, write_feeds_yaml
@@ -14,6 +17,19 @@ def test_check_accepts_the_shipped_config():
     assert "OK:" in result.stdout
     for wl in ("dprk-troops", "kursk-front", "russia-dprk-treaty"):
         assert wl in result.stdout
+
+
+def test_output_cut_short_by_its_reader_ends_quietly():
+    # `mediabot check | head -1`: the reader goes away before mediabot has written everything.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIABOT_", "TELEGRAM_"))}
+    env["MEDIABOT_WATCHLISTS_DIR"] = str(ROOT / "watchlists")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read
+    with open(write_end, "wb") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "bot", "check"], cwd=ROOT, env=env, stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 141
+    assert "Traceback" not in proc.stderr and "uncaught exception" not in proc.stderr, proc.stderr
 
 
 def test_check_reports_broken_yaml_with_file_and_line(workdir: Path):
