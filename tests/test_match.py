@@ -212,6 +212,13 @@ def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: 
     assert {m.watchlist for m in shipped.match("Budanow: Nordkorea liefert Russland Panzer", "")} == {"dprk-troops"}
 
 
+def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
+    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
+        "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang", "")}
+    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
+        "Russland und Nordkorea unterzeichnen Abkommen über Sportaustausch", "")}
+
+
 def test_korean_phone_call_is_not_currency(shipped: Matcher) -> None:
     # 통화 is both a phone call and a currency; only the call is a tie between the two countries.
     assert not shipped.match("북한 통화정책 변화", "러시아 루블 결제 확대 전망")
