@@ -15,9 +15,11 @@ import sys
 import threading
 from array import array
 from collections import Counter, deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from difflib import SequenceMatcher
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -173,6 +175,41 @@ def item_words(title: str, summary: str) -> tuple[frozenset[str], frozenset[str]
     return frozenset(title_words | _stems(summary)), frozenset(title_words)
 
 
+def title_tokens(title: str) -> tuple[str, ...]:
+    """A headline's folded words in order, short ones included (Xi, EU, UN name actors)."""
+    return tuple(fold_word(w) for w in words(fold_chars(title)))
+
+
+_SWAP_MAX = 2  # words on each side of the one difference between two headlines that is an actor swap
+
+
+def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bool],
+               b_has: Callable[[str], bool]) -> bool:
+    """Two headlines identical but for one or two words on each side, at the same place, where neither
+    item mentions the other's words (`a_has`/`b_has`: does that item contain this stem): a template
+    headline about someone or somewhere else ("Xi congratulates Kim" / "Medvedev congratulates Kim"),
+    never a copy. A copy that says "troops" for "soldiers" still names the troops in its teaser;
+    figures are left to `required`."""
+    ops = [op for op in SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(ops) != 1 or ops[0][0] != "replace":
+        return False
+    _, i1, i2, j1, j2 = ops[0]
+    if i2 - i1 > _SWAP_MAX or j2 - j1 > _SWAP_MAX or len(a) - (i2 - i1) < 2:
+        return False
+    old, new = a[i1:i2], b[j1:j2]
+    if any(w.isdigit() or w in _NUMBER_WORDS for w in (*old, *new)):
+        return False
+
+    def absent(ws: tuple[str, ...], other_tokens: tuple[str, ...], other_has: Callable[[str], bool]) -> bool:
+        return not any(w in other_tokens or any(other_has(st) for st in _stems(w)) for w in ws)
+
+    return absent(old, b, b_has) and absent(new, a, a_has)
+
+
+def _has_word(vocab: Mapping[str, int], ids: set[int], stem_: str) -> bool:
+    return vocab.get(stem_, -1) in ids
+
+
 @dataclass(slots=True)
 class _Entry:
     key: Hashable  # story id (pipeline) or item id (match CLI)
@@ -181,6 +218,7 @@ class _Entry:
     words: array[int]  # word ids: arrays, not sets, keep the index small and out of the garbage collector
     title_words: array[int]
     numbers: str  # figures in the headline, space-separated (a str: 50 bytes, a frozenset 200+)
+    title: str  # the folded headline, for the actor-swap check of the few candidates that clear the bar
     weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
@@ -251,6 +289,8 @@ class StoryIndex:
                         break
             best: Hashable | None = None
             best_margin = 0.0
+            tokens: tuple[str, ...] | None = None
+            vocab = self._word_ids.get(lang, {})
             idf: dict[int, float] = {}
             sa, sta = set(a), set(ta)
             unseen = _UNSEEN_WEIGHT * math.log((max(len(self._entries), 1) + 1) / 0.5)
@@ -270,6 +310,10 @@ class StoryIndex:
                 need = self.required(numbers, frozenset(entry.numbers.split()) if numbers else frozenset())
                 margin = sim / max(need, 1e-9)
                 if margin >= 1.0 and margin > best_margin:
+                    if tokens is None:
+                        tokens = title_tokens(title)
+                    if actor_swap(tokens, tuple(entry.title.split()), ws.__contains__, partial(_has_word, vocab, b)):
+                        continue
                     best, best_margin = entry.key, margin
             return best
 
@@ -316,7 +360,8 @@ class StoryIndex:
             eid = self._next
             self._next += 1
             numbers = sys.intern(" ".join(sorted(title_numbers(title))))
-            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers)
+            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers,
+                                        " ".join(title_tokens(title)))
             self._order.append(eid)
             df, postings = self._df, self._postings
             for i in ids:

@@ -83,6 +83,29 @@ def test_items_with_different_headline_figures_stay_apart():
     assert index.check(third, "b") is None
 
 
+def test_same_headline_about_someone_else_stays_apart():
+    """A template headline with another actor is another story, however much else the two share."""
+    index = StoryIndex()
+    index.check(_rec("a", "Xi gratuliert Kim zur Wiederwahl als Parteichef",
+                     "Chinas Staatschef hat Nordkoreas Machthaber zur Wiederwahl als Generalsekretär der "
+                     "Arbeiterpartei beglückwünscht und eine engere Zusammenarbeit angeboten."), "a")
+    other = _rec("b", "Medwedew gratuliert Kim zur Wiederwahl als Parteichef",
+                 "Der Vizechef des russischen Sicherheitsrats hat Nordkoreas Machthaber zur Wiederwahl als "
+                 "Generalsekretär der Arbeiterpartei beglückwünscht.", minutes=90)
+    assert index.check(other, "b") is None
+
+
+def test_a_copy_that_swaps_a_word_it_also_uses_still_folds():
+    index = StoryIndex()
+    index.check(_rec("a", "Austin cites evidence of North Korean soldiers on Russian soil",
+                     "The US defense secretary said Washington has evidence of North Korean troops in Russia, "
+                     "adding that their mission was not yet clear.", lang="en"), "a")
+    copy = _rec("b", "Austin cites evidence of North Korean troops on Russian soil",
+                "The US defense secretary said Washington has evidence of North Korean troops in Russia; "
+                "what they are doing there is not yet clear.", lang="en", minutes=6)
+    assert index.check(copy, "b") == "a"
+
+
 def test_function_words_do_not_pick_candidates_in_a_small_index():
     """A fresh index has seen "than" once and "Belousov" twice; the name must still find the story
     (a low threshold here: the test is about finding the candidate, not about where to draw the line)."""
