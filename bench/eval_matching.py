@@ -3,9 +3,8 @@
     .venv/bin/python bench/eval_matching.py [--errors tune|holdout] [--corpus bench/corpus/matching.jsonl]
 
 The holdout parts are never used for tuning: only look at their errors after a change is final.
-holdout = the held-back part of matching.jsonl; holdout2..7 = matching_holdout2.jsonl ..
-matching_holdout7.jsonl, held-back sets written later by someone who had not seen the watchlists;
-held = all held-back sets together.
+holdout = the held-back part of matching.jsonl; holdoutN = matching_holdoutN.jsonl, held-back sets
+written later by someone who had not seen the watchlists (found by name); held = all of them together.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ class _Entry:
     words: array[int]  # word ids: arrays, not sets, keep the index small and out of the garbage collector
     title_words: array[int]
     numbers: str  # figures in the headline, space-separated (a str: 50 bytes, a frozenset 200+)
-    title: str  # the folded headline, for the actor-swap check of the few candidates that clear the bar
+    title: str  # the headline as written, folded only for the actor-swap check of a candidate that clears the bar
     weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
@@ -290,7 +290,6 @@ class StoryIndex:
             best: Hashable | None = None
             best_margin = 0.0
             tokens: tuple[str, ...] | None = None
-            vocab = self._word_ids.get(lang, {})
             idf: dict[int, float] = {}
             sa, sta = set(a), set(ta)
             unseen = _UNSEEN_WEIGHT * math.log((max(len(self._entries), 1) + 1) / 0.5)
@@ -312,7 +311,8 @@ class StoryIndex:
                 if margin >= 1.0 and margin > best_margin:
                     if tokens is None:
                         tokens = title_tokens(title)
-                    if actor_swap(tokens, tuple(entry.title.split()), ws.__contains__, partial(_has_word, vocab, b)):
+                    entry_has = partial(_has_word, self._word_ids.get(lang, {}), b)
+                    if actor_swap(tokens, title_tokens(entry.title), ws.__contains__, entry_has):
                         continue
                     best, best_margin = entry.key, margin
             return best
@@ -360,8 +360,7 @@ class StoryIndex:
             eid = self._next
             self._next += 1
             numbers = sys.intern(" ".join(sorted(title_numbers(title))))
-            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers,
-                                        " ".join(title_tokens(title)))
+            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers, title)
             self._order.append(eid)
             df, postings = self._df, self._postings
             for i in ids:

@@ -96,6 +96,11 @@ def _strip_particle(word: str) -> str:
     return word
 
 
+def _spelling_words(spelling: str) -> list[str]:
+    """A term's spelling as the matcher compares it: cleaned, folded, split into words."""
+    return words(fold(clean(spelling)))
+
+
 def _word_score(stem_: str, word: str, threshold: float, fuzzy: bool) -> float:
     """How well `word` matches `stem_` (0 when it does not)."""
     if word.startswith(stem_):
@@ -191,7 +196,7 @@ class Matcher:
                 if parts:
                     self._acronym.setdefault(parts[0], []).append(_Atom(wi, group, term, parts, threshold))
                 continue
-            folded = tuple(words(fold(clean(spelling))))
+            folded = tuple(_spelling_words(spelling))
             if not folded:
                 continue
             if term.mode == "exact":
@@ -267,7 +272,7 @@ class Matcher:
                         continue
                     written = spelled.get(atom.term)
                     if written is None:
-                        written = spelled[atom.term] = {w for sp in atom.term.spellings for w in words(fold(clean(sp)))}
+                        written = spelled[atom.term] = {w for sp in atom.term.spellings for w in _spelling_words(sp)}
                     if folded in written:
                         continue  # written out as an alias: meant
                     key = (atom.watchlist, atom.term, word)
@@ -492,7 +497,7 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is fuzzy, so it also matches "
                                f"longer words that start with it; write it as {{term: {spelling}, mode: acronym}}")
                     continue
-                parts = words(fold(clean(spelling)))
+                parts = _spelling_words(spelling)
                 if len(parts) != 1:
                     continue  # a phrase: its words must follow each other, a short stem takes little
                 stem_ = stem(parts[0])
