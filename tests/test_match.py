@@ -189,6 +189,12 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
      "Officials see Russia and North Korea drawing ever closer."),
     ("russia-dprk-treaty", "Kim Il Sung University to open an office in Novosibirsk",
      "North Korea's top university plans its first representative office abroad."),
+    # Russian aircraft and submarine technology for Pyongyang; North Korea's other voices.
+    ("russia-dprk-treaty", "Admiral: Moscow may pay for Pyongyang's troops with Su-27 jets", ""),
+    ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
+    ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
+    ("russia-dprk-treaty", "김여정 \"러시아와 끝까지 함께\"", "북한은 미국의 전차 지원을 비난했다."),
+    ("russia-dprk-treaty", "Белоусов и Но Гван Чхоль провели переговоры", ""),
     ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
      "Investigators say the fragments come from a KN-23 built in North Korea."),
     ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
