@@ -218,6 +218,16 @@ def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: 
     assert {m.watchlist for m in shipped.match("Budanow: Nordkorea liefert Russland Panzer", "")} == {"dprk-troops"}
 
 
+def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it(shipped: Matcher) -> None:
+    # A thank-you to Pyongyang is diplomacy; clearing the region's mines is what kursk-front follows.
+    for title in ("Kursk: 120 Dörfer minenfrei – dank nordkoreanischer Pioniere",
+                  "Moskau dankt Pjöngjang für Minenräumer im Gebiet Kursk",
+                  "Курская область: ещё 40 сёл очищены от взрывоопасных предметов"):
+        assert "kursk-front" in {m.watchlist for m in shipped.match(title, "")}, title
+    assert "kursk-front" not in {m.watchlist for m in shipped.match(
+        "Moskau dankt Pjöngjang für Hilfe in Kursk", "Putin empfing den Botschafter.")}
+
+
 def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
         "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang", "")}
