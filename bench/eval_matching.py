@@ -99,7 +99,7 @@ def second_reader(rows: list[dict], ids: list[str]) -> None:
     """How far careful readers agree: second readers labelled held-back items blind (text only, the three
     definitions only). Their labels scored against the corpus's show how much of the target is label
     judgement, not matching. Reader A read 220 items of the first five sets, reader B all of holdout8 and 9,
-    reader C all of holdout10."""
+    reader C all of holdout10, reader D all of holdout11."""
     path = CORPUS / "second_reader.jsonl"
     if not path.exists():
         return
