@@ -50,3 +50,23 @@ def test_second_reader_labels_only_held_back_items() -> None:
     for row in second:
         assert row["id"] in held, row["id"]
         assert set(row["labels"]) <= LABELS, row["id"]
+
+
+def test_every_held_back_item_has_two_blind_treaty_readings_and_a_third_where_they_differ() -> None:
+    # eval_matching scores the treaty list against these readings; an item without them would quietly fall
+    # back to the writer's label.
+    split = {row["id"]: row["split"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
+    votes: dict[str, dict[str, bool]] = {}
+    for row in _rows(CORPUS / "treaty_readers.jsonl"):
+        assert row["id"] in split, row["id"]
+        assert isinstance(row["treaty"], bool) and isinstance(row["unsure"], bool), row["id"]
+        assert row["reader"] not in votes.setdefault(row["id"], {}), f"{row['id']} read twice by {row['reader']}"
+        votes[row["id"]][row["reader"]] = row["treaty"]
+    for item, part in split.items():
+        v = votes.get(item, {})
+        if part == "holdout":
+            assert "F" in v and "G" in v, item
+            assert v["F"] == v["G"] or "H" in v, item
+        elif "T" in v or "U" in v:
+            assert "T" in v and "U" in v, item
+            assert v["T"] == v["U"] or "V" in v, item
