@@ -6,11 +6,10 @@ The holdout parts are never used for tuning: only look at their errors after a c
 holdout = the held-back part of matching.jsonl; holdoutN = matching_holdoutN.jsonl, held-back sets
 written later by someone who had not seen the watchlists (found by name); held = all of them together.
 
-The russia-dprk-treaty label is scored as blind readers gave it (`treaty_readers.jsonl`), not as the
-writers did: readers who saw only the item and the issue's definition agreed with each other (Cohen's
-kappa 0.97 and 1.00 on two sets) and not with the writers (0.44-0.56), whose "cooperation around it"
-took in every civilian contact. Held-back items: two readers, a third where they differ; tuning items: one
-reader. `--labels writers` scores against the writers' labels instead; the summary prints both.
+The russia-dprk-treaty label is scored as most of its blind readers gave it (`treaty_readers.jsonl`), not as
+the one writer of each item did: where "the cooperation around it" ends is read differently by different
+careful readers (civilian contacts, state agreements), so each item's label is the majority of five readings.
+`--labels writers` scores against the writers' labels instead; the summary prints both.
 """
 
 from __future__ import annotations
@@ -38,14 +37,17 @@ BLIND_SETS = sorted((m.group(1) for p in CORPUS.glob("matching_holdout*.jsonl") 
 TREATY = "russia-dprk-treaty"
 
 
-# Two blind readers per item, a third where they differ: F and G read every held-back item, T and U the tuning
-# items that name both countries, alert on the treaty list or carry the writers' treaty label; E read two sets as a
-# pilot and is not counted.
-READER_PAIRS = {("F", "G"): "H", ("T", "U"): "V"}
+# Blind readers of the treaty label (`treaty_readers.jsonl`). Each item's label is the majority of its primary
+# readings: F and G read every held-back item, T and U the tuning items that name both countries, alert on the
+# treaty list or carry the writers' label, and J, K and L all of those items again, tuning and held-back mixed in
+# each reader's batch (so a reader's leaning weighs on both parts alike). H and V break a tie where only two
+# readings exist; E read two sets as a pilot and is not counted.
+PRIMARY_READERS = {"F", "G", "T", "U", "J", "K", "L"}
+TIE_BREAKERS = ("H", "V")
 
 
 def reader_treaty_labels() -> dict[str, bool]:
-    """Item id -> in the treaty list, as the blind readers decided (the two readers, or the third where they differ)."""
+    """Item id -> in the treaty list, as most of its blind readers decided."""
     path = CORPUS / "treaty_readers.jsonl"
     votes: dict[str, dict[str, bool]] = defaultdict(dict)
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
@@ -54,9 +56,12 @@ def reader_treaty_labels() -> dict[str, bool]:
             votes[o["id"]][o["reader"]] = o["treaty"]
     out = {}
     for item, v in votes.items():
-        for (a, b), third in READER_PAIRS.items():
-            if a in v and b in v and (v[a] == v[b] or third in v):
-                out[item] = v[a] if v[a] == v[b] else v[third]
+        yes = sum(v[r] for r in PRIMARY_READERS if r in v)
+        no = sum(not v[r] for r in PRIMARY_READERS if r in v)
+        if yes != no:
+            out[item] = yes > no
+        elif yes and (third := next((r for r in TIE_BREAKERS if r in v), None)):
+            out[item] = v[third]
     return out
 
 

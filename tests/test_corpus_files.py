@@ -52,9 +52,9 @@ def test_second_reader_labels_only_held_back_items() -> None:
         assert set(row["labels"]) <= LABELS, row["id"]
 
 
-def test_every_held_back_item_has_two_blind_treaty_readings_and_a_third_where_they_differ() -> None:
-    # eval_matching scores the treaty list against these readings; an item without them would quietly fall
-    # back to the writer's label.
+def test_every_held_back_item_has_five_blind_treaty_readings() -> None:
+    # eval_matching scores the treaty list against the majority of these readings; an item without them would
+    # quietly fall back to the writer's label, and an even number of readings could tie.
     split = {row["id"]: row["split"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
     votes: dict[str, dict[str, bool]] = {}
     for row in _rows(CORPUS / "treaty_readers.jsonl"):
@@ -65,8 +65,6 @@ def test_every_held_back_item_has_two_blind_treaty_readings_and_a_third_where_th
     for item, part in split.items():
         v = votes.get(item, {})
         if part == "holdout":
-            assert "F" in v and "G" in v, item
-            assert v["F"] == v["G"] or "H" in v, item
+            assert {"F", "G", "J", "K", "L"} <= set(v), item
         elif "T" in v or "U" in v:
-            assert "T" in v and "U" in v, item
-            assert v["T"] == v["U"] or "V" in v, item
+            assert {"T", "U", "J", "K", "L"} <= set(v), item
