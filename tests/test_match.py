@@ -243,8 +243,20 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
     for title in ("Putin receives Kim's envoy in Moscow",
                   "Regierungsdelegation aus Moskau in Pjöngjang eingetroffen",
                   "Putin schenkt Kim eine Aurus-Limousine",
-                  "В Пхеньяне прошло заседание межправкомиссии России и КНДР"):
+                  "В Пхеньяне прошло заседание межправкомиссии России и КНДР",
+                  "Russland und Nordkorea beginnen Bau einer Straßenbrücke über den Tumen",
+                  "Russlands Gesundheitsminister zu Gesprächen in Pjöngjang",
+                  "Delegation von Einiges Russland reist nach Pjöngjang"):
         assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
+
+
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Kiew bricht die Beziehungen zu Nordkorea ab", "Pjöngjang hatte die von Russland gestützten Gebiete anerkannt."),
+    ("Neuseeland verhängt Sanktionen gegen Helfer der Waffenlieferungen", "Betroffen sind Firmen aus Russland und "
+     "Nordkorea; Außenminister Peters sprach von enger Zusammenarbeit."),
+])
+def test_a_third_country_acting_on_the_two_is_not_their_partnership(shipped: Matcher, title: str, summary: str) -> None:
+    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, summary)}
 
 
 def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
