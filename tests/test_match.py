@@ -259,6 +259,12 @@ def test_a_third_country_acting_on_the_two_is_not_their_partnership(shipped: Mat
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, summary)}
 
 
+def test_thanks_to_north_korea_for_kursk_is_troop_news(shipped: Matcher) -> None:
+    # The help thanked for was North Korea's soldiers, even when the headline does not say so.
+    assert "dprk-troops" in {m.watchlist for m in shipped.match("Moskau dankt Pjöngjang für Hilfe in Kursk", "")}
+    assert "dprk-troops" not in {m.watchlist for m in shipped.match("Moskau dankt Pjöngjang für Glückwünsche", "")}
+
+
 def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
         "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang", "")}
