@@ -6,10 +6,11 @@ The holdout parts are never used for tuning: only look at their errors after a c
 holdout = the held-back part of matching.jsonl; holdoutN = matching_holdoutN.jsonl, held-back sets
 written later by someone who had not seen the watchlists (found by name); held = all of them together.
 
-The russia-dprk-treaty label is scored as most of its blind readers gave it (`treaty_readers.jsonl`), not as
-the one writer of each item did: where "the cooperation around it" ends is read differently by different
-careful readers (civilian contacts, state agreements), so each item's label is the majority of five readings.
-`--labels writers` scores against the writers' labels instead; the summary prints both.
+The russia-dprk-treaty and kursk-front labels are scored as most of their blind readers gave them
+(`treaty_readers.jsonl`, `kursk_readers.jsonl`), not as the one writer of each item did: where "the cooperation
+around it" ends, and whether a story that names Kursk is about the war there, is read differently by different
+careful readers, so each item's label is the majority of five readings. `--labels writers` scores against the
+writers' labels instead; the summary prints both.
 """
 
 from __future__ import annotations
@@ -35,34 +36,43 @@ BLIND_SETS = sorted((m.group(1) for p in CORPUS.glob("matching_holdout*.jsonl") 
 
 
 TREATY = "russia-dprk-treaty"
+KURSK = "kursk-front"
+
+# Blind readers (`<label>_readers.jsonl`: one line per reading, {"id", "reader", "<field>": bool, "unsure"}). An
+# item's label is the majority of its primary readings. Treaty: F and G read every held-back item, T and U the
+# tuning items that name both countries, alert on the treaty list or carry the writers' label, and J, K and L all
+# of those items again, tuning and held-back mixed in each reader's batch (so a reader's leaning weighs on both
+# parts alike); H and V broke ties when only two readings existed; E read two sets as a pilot and is not counted.
+# Kursk: M, N, O, P and Q read every item that names Kursk or Sudzha, carries the writers' label or alerts on the
+# list, tuning and held-back mixed.
+READINGS = {
+    TREATY: ("treaty_readers.jsonl", "treaty", {"F", "G", "T", "U", "J", "K", "L"}, ("H", "V")),
+    KURSK: ("kursk_readers.jsonl", "kursk", {"M", "N", "O", "P", "Q"}, ()),
+}
 
 
-# Blind readers of the treaty label (`treaty_readers.jsonl`). Each item's label is the majority of its primary
-# readings: F and G read every held-back item, T and U the tuning items that name both countries, alert on the
-# treaty list or carry the writers' label, and J, K and L all of those items again, tuning and held-back mixed in
-# each reader's batch (so a reader's leaning weighs on both parts alike). H and V break a tie where only two
-# readings exist; E read two sets as a pilot and is not counted.
-PRIMARY_READERS = {"F", "G", "T", "U", "J", "K", "L"}
-TIE_BREAKERS = ("H", "V")
-
-
-def reader_treaty_labels() -> dict[str, bool]:
-    """Item id -> in the treaty list, as most of its blind readers decided."""
-    path = CORPUS / "treaty_readers.jsonl"
+def reader_labels(label: str) -> dict[str, bool]:
+    """Item id -> has the label, as most of its blind readers decided."""
+    name, field, primary, tie_breakers = READINGS[label]
+    path = CORPUS / name
     votes: dict[str, dict[str, bool]] = defaultdict(dict)
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
         if line.strip():
             o = json.loads(line)
-            votes[o["id"]][o["reader"]] = o["treaty"]
+            votes[o["id"]][o["reader"]] = o[field]
     out = {}
     for item, v in votes.items():
-        yes = sum(v[r] for r in PRIMARY_READERS if r in v)
-        no = sum(not v[r] for r in PRIMARY_READERS if r in v)
+        yes = sum(v[r] for r in primary if r in v)
+        no = sum(not v[r] for r in primary if r in v)
         if yes != no:
             out[item] = yes > no
-        elif yes and (third := next((r for r in TIE_BREAKERS if r in v), None)):
+        elif yes and (third := next((r for r in tie_breakers if r in v), None)):
             out[item] = v[third]
     return out
+
+
+def reader_treaty_labels() -> dict[str, bool]:
+    return reader_labels(TREATY)
 
 
 def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
@@ -78,9 +88,9 @@ def main() -> int:
     ap.add_argument("--errors", choices=["tune", "holdout", *BLIND_SETS],
                     help="list false positives/negatives of a part")
     ap.add_argument("--labels", choices=["readers", "writers"], default="readers",
-                    help="the treaty label as the blind readers gave it (default) or as the writers did")
+                    help="the treaty and Kursk labels as the blind readers gave them (default) or as the writers did")
     args = ap.parse_args()
-    readers = reader_treaty_labels()
+    readers = {label: reader_labels(label) for label in READINGS}
     config = load_config(args.watchlists)
     matcher = Matcher(config.watchlists)
     ids = [w.id for w in config.watchlists]
@@ -93,19 +103,21 @@ def main() -> int:
                 blind = BLIND_SET.fullmatch(path.name)
                 row["part"] = blind.group(1) if blind else row["split"]
                 row["writer_labels"] = list(row.get("labels", []))
-                if args.labels == "readers" and row["id"] in readers:
-                    row["labels"] = [x for x in row["writer_labels"] if x != TREATY] + [TREATY] * readers[row["id"]]
+                if args.labels == "readers":
+                    row["labels"] = [x for x in row["writer_labels"] if x not in readers or row["id"] not in readers[x]]
+                    row["labels"] += [x for x in readers if readers[x].get(row["id"])]
                 rows.append(row)
-    # counts[part][watchlist] = [tp, fp, fn]; other[part] = the treaty list against the other labels
+    # counts[part][watchlist] = [tp, fp, fn]; other[label][part] = the list against the other labels
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
-    other: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    other: dict[str, dict[str, list[int]]] = {label: defaultdict(lambda: [0, 0, 0]) for label in readers}
     errors: list[str] = []
     for row in rows:
         got = {m.watchlist for m in matcher.match(row["title"], row.get("summary", ""))}
         want = set(row.get("labels", []))
-        alt = (TREATY in row["writer_labels"]) if args.labels == "readers" else readers.get(row["id"])
-        if alt is not None and (TREATY in got or alt):
-            other[row["part"]][0 if TREATY in got and alt else 1 if TREATY in got else 2] += 1
+        for label, read in readers.items():
+            alt = (label in row["writer_labels"]) if args.labels == "readers" else read.get(row["id"])
+            if alt is not None and (label in got or alt):
+                other[label][row["part"]][0 if label in got and alt else 1 if label in got else 2] += 1
         for wl in ids:
             c = counts[row["part"]][wl]
             if wl in got and wl in want:
@@ -118,8 +130,9 @@ def main() -> int:
                 c[2] += 1
                 if args.errors == row["part"]:
                     errors.append(f"FN {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
-    print(f"treaty label: {'blind readers' if args.labels == 'readers' else 'writers'} "
-          f"({sum(1 for r in rows if r['id'] in readers)} items read)")
+    for label, read in readers.items():
+        print(f"{label} label: {'blind readers' if args.labels == 'readers' else 'writers'} "
+              f"({sum(1 for r in rows if r['id'] in read)} items read)")
     print(f"corpus: {len(rows)} items ({sum(1 for r in rows if r.get('labels'))} with labels, "
           f"{sum(1 for r in rows if not r.get('labels'))} negatives)")
     print(f"{'part':8} {'watchlist':20} {'P':>6} {'R':>6} {'F1':>6}   tp  fp  fn")
@@ -138,12 +151,13 @@ def main() -> int:
     for part in parts[1:]:
         name = {"held": "all held-back sets"}.get(part, part)
         print(f"{name}: targets (P >= 0.95, R >= 0.90 per watchlist)", "met" if worst[part] >= 1.0 else "NOT met")
-    if TREATY in ids:
-        other["held"] = [sum(other[p][k] for p in held) for k in range(3)]
-        print(f"{TREATY} against the {'writers' if args.labels == 'readers' else 'blind readers'}' labels:")
+    for label in (x for x in readers if x in ids and readers[x]):
+        o = other[label]
+        o["held"] = [sum(o[p][k] for p in held) for k in range(3)]
+        print(f"{label} against the {'writers' if args.labels == 'readers' else 'blind readers'}' labels:")
         for part in parts:
-            p, r = _pr(*other[part])
-            print(f"  {part:9} P {p:.3f} R {r:.3f}  tp {other[part][0]} fp {other[part][1]} fn {other[part][2]}")
+            p, r = _pr(*o[part])
+            print(f"  {part:9} P {p:.3f} R {r:.3f}  tp {o[part][0]} fp {o[part][1]} fn {o[part][2]}")
     second_reader(rows, ids)
     for e in errors:
         print(e)

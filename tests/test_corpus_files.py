@@ -68,3 +68,14 @@ def test_every_held_back_item_has_five_blind_treaty_readings() -> None:
             assert {"F", "G", "J", "K", "L"} <= set(v), item
         elif "T" in v or "U" in v:
             assert {"T", "U", "J", "K", "L"} <= set(v), item
+
+
+def test_every_kursk_reading_has_its_five_readers() -> None:
+    split = {row["id"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
+    votes: dict[str, set[str]] = {}
+    for row in _rows(CORPUS / "kursk_readers.jsonl"):
+        assert row["id"] in split, row["id"]
+        assert isinstance(row["kursk"], bool) and isinstance(row["unsure"], bool), row["id"]
+        assert row["reader"] not in votes.setdefault(row["id"], set()), f"{row['id']} read twice by {row['reader']}"
+        votes[row["id"]].add(row["reader"])
+    assert votes and all(readers == {"M", "N", "O", "P", "Q"} for readers in votes.values())
