@@ -265,6 +265,14 @@ def test_thanks_to_north_korea_for_kursk_is_troop_news(shipped: Matcher) -> None
     assert "dprk-troops" not in {m.watchlist for m in shipped.match("Moskau dankt Pjöngjang für Glückwünsche", "")}
 
 
+def test_films_and_museums_about_north_koreans_in_kursk_are_not_front_news(shipped: Matcher) -> None:
+    # Blind readers of the definition keep commemoration out of kursk-front; the fighting itself stays in.
+    for title in ("Nordkoreas Staatsfernsehen zeigt Doku über die Kämpfe in Kursk",
+                  "Kim besucht Museum für die in Kursk gefallenen Soldaten"):
+        assert "kursk-front" not in {m.watchlist for m in shipped.match(title, "")}, title
+    assert "kursk-front" in {m.watchlist for m in shipped.match("Nordkoreanische Soldaten greifen bei Kursk an", "")}
+
+
 def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
         "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang", "")}
