@@ -79,3 +79,13 @@ def test_every_kursk_reading_has_its_five_readers() -> None:
         assert row["reader"] not in votes.setdefault(row["id"], set()), f"{row['id']} read twice by {row['reader']}"
         votes[row["id"]].add(row["reader"])
     assert votes and all(readers == {"M", "N", "O", "P", "Q"} for readers in votes.values())
+
+
+def test_every_dedup_pair_has_five_readings_of_items_that_exist() -> None:
+    ids = {row["id"] for name in ("dedup.jsonl", "dedup_sameday.jsonl") for row in _rows(CORPUS / name)}
+    pairs: dict[tuple[str, str], set[str]] = {}
+    for row in _rows(CORPUS / "dedup_readers.jsonl"):
+        assert row["a"] in ids and row["b"] in ids, row
+        assert isinstance(row["same"], bool) and isinstance(row["unsure"], bool), row
+        pairs.setdefault((row["a"], row["b"]), set()).add(row["reader"])
+    assert pairs and all(readers == {"R1", "R2", "R3", "R4", "R5"} for readers in pairs.values())
