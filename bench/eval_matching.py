@@ -71,10 +71,6 @@ def reader_labels(label: str) -> dict[str, bool]:
     return out
 
 
-def reader_treaty_labels() -> dict[str, bool]:
-    return reader_labels(TREATY)
-
-
 def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
     """Precision and recall (1.0 when there is nothing to count)."""
     return tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0
