@@ -246,7 +246,8 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
                   "В Пхеньяне прошло заседание межправкомиссии России и КНДР",
                   "Russland und Nordkorea beginnen Bau einer Straßenbrücke über den Tumen",
                   "Russlands Gesundheitsminister zu Gesprächen in Pjöngjang",
-                  "Delegation von Einiges Russland reist nach Pjöngjang"):
+                  "Delegation von Einiges Russland reist nach Pjöngjang",
+                  "Gouverneur von Primorje zu Gesprächen in Pjöngjang"):
         assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
 
 
@@ -255,6 +256,11 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
     ("Neuseeland verhängt Sanktionen gegen Helfer der Waffenlieferungen", "Betroffen sind Firmen aus Russland und "
      "Nordkorea; Außenminister Peters sprach von enger Zusammenarbeit."),
 ])
+def test_a_governor_speaking_about_north_korean_sappers_at_home_is_not_treaty_news(shipped: Matcher) -> None:
+    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
+        "Kursker Gouverneur: Nordkoreanische Pioniere räumen 90 Dörfer", "")}
+
+
 def test_a_third_country_acting_on_the_two_is_not_their_partnership(shipped: Matcher, title: str, summary: str) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, summary)}
 
