@@ -251,16 +251,16 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
         assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
 
 
-@pytest.mark.parametrize(("title", "summary"), [
-    ("Kiew bricht die Beziehungen zu Nordkorea ab", "Pjöngjang hatte die von Russland gestützten Gebiete anerkannt."),
-    ("Neuseeland verhängt Sanktionen gegen Helfer der Waffenlieferungen", "Betroffen sind Firmen aus Russland und "
-     "Nordkorea; Außenminister Peters sprach von enger Zusammenarbeit."),
-])
 def test_a_governor_speaking_about_north_korean_sappers_at_home_is_not_treaty_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
         "Kursker Gouverneur: Nordkoreanische Pioniere räumen 90 Dörfer", "")}
 
 
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Kiew bricht die Beziehungen zu Nordkorea ab", "Pjöngjang hatte die von Russland gestützten Gebiete anerkannt."),
+    ("Neuseeland verhängt Sanktionen gegen Helfer der Waffenlieferungen", "Betroffen sind Firmen aus Russland und "
+     "Nordkorea; Außenminister Peters sprach von enger Zusammenarbeit."),
+])
 def test_a_third_country_acting_on_the_two_is_not_their_partnership(shipped: Matcher, title: str, summary: str) -> None:
     assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, summary)}
 
