@@ -19,7 +19,6 @@ news of its own becomes a story of its own; a near-miss the majority calls the s
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import string
 import sys
@@ -31,23 +30,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._corpus import read_jsonl  # noqa: E402
 from bot.dedup import SIMILARITY_THRESHOLD, StoryIndex, item_from_record  # noqa: E402
 
 
 def reader_stories(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows with each item's story as most of the blind pair readers decided it."""
-    path = ROOT / "bench" / "corpus" / "dedup_readers.jsonl"
     votes: dict[tuple[str, str], list[bool]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
-        if line.strip():
-            o = json.loads(line)
-            votes.setdefault((o["a"], o["b"]), []).append(o["same"])
+    for o in read_jsonl(ROOT / "bench" / "corpus" / "dedup_readers.jsonl"):
+        votes.setdefault((o["a"], o["b"]), []).append(o["same"])
+    by_later: dict[str, list[tuple[str, list[bool]]]] = {}
+    for (a, b), v in votes.items():
+        by_later.setdefault(b, []).append((a, v))
     story = {r["id"]: r["story"] for r in rows}
     out = []
     for r in rows:
         new = dict(r)
-        for (a, b), v in votes.items():
-            if r["id"] != b or 2 * sum(v) == len(v):
+        for a, v in by_later.get(r["id"], []):
+            if 2 * sum(v) == len(v):
                 continue
             same = 2 * sum(v) > len(v)
             if same and story[a] != r["story"]:
@@ -101,8 +101,7 @@ def quality(rows: list[dict[str, Any]], show: bool, threshold: float = SIMILARIT
 def cross_event(paths: list[Path], threshold: float = SIMILARITY_THRESHOLD) -> tuple[int, int]:
     """A second precision check on independent data: the matching corpus has many different events with
     the same actors, often on the same day; any fold between two of its events is a wrong merge."""
-    rows = [json.loads(line) for path in paths if path.exists()
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(*paths)
     rows.sort(key=lambda r: r.get("published", ""))
     index = StoryIndex(threshold=threshold)
     event = {r["id"]: r["event"] for r in rows}
@@ -146,8 +145,7 @@ def main() -> int:
     ap.add_argument("--labels", choices=["readers", "writers"], default="readers",
                     help="same story as most blind readers said (default) or as the writer grouped the items")
     args = ap.parse_args()
-    written = [json.loads(line) for path in args.corpus if path.exists()
-               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    written = read_jsonl(*args.corpus)
     written.sort(key=lambda r: r.get("published", ""))
     read = reader_stories(written)
     rows = read if args.labels == "readers" else written

@@ -16,7 +16,6 @@ writers' labels instead; the summary prints both.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
@@ -26,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._corpus import read_jsonl  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
 
@@ -54,12 +54,9 @@ READINGS = {
 def reader_labels(label: str) -> dict[str, bool]:
     """Item id -> has the label, as most of its blind readers decided."""
     name, field, primary, tie_breakers = READINGS[label]
-    path = CORPUS / name
     votes: dict[str, dict[str, bool]] = defaultdict(dict)
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
-        if line.strip():
-            o = json.loads(line)
-            votes[o["id"]][o["reader"]] = o[field]
+    for o in read_jsonl(CORPUS / name):
+        votes[o["id"]][o["reader"]] = o[field]
     out = {}
     for item, v in votes.items():
         yes = sum(v[r] for r in primary if r in v)
@@ -69,6 +66,16 @@ def reader_labels(label: str) -> dict[str, bool]:
         elif yes and (third := next((r for r in tie_breakers if r in v), None)):
             out[item] = v[third]
     return out
+
+
+def _tally(counts: list[int], got: bool, want: bool) -> str | None:
+    """Count one item into [tp, fp, fn]; "FP" or "FN" when it was an error."""
+    if got and want:
+        counts[0] += 1
+    elif got or want:
+        counts[1 if got else 2] += 1
+        return "FP" if got else "FN"
+    return None
 
 
 def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
@@ -92,17 +99,15 @@ def main() -> int:
     ids = [w.id for w in config.watchlists]
     rows = []
     for path in args.corpus:
-        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else ():
-            if line.strip():
-                row = json.loads(line)
-                # Later held-back sets (written blind to the watchlists) are reported apart.
-                blind = BLIND_SET.fullmatch(path.name)
-                row["part"] = blind.group(1) if blind else row["split"]
-                row["writer_labels"] = list(row.get("labels", []))
-                if args.labels == "readers":
-                    row["labels"] = [x for x in row["writer_labels"] if x not in readers or row["id"] not in readers[x]]
-                    row["labels"] += [x for x in readers if readers[x].get(row["id"])]
-                rows.append(row)
+        # Later held-back sets (written blind to the watchlists) are reported apart.
+        blind = BLIND_SET.fullmatch(path.name)
+        for row in read_jsonl(path):
+            row["part"] = blind.group(1) if blind else row["split"]
+            row["writer_labels"] = list(row.get("labels", []))
+            if args.labels == "readers":
+                row["labels"] = [x for x in row["writer_labels"] if x not in readers or row["id"] not in readers[x]]
+                row["labels"] += [x for x in readers if readers[x].get(row["id"])]
+            rows.append(row)
     # counts[part][watchlist] = [tp, fp, fn]; other[label][part] = the list against the other labels
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     other: dict[str, dict[str, list[int]]] = {label: defaultdict(lambda: [0, 0, 0]) for label in readers}
@@ -112,20 +117,12 @@ def main() -> int:
         want = set(row.get("labels", []))
         for label, read in readers.items():
             alt = (label in row["writer_labels"]) if args.labels == "readers" else read.get(row["id"])
-            if alt is not None and (label in got or alt):
-                other[label][row["part"]][0 if label in got and alt else 1 if label in got else 2] += 1
+            if alt is not None:
+                _tally(other[label][row["part"]], label in got, alt)
         for wl in ids:
-            c = counts[row["part"]][wl]
-            if wl in got and wl in want:
-                c[0] += 1
-            elif wl in got:
-                c[1] += 1
-                if args.errors == row["part"]:
-                    errors.append(f"FP {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
-            elif wl in want:
-                c[2] += 1
-                if args.errors == row["part"]:
-                    errors.append(f"FN {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
+            kind = _tally(counts[row["part"]][wl], wl in got, wl in want)
+            if kind and args.errors == row["part"]:
+                errors.append(f"{kind} {wl:19} {row['id']} [{row['lang']}] {row['title']} | {row.get('summary', '')}")
     for label, read in readers.items():
         print(f"{label} label: {'blind readers' if args.labels == 'readers' else 'writers'} "
               f"({sum(1 for r in rows if r['id'] in read)} items read)")
@@ -165,11 +162,8 @@ def second_reader(rows: list[dict[str, Any]], ids: list[str]) -> None:
     definitions only). Their labels scored against the corpus's show how much of the target is label
     judgement, not matching. Reader A read 220 items of the first five sets, reader B all of holdout8 and 9,
     reader C all of holdout10, reader D all of holdout11."""
-    path = CORPUS / "second_reader.jsonl"
-    if not path.exists():
-        return
     corpus = {r["id"]: set(r.get("labels", [])) for r in rows}
-    every = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    every = read_jsonl(CORPUS / "second_reader.jsonl")
     for reader in sorted({o.get("reader", "A") for o in every}):
         other = [o for o in every if o.get("reader", "A") == reader and o["id"] in corpus]
         if not other:
@@ -178,10 +172,10 @@ def second_reader(rows: list[dict[str, Any]], ids: list[str]) -> None:
         print(f"second reader {reader}, {len(other)} held-back items labelled blind: identical labels on {same}; "
               f"their P/R against the corpus labels:")
         for wl in ids:
-            tp = sum(wl in o["labels"] and wl in corpus[o["id"]] for o in other)
-            fp = sum(wl in o["labels"] and wl not in corpus[o["id"]] for o in other)
-            fn = sum(wl not in o["labels"] and wl in corpus[o["id"]] for o in other)
-            p, r = _pr(tp, fp, fn)
+            c = [0, 0, 0]
+            for o in other:
+                _tally(c, wl in o["labels"], wl in corpus[o["id"]])
+            p, r = _pr(*c)
             print(f"  {wl:20} {p:6.3f} {r:6.3f}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,40 +53,44 @@ def test_second_reader_labels_only_held_back_items() -> None:
         assert set(row["labels"]) <= LABELS, row["id"]
 
 
+def _readers(name: str, field: str, keys: Callable[[dict[str, Any]], tuple[str, ...]],
+             known: set[str]) -> dict[tuple[str, ...], set[str]]:
+    """Who read each item (or pair) of a blind-readings file; every reading names known items, holds booleans,
+    and no reader reads the same thing twice."""
+    readers: dict[tuple[str, ...], set[str]] = {}
+    for row in _rows(CORPUS / name):
+        key = keys(row)
+        assert set(key) <= known, row
+        assert isinstance(row[field], bool) and isinstance(row["unsure"], bool), row
+        assert row["reader"] not in readers.setdefault(key, set()), f"{key} read twice by {row['reader']}"
+        readers[key].add(row["reader"])
+    return readers
+
+
+def _item(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["id"],)
+
+
 def test_every_held_back_item_has_five_blind_treaty_readings() -> None:
     # eval_matching scores the treaty list against the majority of these readings; an item without them would
     # quietly fall back to the writer's label, and an even number of readings could tie.
     split = {row["id"]: row["split"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
-    votes: dict[str, dict[str, bool]] = {}
-    for row in _rows(CORPUS / "treaty_readers.jsonl"):
-        assert row["id"] in split, row["id"]
-        assert isinstance(row["treaty"], bool) and isinstance(row["unsure"], bool), row["id"]
-        assert row["reader"] not in votes.setdefault(row["id"], {}), f"{row['id']} read twice by {row['reader']}"
-        votes[row["id"]][row["reader"]] = row["treaty"]
+    readers = _readers("treaty_readers.jsonl", "treaty", _item, set(split))
     for item, part in split.items():
-        v = votes.get(item, {})
+        v = readers.get((item,), set())
         if part == "holdout":
-            assert {"F", "G", "J", "K", "L"} <= set(v), item
+            assert {"F", "G", "J", "K", "L"} <= v, item
         elif "T" in v or "U" in v:
-            assert {"T", "U", "J", "K", "L"} <= set(v), item
+            assert {"T", "U", "J", "K", "L"} <= v, item
 
 
 def test_every_kursk_reading_has_its_five_readers() -> None:
-    split = {row["id"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
-    votes: dict[str, set[str]] = {}
-    for row in _rows(CORPUS / "kursk_readers.jsonl"):
-        assert row["id"] in split, row["id"]
-        assert isinstance(row["kursk"], bool) and isinstance(row["unsure"], bool), row["id"]
-        assert row["reader"] not in votes.setdefault(row["id"], set()), f"{row['id']} read twice by {row['reader']}"
-        votes[row["id"]].add(row["reader"])
-    assert votes and all(readers == {"M", "N", "O", "P", "Q"} for readers in votes.values())
+    known = {row["id"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
+    readers = _readers("kursk_readers.jsonl", "kursk", _item, known)
+    assert readers and all(v == {"M", "N", "O", "P", "Q"} for v in readers.values())
 
 
 def test_every_dedup_pair_has_five_readings_of_items_that_exist() -> None:
     ids = {row["id"] for name in ("dedup.jsonl", "dedup_sameday.jsonl") for row in _rows(CORPUS / name)}
-    pairs: dict[tuple[str, str], set[str]] = {}
-    for row in _rows(CORPUS / "dedup_readers.jsonl"):
-        assert row["a"] in ids and row["b"] in ids, row
-        assert isinstance(row["same"], bool) and isinstance(row["unsure"], bool), row
-        pairs.setdefault((row["a"], row["b"]), set()).add(row["reader"])
-    assert pairs and all(readers == {"R1", "R2", "R3", "R4", "R5"} for readers in pairs.values())
+    pairs = _readers("dedup_readers.jsonl", "same", lambda row: (row["a"], row["b"]), ids)
+    assert pairs and all(v == {"R1", "R2", "R3", "R4", "R5"} for v in pairs.values())
