@@ -27,6 +27,7 @@ import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import re2
@@ -147,6 +148,10 @@ class _Tokens:
         return self._orig
 
 
+# One hit of a word (or phrase) in an item: (position, score, atom, the field's tokens, word index).
+_Entry = tuple[int, float, _Atom, _Tokens, int]
+
+
 class Matcher:
     """Watchlists compiled for fast matching. Build once per config; reuse for every item."""
 
@@ -158,6 +163,7 @@ class Matcher:
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        self._folded: dict[str, str] = {}  # fold_word per word, for the later words of phrases
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
@@ -293,7 +299,7 @@ class Matcher:
         title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for watchlists that end up matching.
-        raw: dict[int, dict[str, list[tuple[int, float, _Atom, _Tokens, int]]]] = {}
+        raw: dict[int, dict[str, list[_Entry]]] = {}
         cache = self._cache
         # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
         # set difference) and see which watchlists could still match from the groups present.
@@ -374,74 +380,92 @@ class Matcher:
                             TermHit(atom.term.term, m.group(0), field_name, pos, 100.0))
         matches = []
         for wi in set(raw) | set(regex_hits):
-            verified = set(raw.get(wi, ())) | set(regex_hits.get(wi, ()))
-            if _EXCLUDE in verified or not self._possible(wi, verified):
-                continue  # cheap pre-check before building TermHits
-            groups: dict[str, list[TermHit]] = {}
-            for group, entries in raw.get(wi, {}).items():
-                groups[group] = [
-                    TermHit(atom.term.term, " ".join(tok.orig[i : i + len(atom.parts)]), tok.field, pos,
-                            round(score, 1))
-                    for pos, score, atom, tok, i in entries
-                ]
-            for group, hits in regex_hits.get(wi, {}).items():
-                groups.setdefault(group, []).extend(hits)
-            decided = self._decide(wi, groups)
+            token_groups = raw.get(wi, {})
+            regex_groups = regex_hits.get(wi, {})
+            present = token_groups.keys() | regex_groups.keys()
+            if _EXCLUDE in present or not self._possible(wi, present):
+                continue  # cheap pre-check before the rules are walked
+            decided = self._decide(wi, present, token_groups, regex_groups)
             if decided is not None:
                 matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
         return matches
 
-    def _possible(self, wi: int, groups: set[str]) -> bool:
+    def _possible(self, wi: int, groups: AbstractSet[str]) -> bool:
         """Could a watchlist match with these groups present? A superset test: NEAR, multi-word terms
         and exclusions are checked later on positions."""
         return any(
             all(g in groups for g in rule.groups) for rule in self.watchlists[wi].rules
         )
 
-    @staticmethod
-    def _rest_score(atom: _Atom, folded: list[str], i: int, score: float) -> float:
+    def _rest_score(self, atom: _Atom, folded: list[str], i: int, score: float) -> float:
         """Score of a multi-word term starting at word i (0 when the following words do not match)."""
         n = len(atom.parts)
         if i + n > len(folded):
             return 0.0
         exact = atom.term.mode == "exact"
+        known = self._folded
         for k in range(1, n):
+            raw_word = folded[i + k]
+            word = known.get(raw_word)
+            if word is None:  # the words after a phrase's first word recur as often: fold each once
+                if len(known) >= _CACHE_LIMIT:
+                    known.clear()
+                word = known[raw_word] = fold_word(raw_word)
             if exact:
-                s = 100.0 if fold_word(folded[i + k]) == atom.parts[k] else 0.0
+                s = 100.0 if word == atom.parts[k] else 0.0
             else:
-                s = _word_score(atom.parts[k], fold_word(folded[i + k]), atom.threshold, True)
+                s = _word_score(atom.parts[k], word, atom.threshold, True)
             if not s:
                 return 0.0
             score = min(score, s)
         return score
 
-    def _decide(self, wi: int, groups: dict[str, list[TermHit]]) -> Match | None:
-        if _EXCLUDE in groups:
+    def _decide(self, wi: int, present: AbstractSet[str], token_groups: dict[str, list[_Entry]],
+                regex_groups: dict[str, list[TermHit]]) -> Match | None:
+        """The best rule a watchlist's hits satisfy, as a Match. TermHits (which need the original
+        spelling of each hit word) are built only for the winning rule's groups."""
+        if _EXCLUDE in present:
             return None
         wl = self.watchlists[wi]
-        best: tuple[float, list[TermHit]] | None = None
+
+        def in_title(group: str) -> bool:
+            return any(e[3].field == "title" for e in token_groups.get(group, ())) or any(
+                h.field == "title" for h in regex_groups.get(group, ()))
+
+        def top_score(group: str) -> float:
+            return max([round(e[1], 1) for e in token_groups.get(group, ())]
+                       + [h.score for h in regex_groups.get(group, ())])
+
+        best: tuple[float, tuple[str, ...]] | None = None
         for rule in wl.rules:
-            if not all(g in groups for g in rule.groups):
+            if not all(g in present for g in rule.groups):
                 continue
-            if rule.unless and all(g in groups for g in rule.unless):
+            if rule.unless and all(g in present for g in rule.unless):
                 continue
-            if rule.unless_any and any(g in groups for g in rule.unless_any):
+            if rule.unless_any and any(g in present for g in rule.unless_any):
                 continue
-            if any(h.field == "title" for g in rule.unless_title for h in groups.get(g, ())):
+            if any(in_title(g) for g in rule.unless_title):
                 continue
-            if rule.title and not all(any(h.field == "title" for h in groups[g]) for g in rule.title):
+            if rule.title and not all(in_title(g) for g in rule.title):
                 continue
-            if rule.near is not None and not _near(groups, rule.groups, rule.near):
-                continue
-            score = min(max(h.score for h in groups[g]) for g in rule.groups)
+            if rule.near is not None:
+                positions = {g: [e[0] for e in token_groups.get(g, ())] + [h.position for h in regex_groups.get(g, ())]
+                             for g in rule.groups}
+                if not _near(positions, rule.near):
+                    continue
+            score = min(top_score(g) for g in rule.groups)
             if best is None or score > best[0]:
-                rule_hits = [h for g in rule.groups for h in groups[g]]
-                best = (score, rule_hits)
+                best = (score, rule.groups)
         if best is None:
             return None
-        ordered = sorted(best[1], key=lambda h: h.position)
-        return Match(wl.id, best[0], tuple(ordered))
+        hits = [
+            hit
+            for g in best[1]
+            for hit in (*(_term_hit(e) for e in token_groups.get(g, ())), *regex_groups.get(g, ()))
+        ]
+        hits.sort(key=lambda h: h.position)
+        return Match(wl.id, best[0], tuple(hits))
 
 
 _BREAK = "__mediabot_field_break__"
@@ -459,14 +483,18 @@ def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
     return folded[:cut], folded[cut + 1 :]
 
 
-def _near(groups: dict[str, list[TermHit]], names: Iterable[str], within: int) -> bool:
-    """Every pair of the named groups has hits at most `within` words apart."""
-    names = list(names)
+def _term_hit(entry: _Entry) -> TermHit:
+    position, score, atom, tokens, i = entry
+    return TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, position,
+                   round(score, 1))
+
+
+def _near(positions: dict[str, list[int]], within: int) -> bool:
+    """Every pair of the groups has hits at most `within` words apart."""
+    names = list(positions)
     for a_i, a in enumerate(names):
         for b in names[a_i + 1 :]:
-            if not any(
-                abs(x.position - y.position) <= within for x in groups[a] for y in groups[b]
-            ):
+            if not any(abs(x - y) <= within for x in positions[a] for y in positions[b]):
                 return False
     return True
 
