@@ -192,6 +192,10 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
     ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
     ("russia-dprk-treaty", "Белоусов и Но Гван Чхоль провели переговоры", ""),
+    # Kim by his surname alone in Russian and Ukrainian, North Korea as 북 in "북·러".
+    ("russia-dprk-treaty", "Путин и Ким обсудили выполнение договора", ""),
+    ("russia-dprk-treaty", "Путін і Кім обмінялися посланнями", ""),
+    ("russia-dprk-treaty", "북·러 조약 1주년…\"동맹 더 굳건히\"", ""),
     ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
      "Investigators say the fragments come from a KN-23 built in North Korea."),
     ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
@@ -249,6 +253,14 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
                   "Delegation von Einiges Russland reist nach Pjöngjang",
                   "Kursker Gouverneur reist nach Pjöngjang"):
         assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
+
+
+def test_the_ukrainian_pronoun_kym_is_not_kim(shipped: Matcher) -> None:
+    # "ким" (by whom) is spelt like Kim's surname; only the capitalised name counts.
+    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
+        "Новий договір: ким Росія замінить західних партнерів", "")}
+    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
+        "Новий договір: Кім і Росія", "")}
 
 
 def test_a_governor_speaking_about_north_korean_sappers_at_home_is_not_treaty_news(shipped: Matcher) -> None:
