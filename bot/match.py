@@ -513,9 +513,13 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
 
     A fuzzy term that also matches a common word of one of the feeds' languages (English "war" is
     German "war", was) counts in every text of that language.
+
+    A group that no rule names never counts (often left behind when a rule was removed), and a spelling
+    listed twice in one term is dead weight: both hide what an edit changes.
     """
     out: list[str] = []
     for wl in watchlists:
+        out += _unused_groups(wl) + _repeated_spellings(wl)
         terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
         for term in terms:
             if term.mode != "fuzzy":
@@ -540,6 +544,31 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
                                f"of the commonest words of a feed language, so it counts in almost every text of "
                                f"that language; use a phrase instead (e.g. 'the {spelling}')")
+    return out
+
+
+def _unused_groups(wl: Watchlist) -> list[str]:
+    named = {g for rule in wl.rules
+             for g in (*rule.groups, *rule.unless, *rule.unless_any, *rule.unless_title, *rule.title)}
+    return [f"{wl.source}:{terms[0].line}: warning: group {group!r} is named by no rule, so its terms never count; "
+            f"use it in a rule or remove it"
+            for group, terms in wl.groups.items() if group not in named and terms]
+
+
+def _repeated_spellings(wl: Watchlist) -> list[str]:
+    """Spellings written twice in one term. (The same word under two terms of a group is left alone:
+    lists are laid out by language, and English "front" next to German "Front" is how an admin sees
+    that both languages are covered.)"""
+    out = []
+    for term in (*(t for terms in wl.groups.values() for t in terms), *wl.exclude):
+        seen: dict[str, str] = {}
+        for spelling in term.spellings:
+            key = spelling if term.mode in ("acronym", "regex") else spelling.casefold()
+            if key in seen:
+                how = "" if seen[key] == spelling else f" (as {seen[key]!r}: case does not count in {term.mode} mode)"
+                out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is listed twice in this term{how}; "
+                           f"one can go")
+            seen.setdefault(key, spelling)
     return out
 
 

@@ -444,3 +444,30 @@ def test_check_warns_about_a_term_that_is_a_common_word_of_another_language(work
     assert Matcher(load_config(workdir / "watchlists").watchlists).match("Kursk", "Das Wetter war schön.")
     _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [the war, fighting]\n")
     assert "warning" not in clean_result.stdout
+
+
+def test_check_warns_about_a_group_no_rule_names(workdir):
+    # A group left behind when its rule went: its terms look as if they counted, and never do.
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [Angriff]\n"
+                                      "  history:\n    - term: Schlacht\nrules:\n  - all: [place, war]\n")
+    assert result.returncode == 0
+    assert f"{wl_path}:6: warning: group 'history' is named by no rule" in result.stdout
+    assert not Matcher(load_config(workdir / "watchlists").watchlists).match("Schlacht bei Kursk", "")
+    _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [Angriff]\n"
+                                      "  history: [Schlacht]\nrules:\n  - all: [place, war]\n    unless: [history]\n")
+    assert "warning" not in clean_result.stdout
+
+
+def test_check_warns_about_a_spelling_listed_twice_in_one_term(workdir):
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war:\n"
+                                      "    - {term: Angriff, aliases: [Angriffe, attack, Angriffe]}\n"
+                                      "    - {term: Film, mode: exact, aliases: [film]}\n")
+    assert result.returncode == 0
+    assert f"{wl_path}:5: warning: 'Angriffe' is listed twice in this term; one can go" in result.stdout
+    assert (f"{wl_path}:6: warning: 'film' is listed twice in this term (as 'Film': case does not count in exact "
+            "mode)") in result.stdout
+    # English "front" under one term and German "Front" under another is how lists are laid out: no warning.
+    _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war:\n"
+                                      "    - {term: Front, aliases: [Angriff]}\n"
+                                      "    - {term: front, aliases: [attack]}\n")
+    assert "warning" not in clean_result.stdout
