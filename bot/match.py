@@ -90,9 +90,10 @@ _PARTICLES = tuple(sorted(_PARTICLE_LIST.split(), key=len, reverse=True))
 
 def _strip_particle(word: str) -> str:
     """A Hangul word without its trailing particle: `exact` terms in Korean still match 리창은, but not
-    the longer name 리창호 that a prefix match would take."""
+    the longer name 리창호 that a prefix match would take. A single Han character keeps its particle
+    off too (北에, 北의: Korean headlines write North Korea as 北)."""
     for particle in _PARTICLES:
-        if word.endswith(particle) and len(word) > len(particle) + 1:
+        if word.endswith(particle) and (len(word) > len(particle) + 1 or not _HANGUL.match(word)):
             return word[: -len(particle)]
     return word
 
@@ -240,7 +241,7 @@ class Matcher:
                         found[id(atom)] = (atom, score)
         for atom in self._exact.get(word, ()):
             found[id(atom)] = (atom, 100.0)
-        if self._exact and _HANGUL.match(word):
+        if self._exact and _HANGUL_OR_HAN.match(word):
             base = _strip_particle(word)
             if base != word:
                 for atom in self._exact.get(base, ()):
