@@ -213,6 +213,10 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("dprk-troops", "US-Sanktionen gegen Reedereien wegen Munition aus Nordkorea",
      "Das Außenministerium in Washington setzt drei russische Firmen auf die Liste."),
     ("dprk-troops", "Кремль отрицает поставки оружия из КНДР", ""),
+    # Third countries on the arms: sanctions announced after a meeting are still arms news.
+    ("dprk-troops", "Japan sanktioniert Reeder wegen nordkoreanischer Granaten für Russland",
+     "Außenministerin Kamikawa kündigte die Maßnahmen nach einem Treffen mit Amtskollegen an."),
+    ("dprk-troops", "NATO condemns North Korean missiles for Russia", "Leaders met in Washington for talks."),
 ])
 def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,
                                                                  summary: str) -> None:
