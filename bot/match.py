@@ -299,7 +299,7 @@ class Matcher:
             summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
         title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
-        # only for watchlists that end up matching.
+        # only for the rule that decides a watchlist's match (see _decide).
         raw: dict[int, dict[str, list[_Entry]]] = {}
         cache = self._cache
         # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
