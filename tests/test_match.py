@@ -192,6 +192,9 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
     ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
     ("russia-dprk-treaty", "Белоусов и Но Гван Чхоль провели переговоры", ""),
+    # Russian help with aircraft: an early-warning plane is aircraft too.
+    ("russia-dprk-treaty", "Seoul vermutet russische Technik in Nordkoreas Frühwarnflugzeug", ""),
+    ("russia-dprk-treaty", "합참 \"北 조기경보기 부품, 러시아와 관련\"", ""),
     # Russian know-how for Pyongyang's weapons; 北 with a particle (北에).
     ("russia-dprk-treaty", "Moskau gibt Pjöngjang Know-how für Kampfdrohnen", ""),
     ("russia-dprk-treaty", "Seoul: Russian rocket experts are working in Pyongyang", ""),
