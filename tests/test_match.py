@@ -192,6 +192,9 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
     ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
     ("russia-dprk-treaty", "Белоусов и Но Гван Чхоль провели переговоры", ""),
+    # Korean "blood alliance" and "military alliance" are the alliance.
+    ("russia-dprk-treaty", "파병으로 굳어진 북러 혈맹", ""),
+    ("russia-dprk-treaty", "[사설] 북러 군사동맹, 대응책 시급", ""),
     # Russian help with aircraft: an early-warning plane is aircraft too.
     ("russia-dprk-treaty", "Seoul vermutet russische Technik in Nordkoreas Frühwarnflugzeug", ""),
     ("russia-dprk-treaty", "합참 \"北 조기경보기 부품, 러시아와 관련\"", ""),
