@@ -206,6 +206,21 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
     return absent(old, b, b_has) and absent(new, a, a_has)
 
 
+# Words that announce more of the same ("drei weitere Dörfer", "another strike", "ещё три села"): a
+# headline with one reports the next event, not a copy of an earlier headline without it. ("Again" words
+# are left out: outlets put "again without power" on the same outage; so is Korean 추가, also "additional".)
+_FOLLOW_UP = frozenset(fold_word(fold_chars(w)) for w in
+                       ("weitere", "weiteren", "weiterer", "weiteres", "further", "another", "ещё"))
+
+
+def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str], bool]) -> bool:
+    """Does the later headline announce more of the same where the earlier item (headline or teaser:
+    `old_has`, does it contain this stem) says nothing of the kind?"""
+    marks = [w for w in new if w in _FOLLOW_UP]
+    return bool(marks) and not any(w in _FOLLOW_UP for w in old) and not any(
+        old_has(st) for w in marks for st in _stems(w))
+
+
 def _has_word(vocab: Mapping[str, int], ids: set[int], stem_: str) -> bool:
     return vocab.get(stem_, -1) in ids
 
@@ -311,8 +326,11 @@ class StoryIndex:
                 if margin >= 1.0 and margin > best_margin:
                     if tokens is None:
                         tokens = title_tokens(title)
+                    entry_tokens = title_tokens(entry.title)
                     entry_has = partial(_has_word, self._word_ids.get(lang, {}), b)
-                    if actor_swap(tokens, title_tokens(entry.title), ws.__contains__, entry_has):
+                    if follow_up(tokens, entry_tokens, entry_has):
+                        continue
+                    if actor_swap(tokens, entry_tokens, ws.__contains__, entry_has):
                         continue
                     best, best_margin = entry.key, margin
             return best

@@ -83,6 +83,27 @@ def test_items_with_different_headline_figures_stay_apart():
     assert index.check(third, "b") is None
 
 
+def test_a_headline_announcing_more_of_the_same_is_the_next_development():
+    """"Three more villages" the next day is news; a copy that says "more" where the first report's teaser
+    did too is not."""
+    index = StoryIndex()
+    index.check(_rec("a", "Russland meldet Rückeroberung von drei Dörfern im Gebiet Kursk",
+                     "Das Verteidigungsministerium nennt Wiktorowka, Nikolajewka und Staraja Sorotschina; die "
+                     "Ukraine äußert sich nicht."), "a")
+    more = _rec("b", "Kursk: Russland meldet Rückeroberung von drei weiteren Dörfern",
+                "Das Verteidigungsministerium nennt Malaja Loknja, Tscherkasskoje Poretschnoje und Kossiza; die "
+                "Ukraine äußert sich nicht.", minutes=24 * 60)
+    assert index.check(more, "b") is None
+    index = StoryIndex()
+    index.check(_rec("a", "Russland meldet Rückeroberung von Pogrebki und Orlowka",
+                     "Das Verteidigungsministerium in Moskau erklärt, zwei weitere Dörfer nördlich von Sudscha "
+                     "im Gebiet Kursk zurückgewonnen zu haben."), "a")
+    copy = _rec("b", "Moskau meldet zwei weitere Dörfer bei Sudscha zurückerobert",
+                "Das Verteidigungsministerium in Moskau erklärt, Pogrebki und Orlowka nördlich von Sudscha im "
+                "Gebiet Kursk zurückgewonnen zu haben.", minutes=30)
+    assert index.check(copy, "b") == "a"
+
+
 def test_same_headline_about_someone_else_stays_apart():
     """A template headline with another actor is another story, however much else the two share."""
     index = StoryIndex()
