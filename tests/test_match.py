@@ -192,6 +192,9 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
     ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
     ("russia-dprk-treaty", "Белоусов и Но Гван Чхоль провели переговоры", ""),
+    # A leader's trip to the other country, named as a trip.
+    ("russia-dprk-treaty", "Kreml bestätigt Putin-Reise nach Nordkorea", ""),
+    ("russia-dprk-treaty", "Kim wraps up his Russia trip", "North Korea's leader left Vladivostok by train."),
     # Korean "blood alliance" and "military alliance" are the alliance.
     ("russia-dprk-treaty", "파병으로 굳어진 북러 혈맹", ""),
     ("russia-dprk-treaty", "[사설] 북러 군사동맹, 대응책 시급", ""),
@@ -268,6 +271,12 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
                   "Delegation von Einiges Russland reist nach Pjöngjang",
                   "Kursker Gouverneur reist nach Pjöngjang"):
         assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
+
+
+def test_a_trip_needs_a_leader_and_is_not_history(shipped: Matcher) -> None:
+    # Tourists' trips are not the leaders' diplomacy; Kim Il Sung's 1984 trip is history.
+    for title in ("Russische Touristen buchen Reise nach Nordkorea", "1984: Kim Il Sungs lange Reise nach Moskau"):
+        assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, "")}, title
 
 
 def test_the_ukrainian_pronoun_kym_is_not_kim(shipped: Matcher) -> None:
