@@ -237,6 +237,14 @@ def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: 
     assert {m.watchlist for m in shipped.match("Budanow: Nordkorea liefert Russland Panzer", "")} == {"dprk-troops"}
 
 
+def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) -> None:
+    for title, summary in (("Suchtrupp birgt Gebeine von Rotarmisten im Gebiet Kursk",
+                            "Die Soldaten fielen 1942 bei Kämpfen im Kreis Kastornoje."),
+                           ("Курские поисковики подняли останки красноармейцев",
+                            "Бойцы погибли в боях в Касторенском районе в 1942 году.")):
+        assert "kursk-front" not in {m.watchlist for m in shipped.match(title, summary)}, title
+
+
 def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it(shipped: Matcher) -> None:
     # A thank-you to Pyongyang is diplomacy; clearing the region's mines is what kursk-front follows.
     for title in ("Kursk: 120 Dörfer minenfrei – dank nordkoreanischer Pioniere",
