@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -203,17 +204,12 @@ def stage_breakdown(specs: tuple[FeedSpec, ...], watchlists: tuple[Watchlist, ..
     parsed = [bot.parse.parse_feed(b, s, now, content_type=ctype) for b, s in zip(bodies, specs, strict=True)]
     fast = time.perf_counter() - t
     sample = max(1, len(specs) // 10)
-    # bot.parse imports parse_well_formed without re-exporting it, so strict mypy rejects the attribute:
-    # swap it through getattr/setattr (None from the fast path sends every feed to feedparser).
-    fp = getattr(bot.parse, "parse_well_formed")  # noqa: B009
-    setattr(bot.parse, "parse_well_formed", lambda *a, **k: None)  # noqa: B010
-    try:
+    # None from the fast path sends every feed to feedparser.
+    with mock.patch.object(bot.parse, "parse_well_formed", lambda *a, **k: None):
         t = time.perf_counter()
         for b, s in list(zip(bodies, specs, strict=True))[:sample]:
             bot.parse.parse_feed(b, s, now, content_type=ctype)
         slow = (time.perf_counter() - t) * len(specs) / sample
-    finally:
-        setattr(bot.parse, "parse_well_formed", fp)  # noqa: B010
     items = [it for its in parsed for it in its]
     matcher = Matcher(watchlists)
     t = time.perf_counter()

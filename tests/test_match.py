@@ -155,6 +155,11 @@ def shipped() -> Matcher:
     return Matcher(load_config(ROOT / "watchlists").watchlists)
 
 
+def lists(matcher: Matcher, title: str, summary: str = "") -> set[str]:
+    """The watchlists an item alerts on."""
+    return {m.watchlist for m in matcher.match(title, summary)}
+
+
 # Words a stem of the shipped lists once took although nobody meant them (found by listing, per term,
 # the words it took in the corpus and the real feeds): each sentence must stay quiet on its list, and
 # the sentence next to it shows the term still doing its job.
@@ -174,8 +179,8 @@ def shipped() -> Matcher:
 ])
 def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, watchlist: str, false_friend: str,
                                                             meant: str) -> None:
-    assert watchlist not in {m.watchlist for m in shipped.match(false_friend, "")}
-    assert watchlist in {m.watchlist for m in shipped.match(meant, "")}
+    assert watchlist not in lists(shipped, false_friend)
+    assert watchlist in lists(shipped, meant)
 
 
 # Stories the shipped lists once missed because they name who speaks or where, not the country: Russia's
@@ -229,12 +234,12 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
 ])
 def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,
                                                                  summary: str) -> None:
-    assert watchlist in {m.watchlist for m in shipped.match(title, summary)}
+    assert watchlist in lists(shipped, title, summary)
 
 
 def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: Matcher) -> None:
     # North Korean tanks for Russia are troop news; the treaty list is about what the partnership itself does.
-    assert {m.watchlist for m in shipped.match("Budanow: Nordkorea liefert Russland Panzer", "")} == {"dprk-troops"}
+    assert lists(shipped, "Budanow: Nordkorea liefert Russland Panzer") == {"dprk-troops"}
 
 
 def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) -> None:
@@ -242,7 +247,7 @@ def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) 
                             "Die Soldaten fielen 1942 bei Kämpfen im Kreis Kastornoje."),
                            ("Курские поисковики подняли останки красноармейцев",
                             "Бойцы погибли в боях в Касторенском районе в 1942 году.")):
-        assert "kursk-front" not in {m.watchlist for m in shipped.match(title, summary)}, title
+        assert "kursk-front" not in lists(shipped, title, summary), title
 
 
 def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it(shipped: Matcher) -> None:
@@ -250,9 +255,9 @@ def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it
     for title in ("Kursk: 120 Dörfer minenfrei – dank nordkoreanischer Pioniere",
                   "Moskau dankt Pjöngjang für Minenräumer im Gebiet Kursk",
                   "Курская область: ещё 40 сёл очищены от взрывоопасных предметов"):
-        assert "kursk-front" in {m.watchlist for m in shipped.match(title, "")}, title
-    assert "kursk-front" not in {m.watchlist for m in shipped.match(
-        "Moskau dankt Pjöngjang für Hilfe in Kursk", "Putin empfing den Botschafter.")}
+        assert "kursk-front" in lists(shipped, title), title
+    assert "kursk-front" not in lists(shipped, "Moskau dankt Pjöngjang für Hilfe in Kursk",
+                                      "Putin empfing den Botschafter.")
 
 
 @pytest.mark.parametrize("title", [
@@ -266,7 +271,7 @@ def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it
 def test_civilian_contacts_between_the_two_countries_are_not_treaty_news(shipped: Matcher, title: str) -> None:
     # Blind readers given the list's definition leave trade, transport, tourism, schools, churches and the like out
     # of "the cooperation around" the treaty; the list follows them.
-    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, "")}
+    assert "russia-dprk-treaty" not in lists(shipped, title)
 
 
 def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -> None:
@@ -278,26 +283,23 @@ def test_statecraft_between_the_two_countries_is_treaty_news(shipped: Matcher) -
                   "Russlands Gesundheitsminister zu Gesprächen in Pjöngjang",
                   "Delegation von Einiges Russland reist nach Pjöngjang",
                   "Kursker Gouverneur reist nach Pjöngjang"):
-        assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(title, "")}, title
+        assert "russia-dprk-treaty" in lists(shipped, title), title
 
 
 def test_a_trip_needs_a_leader_and_is_not_history(shipped: Matcher) -> None:
     # Tourists' trips are not the leaders' diplomacy; Kim Il Sung's 1984 trip is history.
     for title in ("Russische Touristen buchen Reise nach Nordkorea", "1984: Kim Il Sungs lange Reise nach Moskau"):
-        assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, "")}, title
+        assert "russia-dprk-treaty" not in lists(shipped, title), title
 
 
 def test_the_ukrainian_pronoun_kym_is_not_kim(shipped: Matcher) -> None:
     # "ким" (by whom) is spelt like Kim's surname; only the capitalised name counts.
-    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
-        "Новий договір: ким Росія замінить західних партнерів", "")}
-    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
-        "Новий договір: Кім і Росія", "")}
+    assert "russia-dprk-treaty" not in lists(shipped, "Новий договір: ким Росія замінить західних партнерів")
+    assert "russia-dprk-treaty" in lists(shipped, "Новий договір: Кім і Росія")
 
 
 def test_a_governor_speaking_about_north_korean_sappers_at_home_is_not_treaty_news(shipped: Matcher) -> None:
-    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
-        "Kursker Gouverneur: Nordkoreanische Pioniere räumen 90 Dörfer", "")}
+    assert "russia-dprk-treaty" not in lists(shipped, "Kursker Gouverneur: Nordkoreanische Pioniere räumen 90 Dörfer")
 
 
 @pytest.mark.parametrize(("title", "summary"), [
@@ -306,35 +308,32 @@ def test_a_governor_speaking_about_north_korean_sappers_at_home_is_not_treaty_ne
      "Nordkorea; Außenminister Peters sprach von enger Zusammenarbeit."),
 ])
 def test_a_third_country_acting_on_the_two_is_not_their_partnership(shipped: Matcher, title: str, summary: str) -> None:
-    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(title, summary)}
+    assert "russia-dprk-treaty" not in lists(shipped, title, summary)
 
 
 def test_thanks_to_north_korea_for_kursk_is_troop_news(shipped: Matcher) -> None:
     # The help thanked for was North Korea's soldiers, even when the headline does not say so.
-    assert "dprk-troops" in {m.watchlist for m in shipped.match("Moskau dankt Pjöngjang für Hilfe in Kursk", "")}
-    assert "dprk-troops" not in {m.watchlist for m in shipped.match("Moskau dankt Pjöngjang für Glückwünsche", "")}
+    assert "dprk-troops" in lists(shipped, "Moskau dankt Pjöngjang für Hilfe in Kursk")
+    assert "dprk-troops" not in lists(shipped, "Moskau dankt Pjöngjang für Glückwünsche")
 
 
 def test_films_and_museums_about_north_koreans_in_kursk_are_not_front_news(shipped: Matcher) -> None:
     # Blind readers of the definition keep commemoration out of kursk-front; the fighting itself stays in.
     for title in ("Nordkoreas Staatsfernsehen zeigt Doku über die Kämpfe in Kursk",
                   "Kim besucht Museum für die in Kursk gefallenen Soldaten"):
-        assert "kursk-front" not in {m.watchlist for m in shipped.match(title, "")}, title
-    assert "kursk-front" in {m.watchlist for m in shipped.match("Nordkoreanische Soldaten greifen bei Kursk an", "")}
+        assert "kursk-front" not in lists(shipped, title), title
+    assert "kursk-front" in lists(shipped, "Nordkoreanische Soldaten greifen bei Kursk an")
 
 
 def test_sport_between_the_two_countries_is_a_result_not_partnership_news(shipped: Matcher) -> None:
-    assert "russia-dprk-treaty" not in {m.watchlist for m in shipped.match(
-        "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang", "")}
-    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
-        "Russland und Nordkorea unterzeichnen Abkommen über Sportaustausch", "")}
+    assert "russia-dprk-treaty" not in lists(shipped, "Russische Eishockey-Junioren unterliegen Nordkorea in Pjöngjang")
+    assert "russia-dprk-treaty" in lists(shipped, "Russland und Nordkorea unterzeichnen Abkommen über Sportaustausch")
 
 
 def test_korean_phone_call_is_not_currency(shipped: Matcher) -> None:
     # 통화 is both a phone call and a currency; only the call is a tie between the two countries.
     assert not shipped.match("북한 통화정책 변화", "러시아 루블 결제 확대 전망")
-    assert "russia-dprk-treaty" in {m.watchlist for m in shipped.match(
-        "북한 외무성 발표", "김정은이 러시아 대통령과 전화통화를 했다")}
+    assert "russia-dprk-treaty" in lists(shipped, "북한 외무성 발표", "김정은이 러시아 대통령과 전화통화를 했다")
 
 
 def test_exact_korean_term_allows_a_particle_but_not_a_longer_name():
