@@ -242,6 +242,19 @@ def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: 
     assert lists(shipped, "Budanow: Nordkorea liefert Russland Panzer") == {"dprk-troops"}
 
 
+def test_seoul_and_moscow_between_themselves_are_not_treaty_news(shipped: Matcher) -> None:
+    # South Korea's own diplomacy with Russia mentions the North in the teaser; the headline leaves it out.
+    for title, summary in (("Seoul summons Russian envoy over remarks on Yoon",
+                            "Moscow had criticised the president's words on North Korea's nuclear programme."),
+                           ("Лавров встретился с главой МИД Южной Кореи",
+                            "Министры обсудили отношения России и Республики Корея и ситуацию вокруг КНДР.")):
+        assert "russia-dprk-treaty" not in lists(shipped, title, summary), title
+    # With North Korea in the headline, Seoul's view of the partnership is treaty news.
+    assert "russia-dprk-treaty" in lists(shipped, "Seoul warnt vor Moskaus Annäherung an Pjöngjang",
+                                         "Die Regierung sieht Russland und Nordkorea immer enger zusammenrücken.")
+    assert "russia-dprk-treaty" in lists(shipped, "윤 대통령 \"러시아의 대북 기술 이전, 심각한 위협\"", "")
+
+
 def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) -> None:
     for title, summary in (("Suchtrupp birgt Gebeine von Rotarmisten im Gebiet Kursk",
                             "Die Soldaten fielen 1942 bei Kämpfen im Kreis Kastornoje."),
