@@ -215,6 +215,11 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Путин и Ким обсудили выполнение договора", ""),
     ("russia-dprk-treaty", "Путін і Кім обмінялися посланнями", ""),
     ("russia-dprk-treaty", "북·러 조약 1주년…\"동맹 더 굳건히\"", ""),
+    # "Brotherly help" in freeing Kursk is how Moscow's diplomats name the troops.
+    ("dprk-troops", "Lawrow lobt Pjöngjangs brüderliche Hilfe für Kursk", ""),
+    ("dprk-troops", "Посольство: КНДР помогла освободить Курскую область", ""),
+    ("dprk-troops", "Embassy thanks North Korea for brotherly help",
+     "The only country to help liberate the Kursk region, it said."),
     ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
      "Investigators say the fragments come from a KN-23 built in North Korea."),
     ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
