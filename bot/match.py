@@ -43,6 +43,7 @@ _FIELD_GAP = 3  # summary words are numbered after the title's, this many words 
 _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _HANGUL_OR_HAN = re.compile(r"[\uac00-\ud7a3\u4e00-\u9fff]")
+_HAN_PREFIX = re.compile(r"[\u4e00-\u9fff][\uac00-\ud7a3]")
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
 _REACH = {"title": 0, "title+lead": 1, "title+summary": 2}  # how far into the summary a watchlist reads
@@ -245,6 +246,9 @@ class Matcher:
             base = _strip_particle(word)
             if base != word:
                 for atom in self._exact.get(base, ()):
+                    found[id(atom)] = (atom, 100.0)
+            if _HAN_PREFIX.match(word):  # 北노동자, 北군: a Han abbreviation glued to a Korean noun
+                for atom in self._exact.get(word[0], ()):
                     found[id(atom)] = (atom, 100.0)
         result = tuple(found.values())
         if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:

@@ -150,6 +150,18 @@ def test_korean_headline_shorthand_for_north_korea_counts():
     assert [m.watchlist for m in matcher.match("北, 러시아에 병력 추가 파병", "")] == ["dprk-troops"]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("北노동자, 러군 입대", True),   # 北 glued to a Korean noun: North Korean workers
+    ("北군 수백명", True),
+    ("北에 기술 이전", True),       # 北 with a particle
+    ("北京 회담", False),           # two Han characters: Beijing, not North Korea
+    ("남북관계", False),
+])
+def test_a_han_abbreviation_glued_to_a_korean_word_counts_in_exact_mode(text: str, expected: bool) -> None:
+    matcher = Matcher([wl({"dprk": [Term("北", mode="exact")]})])
+    assert bool(matcher.match(text)) is expected
+
+
 @pytest.fixture(scope="module")
 def shipped() -> Matcher:
     return Matcher(load_config(ROOT / "watchlists").watchlists)
@@ -220,6 +232,10 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("dprk-troops", "Посольство: КНДР помогла освободить Курскую область", ""),
     ("dprk-troops", "Embassy thanks North Korea for brotherly help",
      "The only country to help liberate the Kursk region, it said."),
+    # North Korean workers in Russia signing up with its army.
+    ("dprk-troops", "Nordkoreanische Arbeiter lassen sich von Russlands Armee anwerben", ""),
+    ("dprk-troops", "Workers from North Korea recruited into Russia's army", ""),
+    ("dprk-troops", "Рабочие из КНДР заключают контракты с армией России", ""),
     ("dprk-troops", "Korean markings found on missile debris in Kharkiv",
      "Investigators say the fragments come from a KN-23 built in North Korea."),
     ("dprk-troops", "Satellitenbilder: Wieder Frachter im Hafen Rajin",
@@ -240,6 +256,11 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
 def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matcher, watchlist: str, title: str,
                                                                  summary: str) -> None:
     assert watchlist in lists(shipped, title, summary)
+
+
+def test_north_koreas_own_recruits_are_not_troops_for_russia(shipped: Matcher) -> None:
+    assert "dprk-troops" not in lists(shipped, "North Korea's army recruits more teenagers",
+                                      "Conscription age lowered, state media say.")
 
 
 def test_shipped_treaty_list_leaves_arms_for_russia_to_the_troops_list(shipped: Matcher) -> None:
