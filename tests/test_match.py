@@ -281,6 +281,14 @@ def test_seoul_and_moscow_between_themselves_are_not_treaty_news(shipped: Matche
     assert "russia-dprk-treaty" in lists(shipped, "윤 대통령 \"러시아의 대북 기술 이전, 심각한 위협\"", "")
 
 
+def test_the_kursk_governors_reports_are_front_news_without_naming_kursk(shipped: Matcher) -> None:
+    for title in ("Хинштейн: ночью над регионом сбиты 30 беспилотников", "Khinshtein says drone hit a bus, two wounded"):
+        assert "kursk-front" in lists(shipped, title), title
+    # Repairs of the Second World War's graves are history, even when the governor announces them.
+    assert "kursk-front" not in lists(shipped, "Chinstein: Kriegsdenkmäler im Kreis werden saniert",
+                                      "Zum Jahrestag des Sieges setzt die Region Mahnmale instand.")
+
+
 def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) -> None:
     for title, summary in (("Suchtrupp birgt Gebeine von Rotarmisten im Gebiet Kursk",
                             "Die Soldaten fielen 1942 bei Kämpfen im Kreis Kastornoje."),
