@@ -232,6 +232,9 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("dprk-troops", "Посольство: КНДР помогла освободить Курскую область", ""),
     ("dprk-troops", "Embassy thanks North Korea for brotherly help",
      "The only country to help liberate the Kursk region, it said."),
+    # Pyongyang's name for the deployment: units of the "overseas operation".
+    ("dprk-troops", "Kim Jong Un ehrt Kommandeure im Auslandseinsatz", ""),
+    ("dprk-troops", "김정은, 해외작전부대 전사자 추모", ""),
     # North Korean workers in Russia signing up with its army.
     ("dprk-troops", "Nordkoreanische Arbeiter lassen sich von Russlands Armee anwerben", ""),
     ("dprk-troops", "Workers from North Korea recruited into Russia's army", ""),
