@@ -264,6 +264,12 @@ def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matche
     assert watchlist in lists(shipped, title, summary)
 
 
+def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia(shipped: Matcher) -> None:
+    assert lists(shipped, "Stoltenberg warnt vor russischer Hilfe für Nordkoreas Raketenprogramm") == {
+        "russia-dprk-treaty"}
+    assert "dprk-troops" in lists(shipped, "Budanow: Nordkorea liefert Russland Raketen")
+
+
 def test_north_koreas_own_recruits_are_not_troops_for_russia(shipped: Matcher) -> None:
     assert "dprk-troops" not in lists(shipped, "North Korea's army recruits more teenagers",
                                       "Conscription age lowered, state media say.")
