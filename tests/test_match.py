@@ -294,7 +294,8 @@ def test_seoul_and_moscow_between_themselves_are_not_treaty_news(shipped: Matche
 
 
 def test_the_kursk_governors_reports_are_front_news_without_naming_kursk(shipped: Matcher) -> None:
-    for title in ("Хинштейн: ночью над регионом сбиты 30 беспилотников", "Khinshtein says drone hit a bus, two wounded"):
+    for title in ("Хинштейн: ночью над регионом сбиты 30 беспилотников",
+                  "Khinshtein says drone hit a bus, two wounded"):
         assert "kursk-front" in lists(shipped, title), title
     # Repairs of the Second World War's graves are history, even when the governor announces them.
     assert "kursk-front" not in lists(shipped, "Chinstein: Kriegsdenkmäler im Kreis werden saniert",
