@@ -302,6 +302,19 @@ def test_the_kursk_governors_reports_are_front_news_without_naming_kursk(shipped
                                       "Zum Jahrestag des Sieges setzt die Region Mahnmale instand.")
 
 
+def test_kursk_villages_and_captures_are_front_news_and_the_reactor_is_not(shipped: Matcher) -> None:
+    for title, summary in (("Росіяни заявили про захоплення Свердликова", ""),
+                           ("Ukraine verliert Dorf Darjino im Grenzgebiet",
+                            "Russische Truppen haben das Dorf zurückerobert."),
+                           ("Zeit: у битві за Курщину немає переможців", "")):
+        assert "kursk-front" in lists(shipped, title, summary), title
+    # Russian "операций" is any operation (a reactor's start-up), not Ukraine's Kursk operation; "darin" is
+    # not Darjino.
+    for title, summary in (("Лихачёв объявил о начале пусковых операций на Курской АЭС-2", ""),
+                           ("Darin sind sich alle einig: Kim schickt Soldaten", "Experten sehen im Krieg Prestige.")):
+        assert "kursk-front" not in lists(shipped, title, summary), title
+
+
 def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) -> None:
     for title, summary in (("Suchtrupp birgt Gebeine von Rotarmisten im Gebiet Kursk",
                             "Die Soldaten fielen 1942 bei Kämpfen im Kreis Kastornoje."),
