@@ -434,13 +434,22 @@ class Matcher:
             return None
         wl = self.watchlists[wi]
 
+        titled: dict[str, bool] = {}  # per group, computed once: most rules share their groups
+        tops: dict[str, float] = {}
+
         def in_title(group: str) -> bool:
-            return any(e[3].field == "title" for e in token_groups.get(group, ())) or any(
-                h.field == "title" for h in regex_groups.get(group, ()))
+            known = titled.get(group)
+            if known is None:
+                known = titled[group] = any(e[3].field == "title" for e in token_groups.get(group, ())) or any(
+                    h.field == "title" for h in regex_groups.get(group, ()))
+            return known
 
         def top_score(group: str) -> float:
-            return max([round(e[1], 1) for e in token_groups.get(group, ())]
-                       + [h.score for h in regex_groups.get(group, ())])
+            known = tops.get(group)
+            if known is None:
+                known = tops[group] = max([round(e[1], 1) for e in token_groups.get(group, ())]
+                                          + [h.score for h in regex_groups.get(group, ())])
+            return known
 
         best: tuple[float, tuple[str, ...]] | None = None
         for rule in wl.rules:
