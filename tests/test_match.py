@@ -223,6 +223,9 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Seoul: Russian rocket experts are working in Pyongyang", ""),
     ("russia-dprk-treaty", "Росія передає КНДР технології для ракет", ""),
     ("russia-dprk-treaty", "러, 北에 위성 기술 이전", ""),
+    # A headline naming North Korea and the pact is treaty news even when it names Ukraine too.
+    ("russia-dprk-treaty", "Schickt Kim nach dem Beistandspakt Soldaten in die Ukraine?",
+     "Experten in Moskau halten das für möglich."),
     # Kim by his surname alone in Russian and Ukrainian, North Korea as 북 in "북·러".
     ("russia-dprk-treaty", "Путин и Ким обсудили выполнение договора", ""),
     ("russia-dprk-treaty", "Путін і Кім обмінялися посланнями", ""),
