@@ -205,6 +205,7 @@ def test_shipped_terms_do_not_take_the_words_they_once_took(shipped: Matcher, wa
     ("russia-dprk-treaty", "Seoul warns of growing rapprochement",
      "Officials see Russia and North Korea drawing ever closer."),
     # Russian aircraft and submarine technology for Pyongyang; North Korea's other voices.
+    ("russia-dprk-treaty", "Moskau könnte Pjöngjang Su-57 überlassen", ""),
     ("russia-dprk-treaty", "Admiral: Moscow may pay for Pyongyang's troops with Su-27 jets", ""),
     ("russia-dprk-treaty", "Росія може віддати КНДР МіГ-29 за солдатів", ""),
     ("russia-dprk-treaty", "러, 북에 핵잠수함 부품 넘겨", "정부는 북한과 러시아의 거래를 확인하지 않았다."),
@@ -271,6 +272,14 @@ def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia
     assert lists(shipped, "Stoltenberg warnt vor russischer Hilfe für Nordkoreas Raketenprogramm") == {
         "russia-dprk-treaty"}
     assert "dprk-troops" in lists(shipped, "Budanow: Nordkorea liefert Russland Raketen")
+
+
+def test_an_analysis_of_the_pact_is_not_arms_news_for_its_teaser_naming_weapons(shipped: Matcher) -> None:
+    assert lists(shipped, "Der Pakt zwischen Moskau und Pjöngjang setzt Seoul unter Druck",
+                 "Liefert Südkorea Waffen an die Ukraine, könnte Russland Nordkorea Raketentechnik geben.") == {
+        "russia-dprk-treaty"}
+    # Arms in the headline stay arms news, pact or not.
+    assert "dprk-troops" in lists(shipped, "Seoul: Nordkorea liefert Russland Raketen – trotz Pakt-Kritik")
 
 
 def test_north_koreas_own_recruits_are_not_troops_for_russia(shipped: Matcher) -> None:
