@@ -318,7 +318,8 @@ def test_kursk_villages_and_captures_are_front_news_and_the_reactor_is_not(shipp
     for title, summary in (("Росіяни заявили про захоплення Свердликова", ""),
                            ("Ukraine verliert Dorf Darjino im Grenzgebiet",
                             "Russische Truppen haben das Dorf zurückerobert."),
-                           ("Zeit: у битві за Курщину немає переможців", "")):
+                           ("Zeit: у битві за Курщину немає переможців", ""),
+                           ("Курщина: з відвойованих сіл вивезли 800 людей", "")):
         assert "kursk-front" in lists(shipped, title, summary), title
     # Russian "операций" is any operation (a reactor's start-up), not Ukraine's Kursk operation; "darin" is
     # not Darjino.
