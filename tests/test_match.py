@@ -321,9 +321,11 @@ def test_kursk_villages_and_captures_are_front_news_and_the_reactor_is_not(shipp
                            ("Zeit: у битві за Курщину немає переможців", ""),
                            ("Курщина: з відвойованих сіл вивезли 800 людей", "")):
         assert "kursk-front" in lists(shipped, title, summary), title
-    # Russian "операций" is any operation (a reactor's start-up), not Ukraine's Kursk operation; "darin" is
-    # not Darjino.
+    # Russian "операций" is any operation (a reactor's start-up), not Ukraine's Kursk operation; town twinning
+    # is the region's diplomacy; "darin" is not Darjino.
     for title, summary in (("Лихачёв объявил о начале пусковых операций на Курской АЭС-2", ""),
+                           ("Курськ шукає місто-побратима в КНДР",
+                            "Губернатор попросив МЗС підібрати партнера для прикордонних районів."),
                            ("Darin sind sich alle einig: Kim schickt Soldaten", "Experten sehen im Krieg Prestige.")):
         assert "kursk-front" not in lists(shipped, title, summary), title
 
