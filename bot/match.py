@@ -8,7 +8,8 @@ How a term is compared (mode):
   Stems of three letters or fewer must be the whole word plus at most two letters (Kim, Kims, not
   Kimchi). Long stems (>= 8 letters) also accept a word whose start is within the term's threshold
   by rapidfuzz ratio (one typo or transliteration slip). Multi-word terms must match consecutive words.
-- exact: the folded words must be equal; no stemming, no fuzz (Korean: a trailing particle aside).
+- exact: the folded words must be equal; no stemming, no fuzz (Korean: a trailing particle aside, and a single
+  Han character glued to a Korean word, as in 北노동자, counts on its own).
 - acronym: case-sensitive, whole words of the original text (DPRK, KN-23).
 - regex: RE2 over the original text (linear time: an admin's pattern cannot hang the bot).
 
