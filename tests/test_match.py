@@ -346,6 +346,11 @@ def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it
         assert "kursk-front" in lists(shipped, title), title
     assert "kursk-front" not in lists(shipped, "Moskau dankt Pjöngjang für Hilfe in Kursk",
                                       "Putin empfing den Botschafter.")
+    # Greetings and concerts in the soldiers' honour are diplomacy and commemoration too.
+    assert "kursk-front" not in lists(shipped, "Medwedew gratuliert Kim – und lobt Nordkoreas Soldaten im Raum Kursk",
+                                      "Zum Jahrestag nannte er den Einsatz ein Zeichen der Freundschaft.")
+    assert "kursk-front" not in lists(shipped, "Kim weint bei Konzert für heimgekehrte Minenräumer",
+                                      "Das Regiment war aus dem Raum Kursk zurückgekehrt, wo es Minen geräumt hatte.")
 
 
 @pytest.mark.parametrize("title", [
