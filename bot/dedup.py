@@ -209,8 +209,7 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
 # Words that announce more of the same ("drei weitere Dörfer", "another strike", "ещё три села"): a
 # headline with one reports the next event, not a copy of an earlier headline without it. ("Again" words
 # are left out: outlets put "again without power" on the same outage; so is Korean 추가, also "additional".)
-_FOLLOW_UP = frozenset(fold_word(fold_chars(w)) for w in
-                       ("weitere", "weiteren", "weiterer", "weiteres", "further", "another", "ещё"))
+_FOLLOW_UP = frozenset(title_tokens("weitere weiteren weiterer weiteres further another ещё"))
 
 
 def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str], bool]) -> bool:

@@ -435,22 +435,11 @@ class Matcher:
             return None
         wl = self.watchlists[wi]
 
-        titled: dict[str, bool] = {}  # per group, computed once: most rules share their groups
-        tops: dict[str, float] = {}
-
-        def in_title(group: str) -> bool:
-            known = titled.get(group)
-            if known is None:
-                known = titled[group] = any(e[3].field == "title" for e in token_groups.get(group, ())) or any(
-                    h.field == "title" for h in regex_groups.get(group, ()))
-            return known
-
-        def top_score(group: str) -> float:
-            known = tops.get(group)
-            if known is None:
-                known = tops[group] = max([round(e[1], 1) for e in token_groups.get(group, ())]
-                                          + [h.score for h in regex_groups.get(group, ())])
-            return known
+        # Per group present, once (most rules share their groups): does it hit the headline, its best score.
+        titled = {g: any(e[3].field == "title" for e in token_groups.get(g, ()))
+                  or any(h.field == "title" for h in regex_groups.get(g, ())) for g in present}
+        top = {g: max([round(e[1], 1) for e in token_groups.get(g, ())] + [h.score for h in regex_groups.get(g, ())])
+               for g in present}
 
         best: tuple[float, tuple[str, ...]] | None = None
         for rule in wl.rules:
@@ -460,16 +449,16 @@ class Matcher:
                 continue
             if rule.unless_any and any(g in present for g in rule.unless_any):
                 continue
-            if any(in_title(g) for g in rule.unless_title):
+            if any(titled.get(g, False) for g in rule.unless_title):
                 continue
-            if rule.title and not all(in_title(g) for g in rule.title):
+            if rule.title and not all(titled[g] for g in rule.title):
                 continue
             if rule.near is not None:
                 positions = {g: [e[0] for e in token_groups.get(g, ())] + [h.position for h in regex_groups.get(g, ())]
                              for g in rule.groups}
                 if not _near(positions, rule.near):
                     continue
-            score = min(top_score(g) for g in rule.groups)
+            score = min(top[g] for g in rule.groups)
             if best is None or score > best[0]:
                 best = (score, rule.groups)
         if best is None:
