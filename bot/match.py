@@ -25,6 +25,7 @@ of terms; rapidfuzz only runs for long candidate words that share the first two 
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -82,6 +83,7 @@ class _Atom:
     term: Term
     parts: tuple[str, ...]  # folded stems (fuzzy), folded words (exact), original words (acronym)
     threshold: float
+    later: tuple[int, ...] = ()  # for phrases: an id per later word's (part, threshold, mode), see _rest_score
 
 
 # Korean case particles and endings that attach to a noun (북러 조약을, 리창은, 쿠르스크에서), longest first.
@@ -146,7 +148,7 @@ class _Tokens:
     @property
     def orig(self) -> list[str]:
         if self._orig is None:
-            orig = words(clean(self.text))
+            orig = fast_words(clean(self.text))
             self._orig = orig if len(orig) == len(self.folded) else self.folded
         return self._orig
 
@@ -166,7 +168,10 @@ class Matcher:
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
-        self._folded: dict[str, str] = {}  # fold_word per word, for the later words of phrases
+        # The later words of phrases: (part, threshold, exact) -> id, and (id, word) -> score, cached.
+        self._part_ids: dict[tuple[str, float, bool], int] = {}
+        self._part_of: dict[int, tuple[str, float, bool]] = {}
+        self._later_scores: dict[tuple[int, str], float] = {}
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
@@ -192,6 +197,13 @@ class Matcher:
         for key, atoms in self._acronym.items():
             self._acronym_by_folded.setdefault(fold_chars(key), []).extend(atoms)
         self._acronym_folded = frozenset(self._acronym_by_folded)
+        self._part_of = {i: key for key, i in self._part_ids.items()}
+        self._all_watchlists = set(range(len(self.watchlists)))
+        # Per watchlist, each rule with its groups as sets (subset tests run in C).
+        self._rule_sets = [
+            [(rule, frozenset(rule.groups), frozenset(rule.unless), frozenset(rule.unless_any)) for rule in wl.rules]
+            for wl in self.watchlists
+        ]
 
     def _add(self, wi: int, group: str, term: Term, default_threshold: float) -> None:
         threshold = term.threshold or default_threshold
@@ -209,15 +221,20 @@ class Matcher:
             if not folded:
                 continue
             if term.mode == "exact":
-                self._exact.setdefault(folded[0], []).append(_Atom(wi, group, term, folded, threshold))
+                self._exact.setdefault(folded[0], []).append(
+                    _Atom(wi, group, term, folded, threshold, self._later_ids(folded, threshold, True)))
                 continue
             stems = tuple(stem(w) for w in folded)
-            atom = _Atom(wi, group, term, stems, threshold)
+            atom = _Atom(wi, group, term, stems, threshold, self._later_ids(stems, threshold, False))
             first = stems[0]
             key_len = min(3, len(first))
             self._prefix[key_len - 1].setdefault(first[:key_len], []).append(atom)
             if len(first) >= _FUZZY_MIN and not _HANGUL.search(first) and _can_fuzz(len(first), threshold):
                 self._fuzzy.setdefault(first[:2], []).append(atom)
+
+    def _later_ids(self, parts: tuple[str, ...], threshold: float, exact: bool) -> tuple[int, ...]:
+        """An id for each later word of a phrase, shared by every phrase with that word, threshold and mode."""
+        return tuple(self._part_ids.setdefault((part, threshold, exact), len(self._part_ids)) for part in parts[1:])
 
     # -- per word lookup -------------------------------------------------------------------
 
@@ -326,13 +343,20 @@ class Matcher:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
         if not self._regex:
+            # The watchlists some rule of which the groups present could satisfy: the position walk
+            # below only needs their atoms (a third of the hits, on a stream like bench_matching's, are
+            # words of a list that cannot match the item anyway).
+            live: set[int] = set()
             rules_by_key = self._rules_by_key
             for group_key in keys:
-                rules = rules_by_key.get(group_key)
-                if rules is not None and any(rule <= keys for rule in rules):
-                    break
-            else:
+                if group_key[0] not in live:
+                    rules = rules_by_key.get(group_key)
+                    if rules is not None and any(rule <= keys for rule in rules):
+                        live.add(group_key[0])
+            if not live:
                 return []  # the common case: nothing can match, skip the position walk
+        else:
+            live = self._all_watchlists
         # Stage 2: positions, multi-word terms and acronyms.
         fields = [_Tokens(title, title_words, 0, "title")]
         if summary_words:
@@ -352,10 +376,9 @@ class Matcher:
                 if not found:
                     continue
                 for atom, score in found:
-                    if summary_field and i >= seen_words[reach[atom.watchlist]]:
+                    if atom.watchlist not in live or (summary_field and i >= seen_words[reach[atom.watchlist]]):
                         continue
-                    n = len(atom.parts)
-                    if n > 1:
+                    if atom.later:
                         score = self._rest_score(atom, folded, i, score)
                         if not score:
                             continue
@@ -400,28 +423,24 @@ class Matcher:
     def _possible(self, wi: int, groups: AbstractSet[str]) -> bool:
         """Could a watchlist match with these groups present? A superset test: NEAR, multi-word terms
         and exclusions are checked later on positions."""
-        return any(
-            all(g in groups for g in rule.groups) for rule in self.watchlists[wi].rules
-        )
+        return any(rule_groups <= groups for _rule, rule_groups, _u, _ua in self._rule_sets[wi])
 
     def _rest_score(self, atom: _Atom, folded: list[str], i: int, score: float) -> float:
         """Score of a multi-word term starting at word i (0 when the following words do not match)."""
-        n = len(atom.parts)
-        if i + n > len(folded):
+        later = atom.later
+        if i + len(later) >= len(folded):
             return 0.0
-        exact = atom.term.mode == "exact"
-        known = self._folded
-        for k in range(1, n):
-            raw_word = folded[i + k]
-            word = known.get(raw_word)
-            if word is None:  # the words after a phrase's first word recur as often: fold each once
-                if len(known) >= _CACHE_LIMIT:
-                    known.clear()
-                word = known[raw_word] = fold_word(raw_word)
-            if exact:
-                s = 100.0 if word == atom.parts[k] else 0.0
-            else:
-                s = _word_score(atom.parts[k], word, atom.threshold, True)
+        scores = self._later_scores
+        for k, part_id in enumerate(later, i + 1):
+            raw_word = folded[k]
+            s = scores.get((part_id, raw_word))
+            if s is None:  # the words after a phrase's first word recur as often: score each pair once
+                if len(scores) >= _CACHE_LIMIT:
+                    scores.clear()
+                part, threshold, exact = self._part_of[part_id]
+                word = fold_word(raw_word)
+                s = (100.0 if word == part else 0.0) if exact else _word_score(part, word, threshold, True)
+                scores[(part_id, raw_word)] = s
             if not s:
                 return 0.0
             score = min(score, s)
@@ -435,19 +454,25 @@ class Matcher:
             return None
         wl = self.watchlists[wi]
 
-        # Per group present, once (most rules share their groups): does it hit the headline, its best score.
-        titled = {g: any(e[3].field == "title" for e in token_groups.get(g, ()))
-                  or any(h.field == "title" for h in regex_groups.get(g, ())) for g in present}
-        top = {g: max([round(e[1], 1) for e in token_groups.get(g, ())] + [h.score for h in regex_groups.get(g, ())])
-               for g in present}
+        # Per group present, once (most rules share their groups): does it hit the headline (a group's
+        # entries are in walk order, headline first), its best score (rounding keeps the order of scores).
+        if regex_groups:
+            titled = {g: (g in token_groups and token_groups[g][0][3].field == "title")
+                      or any(h.field == "title" for h in regex_groups.get(g, ())) for g in present}
+            top = {g: max(round(max(map(_score_of, token_groups[g])), 1) if g in token_groups else 0.0,
+                          max((h.score for h in regex_groups.get(g, ())), default=0.0))
+                   for g in present}
+        else:
+            titled = {g: entries[0][3].field == "title" for g, entries in token_groups.items()}
+            top = {g: round(max(map(_score_of, entries)), 1) for g, entries in token_groups.items()}
 
         best: tuple[float, tuple[str, ...]] | None = None
-        for rule in wl.rules:
-            if not all(g in present for g in rule.groups):
+        for rule, groups, unless, unless_any in self._rule_sets[wi]:
+            if not groups <= present:
                 continue
-            if rule.unless and all(g in present for g in rule.unless):
+            if unless and unless <= present:
                 continue
-            if rule.unless_any and any(g in present for g in rule.unless_any):
+            if unless_any and not unless_any.isdisjoint(present):
                 continue
             if any(titled.get(g, False) for g in rule.unless_title):
                 continue
@@ -463,16 +488,19 @@ class Matcher:
                 best = (score, rule.groups)
         if best is None:
             return None
-        hits = [
-            hit
-            for g in best[1]
-            for hit in (*(_term_hit(e) for e in token_groups.get(g, ())), *regex_groups.get(g, ()))
-        ]
-        hits.sort(key=lambda h: h.position)
+        hits: list[TermHit] = []
+        for g in best[1]:
+            for position, score, atom, tokens, i in token_groups.get(g, ()):
+                n = len(atom.parts)
+                text = tokens.orig[i] if n == 1 else " ".join(tokens.orig[i : i + n])
+                hits.append(TermHit(atom.term.term, text, tokens.field, position, round(score, 1)))
+            hits += regex_groups.get(g, ())
+        hits.sort(key=_position_of)
         return Match(wl.id, best[0], tuple(hits))
 
 
 _BREAK = "__mediabot_field_break__"
+_score_of = operator.itemgetter(1)  # an _Entry's score
 
 
 def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
@@ -487,10 +515,8 @@ def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
     return folded[:cut], folded[cut + 1 :]
 
 
-def _term_hit(entry: _Entry) -> TermHit:
-    position, score, atom, tokens, i = entry
-    return TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, position,
-                   round(score, 1))
+def _position_of(hit: TermHit) -> int:
+    return hit.position
 
 
 def _near(positions: dict[str, list[int]], within: int) -> bool:
