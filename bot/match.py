@@ -412,18 +412,11 @@ class Matcher:
             token_groups = raw.get(wi, {})
             regex_groups = regex_hits.get(wi, {})
             present = token_groups.keys() | regex_groups.keys()
-            if _EXCLUDE in present or not self._possible(wi, present):
-                continue  # cheap pre-check before the rules are walked
             decided = self._decide(wi, present, token_groups, regex_groups)
             if decided is not None:
                 matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
         return matches
-
-    def _possible(self, wi: int, groups: AbstractSet[str]) -> bool:
-        """Could a watchlist match with these groups present? A superset test: NEAR, multi-word terms
-        and exclusions are checked later on positions."""
-        return any(rule_groups <= groups for _rule, rule_groups, _u, _ua in self._rule_sets[wi])
 
     def _rest_score(self, atom: _Atom, folded: list[str], i: int, score: float) -> float:
         """Score of a multi-word term starting at word i (0 when the following words do not match)."""
@@ -452,28 +445,23 @@ class Matcher:
         spelling of each hit word) are built only for the winning rule's groups."""
         if _EXCLUDE in present:
             return None
-        wl = self.watchlists[wi]
+        # The rules whose group tests hold (set tests, cheap); headline, NEAR and scores only for those.
+        rules = [rule for rule, groups, unless, unless_any in self._rule_sets[wi]
+                 if groups <= present and not (unless and unless <= present)
+                 and not (unless_any and not unless_any.isdisjoint(present))]
+        if not rules:
+            return None
 
         # Per group present, once (most rules share their groups): does it hit the headline (a group's
         # entries are in walk order, headline first), its best score (rounding keeps the order of scores).
-        if regex_groups:
-            titled = {g: (g in token_groups and token_groups[g][0][3].field == "title")
-                      or any(h.field == "title" for h in regex_groups.get(g, ())) for g in present}
-            top = {g: max(round(max(map(_score_of, token_groups[g])), 1) if g in token_groups else 0.0,
-                          max((h.score for h in regex_groups.get(g, ())), default=0.0))
-                   for g in present}
-        else:
-            titled = {g: entries[0][3].field == "title" for g, entries in token_groups.items()}
-            top = {g: round(max(map(_score_of, entries)), 1) for g, entries in token_groups.items()}
+        titled = {g: entries[0][3].field == "title" for g, entries in token_groups.items()}
+        top = {g: round(max(map(_score_of, entries)), 1) for g, entries in token_groups.items()}
+        for g, regex in regex_groups.items():
+            titled[g] = titled.get(g, False) or any(h.field == "title" for h in regex)
+            top[g] = max(top.get(g, 0.0), max(h.score for h in regex))
 
         best: tuple[float, tuple[str, ...]] | None = None
-        for rule, groups, unless, unless_any in self._rule_sets[wi]:
-            if not groups <= present:
-                continue
-            if unless and unless <= present:
-                continue
-            if unless_any and not unless_any.isdisjoint(present):
-                continue
+        for rule in rules:
             if any(titled.get(g, False) for g in rule.unless_title):
                 continue
             if rule.title and not all(titled[g] for g in rule.title):
@@ -488,19 +476,18 @@ class Matcher:
                 best = (score, rule.groups)
         if best is None:
             return None
-        hits: list[TermHit] = []
+        hits = [TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, position,
+                        round(score, 1))
+                for g in best[1] for position, score, atom, tokens, i in token_groups.get(g, ())]
         for g in best[1]:
-            for position, score, atom, tokens, i in token_groups.get(g, ()):
-                n = len(atom.parts)
-                text = tokens.orig[i] if n == 1 else " ".join(tokens.orig[i : i + n])
-                hits.append(TermHit(atom.term.term, text, tokens.field, position, round(score, 1)))
             hits += regex_groups.get(g, ())
         hits.sort(key=_position_of)
-        return Match(wl.id, best[0], tuple(hits))
+        return Match(self.watchlists[wi].id, best[0], tuple(hits))
 
 
 _BREAK = "__mediabot_field_break__"
 _score_of = operator.itemgetter(1)  # an _Entry's score
+_position_of = operator.attrgetter("position")  # a TermHit's
 
 
 def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
@@ -513,10 +500,6 @@ def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:
     except ValueError:  # cannot happen unless NFKC changed the marker; fall back to two passes
         return fast_words(fold_chars(title)), fast_words(fold_chars(summary))
     return folded[:cut], folded[cut + 1 :]
-
-
-def _position_of(hit: TermHit) -> int:
-    return hit.position
 
 
 def _near(positions: dict[str, list[int]], within: int) -> bool:
