@@ -9,8 +9,9 @@ written later by someone who had not seen the watchlists (found by name); held =
 The russia-dprk-treaty and kursk-front labels are scored as most of their blind readers gave them
 (`treaty_readers.jsonl`, `kursk_readers.jsonl`), not as the one writer of each item did: where "the cooperation
 around it" ends, and whether a story that names Kursk is about the war there, is read differently by different
-careful readers, so each item's label is the majority of five readings. `--labels writers` scores against the
-writers' labels instead; the summary prints both.
+careful readers, so each item's label is the majority of five readings (the dprk-troops label too, where blind
+readers read it: holdout40 to 43). `--labels writers` scores against the writers' labels instead; the summary prints
+both.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ BLIND_SETS = sorted((m.group(1) for p in CORPUS.glob("matching_holdout*.jsonl") 
 
 TREATY = "russia-dprk-treaty"
 KURSK = "kursk-front"
+TROOPS = "dprk-troops"
 
 # Blind readers (`<label>_readers.jsonl`: one line per reading, {"id", "reader", "<field>": bool, "unsure"}). An
 # item's label is the majority of its primary readings. Treaty: F and G read every held-back item, T and U the
@@ -44,10 +46,12 @@ KURSK = "kursk-front"
 # of those items again, tuning and held-back mixed in each reader's batch (so a reader's leaning weighs on both
 # parts alike); H and V broke ties when only two readings existed; E read two sets as a pilot and is not counted.
 # Kursk: M, N, O, P and Q read every item that names Kursk or Sudzha, carries the writers' label or alerts on the
-# list, tuning and held-back mixed.
+# list, tuning and held-back mixed. Troops: R, S, W, X and Y read every item of holdout40 to 43 (the other items keep
+# the writers' label, which the earlier second readers A-D confirmed almost fully).
 READINGS = {
     TREATY: ("treaty_readers.jsonl", "treaty", {"F", "G", "T", "U", "J", "K", "L"}, ("H", "V")),
     KURSK: ("kursk_readers.jsonl", "kursk", {"M", "N", "O", "P", "Q"}, ()),
+    TROOPS: ("troops_readers.jsonl", "troops", {"R", "S", "W", "X", "Y"}, ()),
 }
 
 

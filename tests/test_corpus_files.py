@@ -90,6 +90,12 @@ def test_every_kursk_reading_has_its_five_readers() -> None:
     assert readers and all(v == {"M", "N", "O", "P", "Q"} for v in readers.values())
 
 
+def test_every_troop_reading_has_its_five_readers() -> None:
+    known = {row["id"] for path in CORPUS.glob("matching*.jsonl") for row in _rows(path)}
+    readers = _readers("troops_readers.jsonl", "troops", _item, known)
+    assert readers and all(v == {"R", "S", "W", "X", "Y"} for v in readers.values())
+
+
 def test_every_dedup_pair_has_five_readings_of_items_that_exist() -> None:
     ids = {row["id"] for name in ("dedup.jsonl", "dedup_sameday.jsonl") for row in _rows(CORPUS / name)}
     pairs = _readers("dedup_readers.jsonl", "same", lambda row: (row["a"], row["b"]), ids)
