@@ -282,6 +282,16 @@ def test_an_analysis_of_the_pact_is_not_arms_news_for_its_teaser_naming_weapons(
     assert "dprk-troops" in lists(shipped, "Seoul: Nordkorea liefert Russland Raketen – trotz Pakt-Kritik")
 
 
+def test_shells_for_russia_in_a_summit_story_are_arms_news_but_talk_nearby_is_not(shipped: Matcher) -> None:
+    title = "Vor dem Gipfel: Was Kim von Putin will"
+    # North Korea, its shells and Russia in one phrase: a supply, whatever the meeting around it.
+    assert lists(shipped, title, "Beim Treffen in Wladiwostok dürfte es um nordkoreanische Granaten für Russland "
+                                 "gehen, glauben Diplomaten in Seoul.") == {"dprk-troops", "russia-dprk-treaty"}
+    # The same words spread over the sentence of a summit story stay treaty news only.
+    assert lists(shipped, title, "Beim Treffen in Wladiwostok dürfte es um Granaten gehen; Russland braucht sie, "
+                                 "sagen Diplomaten über Nordkorea.") == {"russia-dprk-treaty"}
+
+
 def test_north_koreas_own_recruits_are_not_troops_for_russia(shipped: Matcher) -> None:
     assert "dprk-troops" not in lists(shipped, "North Korea's army recruits more teenagers",
                                       "Conscription age lowered, state media say.")
