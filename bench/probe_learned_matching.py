@@ -1,7 +1,7 @@
 """Would a model learned from the labelled corpus generalise to later held-back sets better than the rules?
 A probe, not a feature.
 
-    .venv/bin/python bench/probe_learned_matching.py [--block 6] [--threshold 0.5]
+    .venv/bin/python bench/probe_learned_matching.py [--block 8] [--threshold 0.5]
 
 Forward chaining, in the order the held-back sets were written: for each block of sets (holdout13 onwards,
 `--block` sets at a time), a logistic regression is trained on everything written before the block (the
@@ -119,7 +119,7 @@ def pr(counts: list[int]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--block", type=int, default=6, help="held-back sets per block")
+    ap.add_argument("--block", type=int, default=8, help="held-back sets per block")
     ap.add_argument("--threshold", type=float, default=0.5, help="model probability that counts as a match")
     args = ap.parse_args()
     rows = load_rows()
