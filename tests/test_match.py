@@ -348,6 +348,16 @@ def test_search_teams_recovering_soldiers_of_1942_are_history(shipped: Matcher) 
         assert "kursk-front" not in lists(shipped, title, summary), title
 
 
+def test_moscows_kursk_station_and_road_crashes_near_kursk_are_not_front_news(shipped: Matcher) -> None:
+    assert "kursk-front" not in lists(shipped, "Kursker Bahnhof in Moskau nach Bombendrohung evakuiert",
+                                      "Reisende mussten den Bahnhof verlassen, die Polizei suchte nach Sprengstoff.")
+    assert "kursk-front" not in lists(shipped, "Frontalzusammenstoß bei Kursk: zwei Fahrer verletzt",
+                                      "Auf der Fernstraße nach Woronesch kam es zu einem Unfall zweier Lastwagen.")
+    # The station's name is exact: troops "stationed in Kursk" are still front news.
+    assert "kursk-front" in lists(shipped, "HUR: Nordkoreanische Soldaten weiter im Gebiet Kursk stationiert",
+                                  "Die Truppen beschießen laut Kiew ukrainische Grenzorte mit Artillerie.")
+
+
 def test_demining_of_kursk_is_front_news_even_when_north_korea_is_thanked_for_it(shipped: Matcher) -> None:
     # A thank-you to Pyongyang is diplomacy; clearing the region's mines is what kursk-front follows.
     for title in ("Kursk: 120 Dörfer minenfrei – dank nordkoreanischer Pioniere",
