@@ -274,6 +274,17 @@ def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia
     assert "dprk-troops" in lists(shipped, "Budanow: Nordkorea liefert Russland Raketen")
 
 
+def test_russian_missile_or_nuclear_technology_for_pyongyang_in_the_headline_is_not_arms_for_russia(
+        shipped: Matcher) -> None:
+    assert "dprk-troops" not in lists(shipped, "Tokio fürchtet: Pjöngjang könnte russische Raketentechnik erhalten",
+                                      "Moskau könnte Nordkorea Technik für Atomwaffen und Raketen liefern, heißt es im "
+                                      "Weißbuch.")
+    assert "dprk-troops" not in lists(shipped, "NBC: Washington fürchtet russische Atomhilfe für Kim",
+                                      "Moskau könnte Nordkorea Technik für Raketen auf U-Booten liefern.")
+    assert "dprk-troops" in lists(shipped, "Seoul: Nordkorea liefert Russland Raketen",
+                                  "Die Raketentechnik stamme aus eigener Produktion, sagt der Geheimdienst.")
+
+
 def test_an_analysis_of_the_pact_is_not_arms_news_for_its_teaser_naming_weapons(shipped: Matcher) -> None:
     assert lists(shipped, "Der Pakt zwischen Moskau und Pjöngjang setzt Seoul unter Druck",
                  "Liefert Südkorea Waffen an die Ukraine, könnte Russland Nordkorea Raketentechnik geben.") == {
