@@ -274,6 +274,11 @@ def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia
     assert "dprk-troops" in lists(shipped, "Budanow: Nordkorea liefert Russland Raketen")
 
 
+def test_reactors_for_pyongyang_are_russian_help_and_treaty_news(shipped: Matcher) -> None:
+    assert "russia-dprk-treaty" in lists(shipped, "Russischer Frachter hatte zwei Reaktoren für Nordkorea geladen",
+                                         "Ermittler fanden die Ladung im Wrack im Mittelmeer.")
+
+
 def test_russian_missile_or_nuclear_technology_for_pyongyang_in_the_headline_is_not_arms_for_russia(
         shipped: Matcher) -> None:
     assert "dprk-troops" not in lists(shipped, "Tokio fürchtet: Pjöngjang könnte russische Raketentechnik erhalten",
