@@ -20,6 +20,7 @@ import argparse
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,23 @@ def reader_labels(label: str) -> dict[str, bool]:
     return out
 
 
+def corpus_rows(paths: Iterable[Path], readers: dict[str, dict[str, bool]] | None) -> list[dict[str, Any]]:
+    """Every item of these corpus files with its `part` (tune, holdout, or a later held-back set by name, reported
+    apart) and its `writer_labels`; its `labels` are the blind readers' majority where they read it (the writers'
+    labels when `readers` is None)."""
+    rows = []
+    for path in paths:
+        blind = BLIND_SET.fullmatch(path.name)
+        for row in read_jsonl(path):
+            row["part"] = blind.group(1) if blind else row["split"]
+            row["writer_labels"] = list(row.get("labels", []))
+            if readers is not None:
+                row["labels"] = [x for x in row["writer_labels"] if x not in readers or row["id"] not in readers[x]]
+                row["labels"] += [x for x in readers if readers[x].get(row["id"])]
+            rows.append(row)
+    return rows
+
+
 def _tally(counts: list[int], got: bool, want: bool) -> str | None:
     """Count one item into [tp, fp, fn]; "FP" or "FN" when it was an error."""
     if got and want:
@@ -101,17 +119,7 @@ def main() -> int:
     config = load_config(args.watchlists)
     matcher = Matcher(config.watchlists)
     ids = [w.id for w in config.watchlists]
-    rows = []
-    for path in args.corpus:
-        # Later held-back sets (written blind to the watchlists) are reported apart.
-        blind = BLIND_SET.fullmatch(path.name)
-        for row in read_jsonl(path):
-            row["part"] = blind.group(1) if blind else row["split"]
-            row["writer_labels"] = list(row.get("labels", []))
-            if args.labels == "readers":
-                row["labels"] = [x for x in row["writer_labels"] if x not in readers or row["id"] not in readers[x]]
-                row["labels"] += [x for x in readers if readers[x].get(row["id"])]
-            rows.append(row)
+    rows = corpus_rows(args.corpus, readers if args.labels == "readers" else None)
     # counts[part][watchlist] = [tp, fp, fn]; other[label][part] = the list against the other labels
     counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     other: dict[str, dict[str, list[int]]] = {label: defaultdict(lambda: [0, 0, 0]) for label in readers}

@@ -33,28 +33,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._corpus import read_jsonl  # noqa: E402
-from bench.eval_matching import BLIND_SET, CORPUS, READINGS, reader_labels  # noqa: E402
+from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _pr, _tally, corpus_rows, reader_labels  # noqa: E402
 from bot.config import Rule, Watchlist, load_config  # noqa: E402
 from bot.match import Matcher, stem  # noqa: E402
 from bot.text import fold, words  # noqa: E402
 
 FIRST_BLOCKED = 13  # the sets before this one were few and small; they only ever train
 EPOCHS, RATE, L2, MIN_COUNT = 15, 0.1, 1e-4, 3
-
-
-def load_rows() -> list[dict[str, Any]]:
-    """Every corpus item with its part and its labels (the blind readers' where they read it)."""
-    readers = {label: reader_labels(label) for label in READINGS}
-    rows = []
-    for path in sorted(CORPUS.glob("matching*.jsonl")):
-        blind = BLIND_SET.fullmatch(path.name)
-        for row in read_jsonl(path):
-            row["part"] = blind.group(1) if blind else row["split"]
-            labels = {x for x in row.get("labels", []) if x not in readers or row["id"] not in readers[x]}
-            row["labels"] = labels | {x for x in readers if readers[x].get(row["id"])}
-            rows.append(row)
-    return rows
 
 
 def group_probes(wl: Watchlist) -> list[Watchlist]:
@@ -103,16 +88,8 @@ class Logistic:
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
-def blocks(parts: set[str], size: int) -> list[list[str]]:
-    later = sorted((p for p in parts if p.startswith("holdout") and p[7:].isdigit() and int(p[7:]) >= FIRST_BLOCKED),
-                   key=lambda p: int(p[7:]))
-    return [later[i : i + size] for i in range(0, len(later), size)]
-
-
 def pr(counts: list[int]) -> str:
-    tp, fp, fn = counts
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
+    p, r = _pr(*counts)
     f1 = 2 * p * r / (p + r) if p + r else 0.0
     return f"{p:.3f}/{r:.3f} F1 {f1:.3f}"
 
@@ -122,13 +99,12 @@ def main() -> int:
     ap.add_argument("--block", type=int, default=8, help="held-back sets per block")
     ap.add_argument("--threshold", type=float, default=0.5, help="model probability that counts as a match")
     args = ap.parse_args()
-    rows = load_rows()
+    rows = corpus_rows(sorted(CORPUS.glob("matching*.jsonl")), {label: reader_labels(label) for label in READINGS})
     config = load_config(ROOT / "watchlists")
     shipped = Matcher(config.watchlists)
-    order = ["tune", "holdout", *sorted({r["part"] for r in rows if r["part"] not in ("tune", "holdout")},
-                                        key=lambda p: int(p[7:]))]
-    rank = {p: i for i, p in enumerate(order)}
-    chunks = blocks({r["part"] for r in rows}, args.block)
+    rank = {p: i for i, p in enumerate(["tune", "holdout", *BLIND_SETS])}  # the order the parts were written in
+    later = BLIND_SETS[BLIND_SETS.index(f"holdout{FIRST_BLOCKED}"):]
+    chunks = [later[i : i + args.block] for i in range(0, len(later), args.block)]
     print(f"{len(rows)} items; blocks: {', '.join(f'{c[0]}-{c[-1][7:]}' for c in chunks)}; "
           f"threshold {args.threshold}; P/R per block, then over all blocks")
     for wl in config.watchlists:
@@ -147,13 +123,7 @@ def main() -> int:
                 full = full_model.prob(feats[i][1]) >= args.threshold
                 for name, got in (("rules", feats[i][2]), ("words", bag_model.prob(feats[i][0]) >= args.threshold),
                                   ("words+rules", full), ("rules AND model", feats[i][2] and full)):
-                    c = counts[name]
-                    if got and want:
-                        c[0] += 1
-                    elif got:
-                        c[1] += 1
-                    elif want:
-                        c[2] += 1
+                    _tally(counts[name], got, want)
             for name, c in counts.items():
                 total[name] = [a + b for a, b in zip(total[name], c, strict=True)]
             print(f"  {chunk[0]}-{chunk[-1][7:]:3} ({len(test):4} items, {len(train):4} to learn from)  " +
