@@ -208,15 +208,19 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
 
 # Words that announce more of the same ("drei weitere Dörfer", "another strike", "ещё три села"): a
 # headline with one reports the next event, not a copy of an earlier headline without it. ("Again" words
-# are left out: outlets put "again without power" on the same outage; so is Korean 추가, also "additional".)
+# are left out: outlets put "again without power" on the same outage.) Korean 추가 ("additional") counts only
+# beside a figure ("마을 2곳 추가 탈환", two more villages retaken): alone, Korean copies use it for
+# additional details of the same story ("추가 첩보 분석 중").
 _FOLLOW_UP = frozenset(title_tokens("weitere weiteren weiterer weiteres further another ещё"))
+_FOLLOW_UP_WITH_FIGURE = frozenset(title_tokens("추가 추가로"))
 
 
-def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str], bool]) -> bool:
+def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str], bool],
+              figures: bool = False) -> bool:
     """Does the later headline announce more of the same where the earlier item (headline or teaser:
-    `old_has`, does it contain this stem) says nothing of the kind?"""
-    marks = [w for w in new if w in _FOLLOW_UP]
-    return bool(marks) and not any(w in _FOLLOW_UP for w in old) and not any(
+    `old_has`, does it contain this stem) says nothing of the kind? `figures`: the later headline has one."""
+    marks = [w for w in new if w in _FOLLOW_UP or (figures and w in _FOLLOW_UP_WITH_FIGURE)]
+    return bool(marks) and not any(w in _FOLLOW_UP or w in _FOLLOW_UP_WITH_FIGURE for w in old) and not any(
         old_has(st) for w in marks for st in _stems(w))
 
 
@@ -327,7 +331,7 @@ class StoryIndex:
                         tokens = title_tokens(title)
                     entry_tokens = title_tokens(entry.title)
                     entry_has = partial(_has_word, self._word_ids.get(lang, {}), b)
-                    if follow_up(tokens, entry_tokens, entry_has):
+                    if follow_up(tokens, entry_tokens, entry_has, bool(numbers)):
                         continue
                     if actor_swap(tokens, entry_tokens, ws.__contains__, entry_has):
                         continue

@@ -104,6 +104,27 @@ def test_a_headline_announcing_more_of_the_same_is_the_next_development():
     assert index.check(copy, "b") == "a"
 
 
+def test_korean_more_with_a_figure_is_the_next_development_but_additional_details_fold():
+    """Korean 추가 is "more" beside a figure (two more villages retaken: news) and "additional" without one
+    (an agency copy promising additional details: the same story)."""
+    index = StoryIndex()
+    index.check(_rec("a", "러시아 \"쿠르스크 최대 도시 수자 탈환\"",
+                     "러시아 국방부는 쿠르스크주 수자를 우크라이나군으로부터 되찾았다고 13일 밝혔다. "
+                     "수자는 우크라이나군이 지난해 8월 점령한 쿠르스크주 최대 도시다.", lang="ko"), "a")
+    more = _rec("b", "러시아 \"쿠르스크 수자 인근 마을 2곳 추가 탈환\"",
+                "러시아 국방부는 쿠르스크주 수자 북쪽과 서쪽의 마을 두 곳을 우크라이나군으로부터 "
+                "되찾았다고 15일 밝혔다. 수자 탈환 이틀 만이다.", minutes=2 * 24 * 60, lang="ko")
+    assert index.check(more, "b") is None
+    index = StoryIndex()
+    index.check(_rec("a", "국정원 \"북한군 쿠르스크 배치 완료…교전 중인 듯\"",
+                     "국가정보원은 러시아에 파병된 북한군이 쿠르스크 지역 배치를 마치고 전투에 참여하고 "
+                     "있는 것으로 보인다고 13일 밝혔다. 국정원은 관련 첩보를 분석하고 있다.", lang="ko"), "a")
+    copy = _rec("b", "국정원 \"북한군, 쿠르스크 전투 참여\"…추가 첩보 분석 중",
+                "국가정보원은 러시아에 파병된 북한군이 쿠르스크 지역 배치를 마치고 전투에 참여하고 "
+                "있는 것으로 보인다며 관련 첩보를 분석하고 있다고 13일 밝혔다.", minutes=20, lang="ko")
+    assert index.check(copy, "b") == "a"
+
+
 def test_same_headline_about_someone_else_stays_apart():
     """A template headline with another actor is another story, however much else the two share."""
     index = StoryIndex()
