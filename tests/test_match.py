@@ -268,6 +268,31 @@ def test_shipped_lists_catch_stories_told_by_who_speaks_or_where(shipped: Matche
     assert watchlist in lists(shipped, title, summary)
 
 
+# Found by a search over the treaty list's vetoes and headline requirements on the tuning items and holdout
+# to holdout51 (bench/BENCHMARKS.md); each headline below was missed before.
+@pytest.mark.parametrize(("title", "summary"), [
+    # Both countries in the headline and the pact in the lead: treaty news even when the headline also names
+    # who is worried.
+    ("Tokio besorgt: Nordkorea und Russland rücken militärisch zusammen",
+     "Der Partnerschaftsvertrag vom Juni 2024 verpflichtet beide zu Beistand im Kriegsfall."),
+    # North Korea in the headline, the Russian official who arrives only in the lead.
+    ("Nordkorea: Hoher Gast aus Moskau gelandet", "Sergej Schoigu traf am Mittwoch in Pjöngjang ein."),
+    # A story that cites the pact, even when its headline names Ukraine.
+    ("Estonian weekly: no North Korean troops for Ukraine yet",
+     "North Korea does not plan to send soldiers soon, even as its defence pact with Russia deepens."),
+    # A leader's trip told in the lead.
+    ("Kim verlässt Wladiwostok", "Nach sechs Tagen endet die Russlandreise des Machthabers mit dem Zug."),
+])
+def test_shipped_treaty_list_reads_the_pact_the_visitor_and_the_trip_in_the_lead(shipped: Matcher, title: str,
+                                                                                summary: str) -> None:
+    assert "russia-dprk-treaty" in lists(shipped, title, summary)
+
+
+def test_a_russian_minister_on_civilian_business_in_the_lead_is_not_treaty_news(shipped: Matcher) -> None:
+    assert "russia-dprk-treaty" not in lists(shipped, "Nordkorea lädt russische Touristen an den Strand",
+                                             "Minister Koslow kündigte neue Reisen nach Wonsan an.")
+
+
 def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia(shipped: Matcher) -> None:
     assert lists(shipped, "Stoltenberg warnt vor russischer Hilfe für Nordkoreas Raketenprogramm") == {
         "russia-dprk-treaty"}
