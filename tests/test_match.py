@@ -293,6 +293,14 @@ def test_a_russian_minister_on_civilian_business_in_the_lead_is_not_treaty_news(
                                              "Minister Koslow kündigte neue Reisen nach Wonsan an.")
 
 
+def test_north_korean_soldiers_at_the_inter_korean_front_are_not_russias_war(shipped: Matcher) -> None:
+    assert "dprk-troops" not in lists(shipped, "North Korea starts taking down border loudspeakers",
+                                      "Seoul's military saw North Korean soldiers remove the speakers in frontline "
+                                      "areas, days after the South switched its own off.")
+    assert "dprk-troops" in lists(shipped, "North Korean soldiers reach the front in Russia",
+                                  "Seoul's spy agency says the first units moved from training camps this week.")
+
+
 def test_russian_help_for_pyongyangs_missiles_is_treaty_news_not_arms_for_russia(shipped: Matcher) -> None:
     assert lists(shipped, "Stoltenberg warnt vor russischer Hilfe für Nordkoreas Raketenprogramm") == {
         "russia-dprk-treaty"}
