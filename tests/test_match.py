@@ -288,6 +288,17 @@ def test_shipped_treaty_list_reads_the_pact_the_visitor_and_the_trip_in_the_lead
     assert "russia-dprk-treaty" in lists(shipped, title, summary)
 
 
+# Russian technology in the headline of a troop story, Russia named in the lead.
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Reis und Technologie: Was Nordkorea für seine Soldaten bekommt",
+     "Russland zahle pro Soldat und liefere Weltraumtechnik, schätzt ein Institut in Seoul."),
+    ("Рис и космические технологии: что КНДР получает за своих солдат",
+     "Россия платит за каждого бойца и передаёт спутниковые технологии, считают в Сеуле."),
+])
+def test_russian_technology_in_a_troop_headline_is_treaty_news_too(shipped: Matcher, title: str, summary: str) -> None:
+    assert "russia-dprk-treaty" in lists(shipped, title, summary)
+
+
 def test_a_russian_minister_on_civilian_business_in_the_lead_is_not_treaty_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in lists(shipped, "Nordkorea lädt russische Touristen an den Strand",
                                              "Minister Koslow kündigte neue Reisen nach Wonsan an.")
