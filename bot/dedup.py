@@ -210,7 +210,8 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
 # headline with one reports the next event, not a copy of an earlier headline without it. ("Again" words
 # are left out: outlets put "again without power" on the same outage.) Korean 추가 ("additional") counts only
 # beside a figure ("마을 2곳 추가 탈환", two more villages retaken): alone, Korean copies use it for
-# additional details of the same story ("추가 첩보 분석 중").
+# additional details of the same story ("추가 첩보 분석 중"). (Two syllables are below the index's shortest word, so
+# for 추가 only the earlier headline is checked, not its teaser: it errs towards a second alert.)
 _FOLLOW_UP = frozenset(title_tokens("weitere weiteren weiterer weiteres further another ещё"))
 _FOLLOW_UP_WITH_FIGURE = frozenset(title_tokens("추가 추가로"))
 
