@@ -42,11 +42,13 @@ FIRST_BLOCKED = 13  # the sets before this one were few and small; they only eve
 EPOCHS, RATE, L2, MIN_COUNT = 15, 0.1, 1e-4, 3
 
 
-def group_probes(wl: Watchlist) -> list[Watchlist]:
-    """One watchlist per group of `wl` (matches when the group does), and one per group in the headline."""
+def group_probes(wl: Watchlist, exclusions: bool = False) -> list[Watchlist]:
+    """One watchlist per group of `wl` (matches when the group does), and one per group in the headline; with
+    `exclusions`, the list's exclusions veto them as they veto the list."""
     out = []
     for g in wl.groups:
-        one = replace(wl, id=f"g:{g}", groups={g: wl.groups[g]}, rules=(Rule(groups=(g,)),), exclude=())
+        one = replace(wl, id=f"g:{g}", groups={g: wl.groups[g]}, rules=(Rule(groups=(g,)),),
+                      exclude=wl.exclude if exclusions else ())
         out += [one, replace(one, id=f"t:{g}", rules=(Rule(groups=(g,), title=(g,)),))]
     return out
 

@@ -27,7 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, corpus_rows, reader_labels  # noqa: E402
+from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _tally, corpus_rows, reader_labels  # noqa: E402
+from bench.probe_learned_matching import group_probes  # noqa: E402
 from bot.config import Rule, Watchlist, load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
 
@@ -46,14 +47,9 @@ class Seen:
 
 
 def probes(wl: Watchlist) -> list[Watchlist]:
-    """One watchlist per group (anywhere it reads; in the headline) and one per NEAR rule, without vetoes."""
-    out = []
-    for g in wl.groups:
-        one = replace(wl, id=f"g:{g}", rules=(Rule(groups=(g,)),))
-        out += [one, replace(one, id=f"t:{g}", rules=(Rule(groups=(g,), title=(g,)),))]
-    out += [replace(wl, id=f"n:{i}", rules=(Rule(groups=r.groups, near=r.near),))
-            for i, r in enumerate(wl.rules) if r.near is not None]
-    return out
+    """The one-group watchlists (exclusions applied) and one per NEAR rule, without vetoes."""
+    return group_probes(wl, exclusions=True) + [replace(wl, id=f"n:{i}", rules=(Rule(groups=r.groups, near=r.near),))
+                                                for i, r in enumerate(wl.rules) if r.near is not None]
 
 
 def holds(rule: dict[str, Any], item: Seen) -> bool:
@@ -63,15 +59,11 @@ def holds(rule: dict[str, Any], item: Seen) -> bool:
 
 
 def counts(rules: list[dict[str, Any]], items: list[Seen], train: bool) -> tuple[int, int, int]:
-    tp = fp = fn = 0
+    tally = [0, 0, 0]
     for item in items:
-        if item.train != train:
-            continue
-        got = any(holds(r, item) for r in rules)
-        tp += got and item.want
-        fp += got and not item.want
-        fn += item.want and not got
-    return tp, fp, fn
+        if item.train == train:
+            _tally(tally, any(holds(r, item) for r in rules), item.want)
+    return tally[0], tally[1], tally[2]
 
 
 def f1(c: tuple[int, int, int]) -> float:
@@ -96,6 +88,7 @@ def main() -> int:
     shipped, probe = Matcher(watchlists), Matcher(probes(wl))
     test_sets = set(BLIND_SETS[BLIND_SETS.index(args.test_from):])
     rows = corpus_rows(sorted(CORPUS.glob("matching*.jsonl")), {label: reader_labels(label) for label in READINGS})
+    rules = _editable(wl)
     items, mismatches = [], 0
     for row in rows:
         title, summary = row["title"], row.get("summary", "")
@@ -105,11 +98,10 @@ def main() -> int:
                     tuple(r.near is None or f"n:{i}" in hit for i, r in enumerate(wl.rules)),
                     wl.id in row["labels"], row["part"] not in test_sets)
         items.append(item)
-        mismatches += any(holds(r, item) for r in _editable(wl)) != any(
+        mismatches += any(holds(r, item) for r in rules) != any(
             m.watchlist == wl.id for m in shipped.match(title, summary))
     print(f"{wl.id}: {sum(i.train for i in items)} training items, {len(items) - sum(i.train for i in items)} "
           f"test items ({args.test_from} on); probe decisions differing from the matcher's: {mismatches}")
-    rules = _editable(wl)
     train, test = counts(rules, items, True), counts(rules, items, False)
     print(f"shipped: train tp/fp/fn {train} F1 {f1(train):.4f}; test {test} F1 {f1(test):.4f}")
     for n in range(args.rounds):
