@@ -299,6 +299,21 @@ def test_russian_technology_in_a_troop_headline_is_treaty_news_too(shipped: Matc
     assert "russia-dprk-treaty" in lists(shipped, title, summary)
 
 
+# Putin and Kim both in the headline: their relationship is the story, whatever the verb.
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Putin empfängt Kim am Kosmodrom", "Der Kremlchef führte seinen Gast aus Pjöngjang durch die Startanlagen."),
+    ("Кім Чен Ин провів Путіна до літака", "Прощання в аеропорту Пхеньяна тривало майже годину."),
+    ("김정은, 푸틴에게 전폭 지지 약속", "두 정상은 베이징에서 만나 협력 강화를 논의했다."),
+])
+def test_both_leaders_in_the_headline_is_treaty_news(shipped: Matcher, title: str, summary: str) -> None:
+    assert "russia-dprk-treaty" in lists(shipped, title, summary)
+
+
+def test_both_leaders_in_a_headline_about_the_fighting_is_not_treaty_news_alone(shipped: Matcher) -> None:
+    assert "russia-dprk-treaty" not in lists(shipped, "Putin lobt Kims Soldaten für die Kämpfe an der Front",
+                                             "Die Nordkoreaner hätten sich bei Gefechten ausgezeichnet.")
+
+
 def test_a_russian_minister_on_civilian_business_in_the_lead_is_not_treaty_news(shipped: Matcher) -> None:
     assert "russia-dprk-treaty" not in lists(shipped, "Nordkorea lädt russische Touristen an den Strand",
                                              "Minister Koslow kündigte neue Reisen nach Wonsan an.")
