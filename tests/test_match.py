@@ -299,6 +299,21 @@ def test_russian_technology_in_a_troop_headline_is_treaty_news_too(shipped: Matc
     assert "russia-dprk-treaty" in lists(shipped, title, summary)
 
 
+# Kursk and North Korea in the headline: the soldiers and builders there, even in a teaser about talks.
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Minenräumung bei Kursk: Nordkoreanische Bauleute sollen nachrücken",
+     "Im Grenzgebiet sind 40 Orte geräumt, teilte die Gebietsregierung mit."),
+    ("쿠르스크 주지사 방북…\"북한 영웅들 기억할 것\"", "주지사는 평양에서 러시아 대표단과 함께 회담을 가졌다."),
+])
+def test_kursk_and_north_korea_in_the_headline_is_troop_news(shipped: Matcher, title: str, summary: str) -> None:
+    assert "dprk-troops" in lists(shipped, title, summary)
+
+
+def test_kursk_twinned_with_a_north_korean_city_is_not_troop_news(shipped: Matcher) -> None:
+    assert "dprk-troops" not in lists(shipped, "Kursk wird Partnerstadt des nordkoreanischen Kaesong",
+                                      "Der Stadtrat in Russland stimmte der Partnerschaft zu.")
+
+
 # Putin and Kim both in the headline: their relationship is the story, whatever the verb.
 @pytest.mark.parametrize(("title", "summary"), [
     ("Putin empfängt Kim am Kosmodrom", "Der Kremlchef führte seinen Gast aus Pjöngjang durch die Startanlagen."),
