@@ -314,6 +314,15 @@ def test_kursk_twinned_with_a_north_korean_city_is_not_troop_news(shipped: Match
                                       "Der Stadtrat in Russland stimmte der Partnerschaft zu.")
 
 
+# Russian fighters or air defence for Pyongyang in the headline, even as the soldiers' pay.
+@pytest.mark.parametrize(("title", "summary"), [
+    ("MiG-29 und Su-27 als Lohn für Kims Soldaten", "Russland soll Nordkorea Kampfflugzeuge liefern, sagt ein US-Admiral."),
+    ("Pantsir battery for Pyongyang's missile bases", "Russia sent North Korea at least one air-defence system, monitors say."),
+])
+def test_russian_fighters_for_north_korea_are_treaty_news(shipped: Matcher, title: str, summary: str) -> None:
+    assert "russia-dprk-treaty" in lists(shipped, title, summary)
+
+
 # Putin and Kim both in the headline: their relationship is the story, whatever the verb.
 @pytest.mark.parametrize(("title", "summary"), [
     ("Putin empfängt Kim am Kosmodrom", "Der Kremlchef führte seinen Gast aus Pjöngjang durch die Startanlagen."),
