@@ -309,9 +309,13 @@ def test_kursk_and_north_korea_in_the_headline_is_troop_news(shipped: Matcher, t
     assert "dprk-troops" in lists(shipped, title, summary)
 
 
-def test_kursk_twinned_with_a_north_korean_city_is_not_troop_news(shipped: Matcher) -> None:
-    assert "dprk-troops" not in lists(shipped, "Kursk wird Partnerstadt des nordkoreanischen Kaesong",
-                                      "Der Stadtrat in Russland stimmte der Partnerschaft zu.")
+@pytest.mark.parametrize(("title", "summary"), [
+    ("Kursk wird Partnerstadt des nordkoreanischen Kaesong", "Der Stadtrat in Russland stimmte der Partnerschaft zu."),
+    ("Курск может породниться с Пхеньяном", "Власти Курской области предложили побратимство со столицей КНДР."),
+    ("러 쿠르스크, 평양과 자매결연 추진", "러시아 쿠르스크주 당국이 북한 평양과의 결연을 제안했다."),
+])
+def test_kursk_twinned_with_a_north_korean_city_is_not_troop_news(shipped: Matcher, title: str, summary: str) -> None:
+    assert "dprk-troops" not in lists(shipped, title, summary)
 
 
 # Russian fighters or air defence for Pyongyang in the headline, even as the soldiers' pay.
