@@ -320,8 +320,10 @@ def test_kursk_twinned_with_a_north_korean_city_is_not_troop_news(shipped: Match
 
 # Russian fighters or air defence for Pyongyang in the headline, even as the soldiers' pay.
 @pytest.mark.parametrize(("title", "summary"), [
-    ("MiG-29 und Su-27 als Lohn für Kims Soldaten", "Russland soll Nordkorea Kampfflugzeuge liefern, sagt ein US-Admiral."),
-    ("Pantsir battery for Pyongyang's missile bases", "Russia sent North Korea at least one air-defence system, monitors say."),
+    ("MiG-29 und Su-27 als Lohn für Kims Soldaten",
+     "Russland soll Nordkorea Kampfflugzeuge liefern, sagt ein US-Admiral."),
+    ("Pantsir battery for Pyongyang's missile bases",
+     "Russia sent North Korea at least one air-defence system, monitors say."),
 ])
 def test_russian_fighters_for_north_korea_are_treaty_news(shipped: Matcher, title: str, summary: str) -> None:
     assert "russia-dprk-treaty" in lists(shipped, title, summary)
