@@ -441,6 +441,10 @@ def test_kursk_villages_and_captures_are_front_news_and_the_reactor_is_not(shipp
     for title, summary in (("Лихачёв объявил о начале пусковых операций на Курской АЭС-2", ""),
                            ("Курськ шукає місто-побратима в КНДР",
                             "Губернатор попросив МЗС підібрати партнера для прикордонних районів."),
+                           ("Курск хочет породниться с Пхеньяном после боёв",
+                            "Власти области благодарят КНДР за помощь в освобождении от ВСУ."),
+                           ("쿠르스크, 평양과 자매결연 추진…우크라이나군 격퇴 1년",
+                            "쿠르스크주는 전투 이후 복구 협력을 원한다고 밝혔다."),
                            ("Darin sind sich alle einig: Kim schickt Soldaten", "Experten sehen im Krieg Prestige.")):
         assert "kursk-front" not in lists(shipped, title, summary), title
 
