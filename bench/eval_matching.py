@@ -105,6 +105,10 @@ def _pr(tp: int, fp: int, fn: int) -> tuple[float, float]:
     return tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0
 
 
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, nargs="+",
@@ -150,8 +154,7 @@ def main() -> int:
         for wl in ids:
             tp, fp, fn = counts[part][wl]
             p, r = _pr(tp, fp, fn)
-            f1 = 2 * p * r / (p + r) if p + r else 0.0
-            print(f"{part:8} {wl:20} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4} {fp:3} {fn:3}")
+            print(f"{part:8} {wl:20} {p:6.3f} {r:6.3f} {_f1(p, r):6.3f} {tp:4} {fp:3} {fn:3}")
             worst[part] = min(worst.get(part, 1.0), p / 0.95, r / 0.90)
     for part in parts[1:]:
         name = {"held": "all held-back sets"}.get(part, part)

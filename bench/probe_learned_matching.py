@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _pr, _tally, corpus_rows, reader_labels  # noqa: E402
+from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _f1, _pr, _tally, corpus_rows, reader_labels  # noqa: E402
 from bot.config import Rule, Watchlist, load_config  # noqa: E402
 from bot.match import Matcher, stem  # noqa: E402
 from bot.text import fold, words  # noqa: E402
@@ -92,8 +92,7 @@ class Logistic:
 
 def pr(counts: list[int]) -> str:
     p, r = _pr(*counts)
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return f"{p:.3f}/{r:.3f} F1 {f1:.3f}"
+    return f"{p:.3f}/{r:.3f} F1 {_f1(p, r):.3f}"
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _tally, corpus_rows, reader_labels  # noqa: E402
+from bench.eval_matching import BLIND_SETS, CORPUS, READINGS, _f1, _pr, _tally, corpus_rows, reader_labels  # noqa: E402
 from bench.probe_learned_matching import group_probes  # noqa: E402
 from bot.config import Rule, Watchlist, load_config  # noqa: E402
 from bot.match import Matcher  # noqa: E402
@@ -67,7 +67,7 @@ def counts(rules: list[dict[str, Any]], items: list[Seen], train: bool) -> tuple
 
 
 def f1(c: tuple[int, int, int]) -> float:
-    return 2 * c[0] / max(2 * c[0] + c[1] + c[2], 1)
+    return _f1(*_pr(*c))
 
 
 def main() -> int:

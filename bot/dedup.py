@@ -214,6 +214,7 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
 # for 추가 only the earlier headline is checked, not its teaser: it errs towards a second alert.)
 _FOLLOW_UP = frozenset(title_tokens("weitere weiteren weiterer weiteres further another ещё"))
 _FOLLOW_UP_WITH_FIGURE = frozenset(title_tokens("추가 추가로"))
+_ANY_FOLLOW_UP = _FOLLOW_UP | _FOLLOW_UP_WITH_FIGURE
 
 
 def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str], bool],
@@ -221,7 +222,7 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
     """Does the later headline announce more of the same where the earlier item (headline or teaser:
     `old_has`, does it contain this stem) says nothing of the kind? `figures`: the later headline has one."""
     marks = [w for w in new if w in _FOLLOW_UP or (figures and w in _FOLLOW_UP_WITH_FIGURE)]
-    return bool(marks) and not any(w in _FOLLOW_UP or w in _FOLLOW_UP_WITH_FIGURE for w in old) and not any(
+    return bool(marks) and not any(w in _ANY_FOLLOW_UP for w in old) and not any(
         old_has(st) for w in marks for st in _stems(w))
 
 
