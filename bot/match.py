@@ -173,6 +173,8 @@ class Matcher:
         self._part_of: dict[int, tuple[str, float, bool]] = {}
         self._later_scores: dict[tuple[int, str], float] = {}
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
+        self._hit: set[str] = set()  # words known to match some term (the cache's keys, as a set for `&`)
+        self._starts: dict[str, tuple[_Atom, ...]] = {}  # a word's first 3 letters -> its prefix candidates
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
         self._reach = [_REACH[w.fields] for w in self.watchlists]
@@ -193,6 +195,7 @@ class Matcher:
                 if rule.groups:
                     self._rules_by_key.setdefault((wi, rule.groups[0]), []).append(
                         frozenset((wi, g) for g in rule.groups))
+        self._first_keys = frozenset(self._rules_by_key)
         self._acronym_by_folded: dict[str, list[_Atom]] = {}
         for key, atoms in self._acronym.items():
             self._acronym_by_folded.setdefault(fold_chars(key), []).extend(atoms)
@@ -245,10 +248,13 @@ class Matcher:
             return cached
         word = fold_word(raw)
         found: dict[int, tuple[_Atom, float]] = {}
-        for n in (1, 2, 3):
-            if len(word) < n:
-                break
-            for atom in self._prefix[n - 1].get(word[:n], ()):
+        start = word[:3]
+        candidates = self._starts.get(start)
+        if candidates is None:  # the atoms keyed by the word's first 1, 2 and 3 letters, once per start
+            candidates = self._starts[start] = tuple(
+                atom for n in range(1, len(start) + 1) for atom in self._prefix[n - 1].get(start[:n], ()))
+        for atom in candidates:
+            if word.startswith(atom.parts[0]):  # (most candidates share only the first letters)
                 score = _word_score(atom.parts[0], word, atom.threshold, fuzzy=False)
                 if score:
                     found[id(atom)] = (atom, score)
@@ -260,7 +266,7 @@ class Matcher:
                         found[id(atom)] = (atom, score)
         for atom in self._exact.get(word, ()):
             found[id(atom)] = (atom, 100.0)
-        if self._exact and _HANGUL_OR_HAN.match(word):
+        if self._exact and not word.isascii() and _HANGUL_OR_HAN.match(word):
             base = _strip_particle(word)
             if base != word:
                 for atom in self._exact.get(base, ()):
@@ -269,16 +275,24 @@ class Matcher:
                 for atom in self._exact.get(word[0], ()):
                     found[id(atom)] = (atom, 100.0)
         result = tuple(found.values())
-        if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
-            self._cache.clear()
-            self._group_keys.clear()
-            self._no_hit.clear()
         if result:
             self._cache[raw] = result
+            self._hit.add(raw)
             self._group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
         else:
             self._no_hit.add(raw)
         return result
+
+    def _bound_cache(self) -> None:
+        """Forget every cached word once the caches hold _CACHE_LIMIT words (a stream's vocabulary keeps
+        growing with names and numbers). Called between items, never inside one: an item's stage 1 holds
+        on to the words it found."""
+        if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
+            self._cache.clear()
+            self._hit.clear()
+            self._group_keys.clear()
+            self._no_hit.clear()
+            self._starts.clear()
 
     # -- for admins --------------------------------------------------------------------------
 
@@ -292,6 +306,7 @@ class Matcher:
         taken: dict[tuple[int, Term], Counter[str]] = {}
         spelled: dict[Term, set[str]] = {}
         for title, summary in texts:
+            self._bound_cache()
             title_words, summary_words = _fold_fields(title, summary)
             seen: set[tuple[int, Term, str]] = set()
             for word in {*title_words, *summary_words}:
@@ -319,26 +334,26 @@ class Matcher:
             summary = ""  # no watchlist reads past the headline
         elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
             summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
+        self._bound_cache()
         title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for the rule that decides a watchlist's match (see _decide).
         raw: dict[int, dict[str, list[_Entry]]] = {}
         cache = self._cache
-        # Stage 1: look each distinct word up once (words known to match nothing are skipped with one
-        # set difference) and see which watchlists could still match from the groups present.
-        keys: set[tuple[int, str]] = set()  # (watchlist, group) pairs some word may satisfy
-        group_keys = self._group_keys
+        # Stage 1: which words hit some term, and which watchlists could still match from the groups
+        # present. Set operations (in C) over the item's distinct words: words known to match nothing
+        # drop out with one difference, and only words never seen before are looked up.
         distinct = set(title_words)
         if summary_words:
             distinct.update(summary_words)
-        hit_words: dict[str, tuple[tuple[_Atom, float], ...]] = {}
-        for word in distinct - self._no_hit:
-            found = cache.get(word)
-            if found is None:
-                found = self._lookup(word)
-            if found:
-                hit_words[word] = found
-                keys |= group_keys[word]
+        hits = distinct - self._no_hit  # the words that hit some term, once the unseen ones are looked up
+        if hits:
+            unseen = hits - self._hit
+            for word in unseen:
+                if not self._lookup(word):
+                    hits.discard(word)
+        # (watchlist, group) pairs some word may satisfy
+        keys: set[tuple[int, str]] = set().union(*map(self._group_keys.__getitem__, hits)) if hits else set()
         if self._acronym:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
@@ -348,11 +363,9 @@ class Matcher:
             # words of a list that cannot match the item anyway).
             live: set[int] = set()
             rules_by_key = self._rules_by_key
-            for group_key in keys:
-                if group_key[0] not in live:
-                    rules = rules_by_key.get(group_key)
-                    if rules is not None and any(rule <= keys for rule in rules):
-                        live.add(group_key[0])
+            for group_key in keys & self._first_keys:
+                if group_key[0] not in live and any(rule <= keys for rule in rules_by_key[group_key]):
+                    live.add(group_key[0])
             if not live:
                 return []  # the common case: nothing can match, skip the position walk
         else:
@@ -371,8 +384,8 @@ class Matcher:
         for tokens in fields:
             folded = tokens.folded
             summary_field = tokens.field == "summary"
-            for i, word in enumerate(folded) if hit_words else ():
-                found = hit_words.get(word)
+            for i, word in enumerate(folded) if hits else ():
+                found = cache.get(word)  # the cache holds exactly the words that hit
                 if not found:
                     continue
                 for atom, score in found:

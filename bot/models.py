@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,12 @@ class Item:
     dated: bool = True  # False when the feed gave no date and `published` is first-seen
 
 
-@dataclass(frozen=True, slots=True)
-class TermHit:
+class TermHit(NamedTuple):
     """Where one watchlist term matched: the term as written, the text found, its field, and its word
-    index counted over title then summary (summary words start a few words after the title's last)."""
+    index counted over title then summary (summary words start a few words after the title's last).
+
+    A named tuple, not a frozen dataclass like the others: a matched item makes about ten, and a tuple is
+    built in a third of the time."""
 
     term: str
     text: str
