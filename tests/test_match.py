@@ -724,3 +724,22 @@ def test_check_warns_about_a_spelling_listed_twice_in_one_term(workdir):
                                       "    - {term: Front, aliases: [Angriff]}\n"
                                       "    - {term: front, aliases: [attack]}\n")
     assert "warning" not in clean_result.stdout
+
+
+def test_word_cache_stays_bounded_and_results_survive_its_clearing(monkeypatch):
+    """A daemon's stream brings new names and numbers forever: the per-word caches are cleared at a bound,
+    between items, so an item whose new words fill the cache still matches as a fresh matcher says."""
+    import bot.match
+
+    monkeypatch.setattr(bot.match, "_CACHE_LIMIT", 40)
+    watchlists = [wl({"dprk": [DPRK], "place": [PLACE]})]
+    long_running, sizes = Matcher(watchlists), []
+    for n in range(120):
+        fresh = " ".join(f"wort{n}x{k}" for k in range(15))  # 15 words never seen before, every item
+        title = "Nordkoreanische Soldaten bei Kursk" if n % 3 == 0 else f"Wetter in Kursk {n}"
+        got = [(m.watchlist, m.score, m.hits) for m in long_running.match(title, fresh)]
+        want = [(m.watchlist, m.score, m.hits) for m in Matcher(watchlists).match(title, fresh)]
+        assert got == want
+        assert bool(got) is (n % 3 == 0)
+        sizes.append(len(long_running._cache) + len(long_running._no_hit))
+    assert max(sizes) <= 40 + 20  # the bound, plus at most one item's words before the next clear
