@@ -173,7 +173,6 @@ class Matcher:
         self._part_of: dict[int, tuple[str, float, bool]] = {}
         self._later_scores: dict[tuple[int, str], float] = {}
         self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
-        self._hit: set[str] = set()  # words known to match some term (the cache's keys, as a set for `&`)
         self._starts: dict[str, tuple[_Atom, ...]] = {}  # a word's first 3 letters -> its prefix candidates
         self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
@@ -277,7 +276,6 @@ class Matcher:
         result = tuple(found.values())
         if result:
             self._cache[raw] = result
-            self._hit.add(raw)
             self._group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
         else:
             self._no_hit.add(raw)
@@ -289,7 +287,6 @@ class Matcher:
         on to the words it found."""
         if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
             self._cache.clear()
-            self._hit.clear()
             self._group_keys.clear()
             self._no_hit.clear()
             self._starts.clear()
@@ -347,13 +344,11 @@ class Matcher:
         if summary_words:
             distinct.update(summary_words)
         hits = distinct - self._no_hit  # the words that hit some term, once the unseen ones are looked up
-        if hits:
-            unseen = hits - self._hit
-            for word in unseen:
-                if not self._lookup(word):
-                    hits.discard(word)
+        for word in hits.difference(cache):  # never seen before (the cache holds the words that hit)
+            if not self._lookup(word):
+                hits.discard(word)
         # (watchlist, group) pairs some word may satisfy
-        keys: set[tuple[int, str]] = set().union(*map(self._group_keys.__getitem__, hits)) if hits else set()
+        keys: set[tuple[int, str]] = set().union(*map(self._group_keys.__getitem__, hits))
         if self._acronym:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])
