@@ -28,6 +28,7 @@ IDENTITIES = ("auto", "guid", "link", "title_link")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_CHAT_ID = 2**52  # Telegram: user and chat ids have at most 52 significant bits
 
 
 # --------------------------------------------------------------------------- settings
@@ -86,8 +87,12 @@ def _ids(value: str, name: str, problems: list[str]) -> frozenset[int]:
         if not part:
             continue
         try:
-            out.add(int(part))
+            number = int(part)
         except ValueError:
+            number = 0
+        if 0 < abs(number) < MAX_CHAT_ID:
+            out.add(number)
+        else:
             problems.append(f"environment: {name}: {part!r} is not a numeric Telegram id")
     return frozenset(out)
 
@@ -180,21 +185,32 @@ def mask_secret(value: str | None) -> str:
 
 
 class _Located:
-    """A YAML value with the line it was written on (1-based)."""
+    """A YAML value with the line it was written on (1-based); scalars keep the text as written (`raw`),
+    mappings the line of each key (`keys`)."""
 
-    __slots__ = ("line", "value")
+    __slots__ = ("keys", "line", "raw", "value")
 
-    def __init__(self, value: Any, line: int) -> None:
+    def __init__(self, value: Any, line: int, raw: str | None = None, keys: dict[str, int] | None = None) -> None:
         self.value = value
         self.line = line
+        self.raw = raw
+        self.keys = keys or {}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that keeps positions; used only through compose()."""
 
 
+MAX_YAML_BYTES = 2 * 1024 * 1024  # hand-written files; a bigger one is a mistake, and reload runs on the event loop
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _compose(path: Path, problems: list[str]) -> _Located | None:
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            problems.append(f"{path}:1: {size:,} bytes is too big for a hand-written file (at most {MAX_YAML_BYTES:,})")
+            return None
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
@@ -209,44 +225,107 @@ def _compose(path: Path, problems: list[str]) -> _Located | None:
         line = mark.line + 1 if mark else 1
         problems.append(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}")
         return None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        problems.append(f"{path}:{line}: invalid YAML: the character U+{exc.character:04X} is not allowed "
+                        "(a control character; retype that line)" if isinstance(exc.character, int)
+                        else f"{path}:{line}: invalid YAML: {exc.reason}")
+        return None
     except yaml.YAMLError as exc:
-        problems.append(f"{path}:1: invalid YAML: {exc}")
+        problems.append(f"{path}:1: invalid YAML: {' '.join(str(exc).split())}")
         return None
     if node is None:
         return _Located(None, 1)
-    return _convert(node, path, problems)
+    return _Converter(path, problems).convert(node)
 
 
-def _convert(node: yaml.Node, path: Path, problems: list[str]) -> _Located:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+class _Converter:
+    """Composed YAML nodes -> _Located values. An anchor used twice is converted once and shared, so a
+    file of nested aliases ("billion laughs") costs its size, not its expansion; an anchor used inside
+    itself is an error, not a RecursionError. Merge keys (`<<: *defaults`) work as in YAML 1.1."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        self.done: dict[int, _Located] = {}
+        self.open: set[int] = set()
+
+    def err(self, line: int, message: str) -> None:
+        self.problems.append(f"{self.path}:{line}: {message}")
+
+    def convert(self, node: yaml.Node) -> _Located:
+        line = node.start_mark.line + 1
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.open:
+            self.err(line, "an anchor is used inside itself (a recursive alias)")
+            return _Located(None, line)
+        self.open.add(key)
+        try:
+            out = self._convert(node, line)
+        finally:
+            self.open.discard(key)
+        self.done[key] = out
+        return out
+
+    def _convert(self, node: yaml.Node, line: int) -> _Located:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, line)
+        if isinstance(node, yaml.SequenceNode):
+            return _Located([self.convert(v) for v in node.value], line)
+        assert isinstance(node, yaml.ScalarNode)
+        loader = yaml.SafeLoader("")
+        try:
+            value = loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.err(line, " ".join(str(exc).split()))
+            value = None
+        finally:
+            loader.dispose()
+        return _Located(value, line, raw=node.value)
+
+    def _mapping(self, node: yaml.MappingNode, line: int) -> _Located:
         out: dict[str, _Located] = {}
         keylines: dict[str, int] = {}
+        merged: list[_Located] = []
         for key_node, value_node in node.value:
-            key = _convert(key_node, path, problems)
-            if not isinstance(key.value, str):
-                problems.append(f"{path}:{key.line}: keys must be text, got {key.value!r}")
+            kline = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                value = self.convert(value_node)
+                sources = value.value if isinstance(value.value, list) else [value]
+                for src in sources:
+                    if isinstance(src.value, dict):
+                        merged.append(src)
+                    else:
+                        self.err(kline, "`<<:` merges a mapping (or a list of them) into this one")
                 continue
-            if key.value in out:
-                problems.append(
-                    f"{path}:{key.line}: duplicate key {key.value!r} (first at line {keylines[key.value]})"
-                )
+            # A key is the text as written: `on:` or `no:` is a name, not YAML 1.1's true/false.
+            if not isinstance(key_node, yaml.ScalarNode) or not key_node.value.strip():
+                self.err(kline, "keys must be text")
                 continue
-            keylines[key.value] = key.line
-            out[key.value] = _convert(value_node, path, problems)
-        return _Located(out, line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Located([_convert(v, path, problems) for v in node.value], line)
-    assert isinstance(node, yaml.ScalarNode)
-    loader = yaml.SafeLoader("")
-    try:
-        value = loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        problems.append(f"{path}:{line}: {exc}")
-        value = None
-    finally:
-        loader.dispose()
-    return _Located(value, line)
+            name = key_node.value
+            if name in out:
+                self.err(kline, f"duplicate key {name!r} (first at line {keylines[name]})")
+                continue
+            keylines[name] = kline
+            out[name] = self.convert(value_node)
+        for src in merged:  # explicit keys win, then earlier merged mappings
+            for name, value in src.value.items():
+                if name not in out:
+                    out[name] = value
+                    keylines[name] = src.keys.get(name, src.line)
+        return _Located(out, line, keys=keylines)
+
+
+def _as_text(node: _Located) -> str | None:
+    """A scalar as text: the string, or for a bare YAML 1.1 number, date or boolean the characters as
+    written (`007`, `3.10`, `2024-02-24`, `NO`). None for null, mappings and lists."""
+    if isinstance(node.value, str):
+        return node.value
+    if node.value is None or isinstance(node.value, (dict, list)) or node.raw is None:
+        return None
+    return node.raw
 
 
 class _Reader:
@@ -268,7 +347,7 @@ class _Reader:
             if key not in allowed:
                 hint = _closest(key, allowed)
                 self.err(
-                    value.line,
+                    node.keys.get(key, value.line),
                     f"{what}: unknown key {key!r}"
                     + (f" (did you mean {hint!r}?)" if hint else f"; allowed: {', '.join(allowed)}"),
                 )
@@ -278,10 +357,11 @@ class _Reader:
         node = m.get(key)
         if node is None or node.value is None:
             return default
-        if isinstance(node.value, bool) or not isinstance(node.value, (str, int, float)):
+        text = _as_text(node)
+        if text is None:
             self.err(node.line, f"{what}.{key} must be text, got {_kind(node.value)}")
             return default
-        return str(node.value)
+        return text
 
     def boolean(self, m: dict[str, _Located], key: str, what: str, default: bool) -> bool:
         node = m.get(key)
@@ -293,8 +373,26 @@ class _Reader:
         return node.value
 
     def number(
+        self, m: dict[str, _Located], key: str, what: str, lo: float, hi: float, default: float | None,
+        whole: bool = False,
+    ) -> float | None:
+        """A number in [lo, hi]; `whole`: a count, where 12.9 is a mistake, not 12."""
+        node = m.get(key)
+        if node is None or node.value is None:
+            return default
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.err(node.line, f"{what}.{key} must be a {'whole ' if whole else ''}number, got {_kind(value)}")
+            return default
+        if whole and value != int(value):
+            self.err(node.line, f"{what}.{key} must be a whole number, got {value:g}")
+            return default
+        return self._within(node, key, what, value, lo, hi, default)
+
+    def duration(
         self, m: dict[str, _Located], key: str, what: str, lo: float, hi: float, default: float | None
     ) -> float | None:
+        """Seconds: a number, or text such as `90s`, `15m`, `6h`, `1d`."""
         node = m.get(key)
         if node is None or node.value is None:
             return default
@@ -303,11 +401,15 @@ class _Reader:
             try:
                 value = parse_duration(value)
             except ValueError:
-                self.err(node.line, f"{what}.{key} must be a number, got {value!r}")
+                self.err(node.line, f"{what}.{key} must be a duration such as 90s, 15m, 6h or 1d, got {value!r}")
                 return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.err(node.line, f"{what}.{key} must be a number, got {_kind(value)}")
+            self.err(node.line, f"{what}.{key} must be a duration such as 90s, 15m, 6h or 1d, got {_kind(value)}")
             return default
+        return self._within(node, key, what, value, lo, hi, default)
+
+    def _within(self, node: _Located, key: str, what: str, value: float, lo: float, hi: float,
+                default: float | None) -> float | None:
         if not lo <= value <= hi:
             self.err(node.line, f"{what}.{key} must be between {lo:g} and {hi:g}, got {value:g}")
             return default
@@ -375,10 +477,12 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
         if not url:
             r.err(entry.line, f"{what} ({fid}): missing `url`")
             continue
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            r.err(m["url"].line, f"{what} ({fid}): url must be an http(s) URL, got {url!r}")
+        bad = _bad_url(url)
+        if bad:
+            r.err(m["url"].line, f"{what} ({fid}): {bad}")
             continue
+        parts = urlsplit(url)
+        assert parts.hostname
         allow_private = r.boolean(m, "allow_private", what, False)
         if not allow_private and _is_private_host(parts.hostname):
             r.err(
@@ -390,8 +494,8 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
         if identity not in IDENTITIES:
             r.err(m["identity"].line, f"{what}.identity must be one of {', '.join(IDENTITIES)}")
             identity = "auto"
-        interval = r.number(m, "interval", what, 10, 7 * 86400, None)
-        cap = r.number(m, "max_new_alerts", what, 0, 10000, None)
+        interval = r.duration(m, "interval", what, 10, 7 * 86400, None)
+        cap = r.number(m, "max_new_alerts", what, 0, 10000, None, whole=True)
         feeds.append(
             FeedSpec(
                 id=fid,
@@ -407,6 +511,24 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
             )
         )
     return feeds
+
+
+def _bad_url(url: str) -> str | None:
+    """Why a feed URL cannot be fetched, or None. urlsplit raises on some (an unclosed IPv6 bracket),
+    and its `port` raises on a bad port: both are reported here instead of crashing the caller."""
+    if url != url.strip() or any(ch.isspace() for ch in url):
+        return f"url must not contain spaces, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as exc:
+        return f"url is not a valid URL ({exc}): {url!r}"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"url must be an http(s) URL, got {url!r}"
+    if port == 0:
+        return f"url has port 0: {url!r}"
+    return None
 
 
 def _is_private_host(host: str) -> bool:
@@ -500,6 +622,8 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
     gnode = m.get("groups")
     if gnode is None:
         r.err(root.line, f"{wid}: needs `groups:` (named lists of terms)")
+    elif gnode.value in ({}, None):
+        r.err(gnode.line, f"{wid}.groups is empty: a watchlist without terms never matches")
     else:
         declared = list(gnode.value) if isinstance(gnode.value, dict) else []
         gmap = r.mapping(gnode, f"{wid}.groups", declared)
@@ -507,7 +631,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             if not _ID_RE.match(gname):
                 r.err(terms_node.line, f"{wid}.groups: name {gname!r} must be lower-case letters, digits, - and _")
             groups[gname] = _terms(r, terms_node, f"{wid}.groups.{gname}")
-            if not groups[gname]:
+            if terms_node.value == []:  # (a list whose terms all had errors was reported term by term)
                 r.err(terms_node.line, f"{wid}.groups.{gname} has no terms")
     rules: list[Rule] = []
     rnode = m.get("rules")
@@ -534,7 +658,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             for g in in_title:
                 if g not in names:
                     r.err(rm["title"].line, f"{what}.title: {g!r} must also be in `all`")
-            near = r.number(rm, "near", what, 1, 200, None)
+            near = r.number(rm, "near", what, 1, 200, None, whole=True)
             if near is not None and len(names) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
             rules.append(Rule(tuple(names), int(near) if near is not None else None, tuple(unless),
@@ -549,8 +673,9 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             r.err(cnode.line, f"{wid}.chats must be a list of Telegram chat ids")
         else:
             for c in cnode.value:
-                if isinstance(c.value, bool) or not isinstance(c.value, int):
-                    r.err(c.line, f"{wid}.chats: {c.value!r} is not a numeric chat id (e.g. -1001234567890)")
+                if isinstance(c.value, bool) or not isinstance(c.value, int) or not 0 < abs(c.value) < MAX_CHAT_ID:
+                    shown = c.raw if c.raw is not None else c.value
+                    r.err(c.line, f"{wid}.chats: {shown!r} is not a Telegram chat id (e.g. -1001234567890)")
                 else:
                     chats.append(c.value)
     if len(problems) > before:
@@ -584,17 +709,18 @@ def _optional_group_list(r: _Reader, rule: dict[str, _Located], key: str, what: 
 def _group_names(r: _Reader, node: _Located, what: str, groups: Mapping[str, object]) -> list[str]:
     names: list[str] = []
     for n in node.value:
-        if not isinstance(n.value, str):
+        name = _as_text(n)
+        if name is None:
             r.err(n.line, f"{what}: {n.value!r} is not a group name")
-        elif n.value not in groups:
-            hint = _closest(n.value, groups)
+        elif name not in groups:
+            hint = _closest(name, groups)
             r.err(
                 n.line,
-                f"{what}: no group named {n.value!r}"
+                f"{what}: no group named {name!r}"
                 + (f" (did you mean {hint!r}?)" if hint else f"; groups: {', '.join(groups)}"),
             )
         else:
-            names.append(n.value)
+            names.append(name)
     return names
 
 
@@ -611,12 +737,16 @@ def _terms(r: _Reader, node: _Located, what: str) -> tuple[Term, ...]:
 
 
 def _term(r: _Reader, node: _Located, what: str) -> Term | None:
-    if isinstance(node.value, (str, int)) and not isinstance(node.value, bool):
-        text = str(node.value).strip()
+    if not isinstance(node.value, dict):
+        text = _as_text(node)
+        if text is None:
+            r.err(node.line, f"{what} must be a term (text) or a mapping with `term:`, got {_kind(node.value)}")
+            return None
+        text = text.strip()
         if not text:
             r.err(node.line, f"{what} is empty")
             return None
-        return Term(text, line=node.line)
+        return Term(text, line=node.line) if _can_match(r, node.line, what, text, "fuzzy") else None
     m = r.mapping(node, what, TERM_KEYS)
     if m is None:
         return None
@@ -628,30 +758,50 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
     if mode not in TERM_MODES:
         r.err(m["mode"].line, f"{what}.mode must be one of {', '.join(TERM_MODES)}, got {mode!r}")
         return None
-    aliases: list[str] = []
+    spellings = [(text, m["term"].line)]
     anode = m.get("aliases")
     if anode is not None and anode.value is not None:
         if not isinstance(anode.value, list):
             r.err(anode.line, f"{what}.aliases must be a list")
         else:
             for a in anode.value:
-                if not isinstance(a.value, (str, int)) or isinstance(a.value, bool) or not str(a.value).strip():
+                alias = _as_text(a)
+                if alias is None or not alias.strip():
                     r.err(a.line, f"{what}.aliases: {a.value!r} is not text")
                 else:
-                    aliases.append(str(a.value).strip())
+                    spellings.append((alias.strip(), a.line))
     threshold = r.number(m, "threshold", what, 50, 100, None)
     if threshold is not None and mode != "fuzzy":
         r.err(m["threshold"].line, f"{what}.threshold only applies to mode fuzzy")
+    if not all([_can_match(r, line, what, spelling, mode) for spelling, line in spellings]):
+        return None
+    return Term(text, tuple(a for a, _ in spellings[1:]), mode, threshold, node.line)
+
+
+def _can_match(r: _Reader, line: int, what: str, spelling: str, mode: str) -> bool:
+    """Report a spelling that cannot work: an invalid regex, a regex that matches empty text (it would
+    match every item), or a word with no letter or digit (folding drops it, so it would never match)."""
     if mode == "regex":
         import re2
 
-        for pattern in (text, *aliases):
-            try:
-                re2.compile(pattern)
-            except Exception as exc:  # re2.error has no stable public base class
-                r.err(node.line, f"{what}: invalid regular expression {pattern!r}: {exc}")
-                return None
-    return Term(text, tuple(aliases), mode, threshold, node.line)
+        options = re2.Options()
+        options.log_errors = False  # RE2 would print its own copy of the error to stderr
+        try:
+            compiled = re2.compile(spelling, options)
+        except Exception as exc:  # re2.error has no stable public base class
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            r.err(line, f"{what}: invalid regular expression {spelling!r}: {reason}")
+            return False
+        if compiled.search("") is not None:
+            r.err(line, f"{what}: the regular expression {spelling!r} matches empty text, so it would match every item")
+            return False
+        return True
+    if not any(ch.isalnum() for ch in spelling):
+        r.err(line, f"{what}: {spelling!r} has no letter or digit, so it can never match")
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- everything
@@ -671,14 +821,19 @@ def load_config(directory: Path) -> Config:
     if not directory.is_dir():
         raise ConfigError([f"{directory}: watchlists directory not found (set MEDIABOT_WATCHLISTS_DIR)"])
     feeds_path = directory / "feeds.yaml"
+    if not feeds_path.exists() and (directory / "feeds.yml").exists():
+        feeds_path = directory / "feeds.yml"
     feeds: list[FeedSpec] = []
     if feeds_path.exists():
         feeds = load_feeds(feeds_path, problems)
     else:
         problems.append(f"{feeds_path}:1: missing; it lists the feeds to poll under `feeds:`")
     watchlists: list[Watchlist] = []
-    for path in sorted(directory.glob("*.y*ml")):
-        if path.name in ("feeds.yaml", "feeds.yml") or path.suffix not in (".yaml", ".yml"):
+    for path in sorted(directory.iterdir()):
+        # Hidden files are editors' and file managers' (an Emacs lock `.#kursk.yaml`, macOS `._kursk.yaml`),
+        # never the admin's watchlists: reading them would reject the whole config while a file is open.
+        if (path.name.startswith(".") or path.suffix.lower() not in (".yaml", ".yml")
+                or path.stem.lower() == "feeds" or not path.is_file()):
             continue
         wl = load_watchlist(path, problems)
         if wl is not None:

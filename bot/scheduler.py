@@ -191,11 +191,19 @@ def reload_config(rt: object, settings: Settings) -> list[str]:
     try:
         config = load_config(settings.watchlists_dir)
     except ConfigError as exc:
-        logger.error("config reload rejected, keeping the last good config: %s", "; ".join(exc.problems))
-        text = "Config reload rejected; the last good config stays in force:\n" + "\n".join(exc.problems[:20])
+        problems = exc.problems
+    except Exception as exc:  # a loader bug must not take the running bot down: keep the good config
+        logger.exception("config reload failed")
+        problems = [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: {exc}); "
+                    "this is a mediabot bug, please report it with the log"]
+    else:
+        problems = []
+    if problems:
+        logger.error("config reload rejected, keeping the last good config: %s", "; ".join(problems))
+        text = "Config reload rejected; the last good config stays in force:\n" + "\n".join(problems[:20])
         rt.store.queue_notice(sorted(settings.admins), text, datetime.now(UTC))
         rt.deliverer.wake()
-        return exc.problems
+        return problems
     rt.swap_config(config)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)

@@ -1,0 +1,142 @@
+"""What an admin's hand-written YAML does: clumsy and hostile files get `file:line` errors, never a crash
+or a hang, and what they meant (YAML 1.1's `NO`, `on`, `007`) is kept as written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config, load_settings
+from bot.errors import ConfigError
+from tests.conftest import run_cli
+
+FEEDS = "feeds:\n  - {id: a, url: 'https://example.org/feed', name: A, lang: de}\n"
+
+
+def _dir(tmp_path: Path, files: dict[str, str], feeds: str = FEEDS) -> Path:
+    d = tmp_path / "wl"
+    d.mkdir()
+    (d / "feeds.yaml").write_text(feeds, encoding="utf-8")
+    for name, text in files.items():
+        (d / name).write_text(text, encoding="utf-8")
+    return d
+
+
+def _problems(d: Path) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load_config(d)
+    return exc.value.problems
+
+
+@pytest.mark.parametrize("name, text", [
+    # an anchor used inside itself: was a RecursionError
+    ("loop.yaml", "description: x\ngroups:\n  a: &x [Kursk, *x]\n"),
+    # nested aliases ("billion laughs"): was minutes and gigabytes of expansion, on the daemon's event loop
+    ("laughs.yaml", "description: x\nl0: &l0 [Kursk, Kursk, Kursk, Kursk, Kursk, Kursk, Kursk, Kursk, Kursk]\n"
+     + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9)) + "groups:\n  a: *l8\n"),
+])
+def test_check_reports_hostile_yaml_without_a_traceback(tmp_path: Path, name: str, text: str):
+    d = _dir(tmp_path, {name: text})
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(d)}, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{d / name}:" in result.stdout
+    assert "Traceback" not in result.stderr and "uncaught" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["https://[::1/x", "https://example.org:8o80/feed", "https://example.org:99999/feed",
+                                 "https://exa mple.org/feed", " https://example.org/feed"])
+def test_feed_urls_that_cannot_be_fetched_are_errors_with_their_line(tmp_path: Path, url: str):
+    d = _dir(tmp_path, {}, feeds=f"feeds:\n  - id: a\n    url: '{url}'\n")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(d)}, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{d / 'feeds.yaml'}:3: feeds[0] (a):" in result.stdout
+    assert "Traceback" not in result.stderr and "uncaught" not in result.stderr
+
+
+def test_chat_ids_telegram_cannot_have_are_rejected(tmp_path: Path):
+    # A 30-digit id passed `check` and then failed every poll (SQLite cannot store it).
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk]\nchats:\n  - -1001234567890\n"
+                                  "  - 123456789012345678901234567890\n  - 0\n"})
+    problems = _problems(d)
+    assert any(p.startswith(f"{d / 'k.yaml'}:6:") and "not a Telegram chat id" in p for p in problems)
+    assert any(p.startswith(f"{d / 'k.yaml'}:7:") for p in problems)
+    with pytest.raises(ConfigError, match="MEDIABOT_ADMINS"):
+        load_settings({"MEDIABOT_ADMINS": "123456789012345678901234567890"})
+
+
+def test_counts_are_whole_numbers_and_only_intervals_take_durations(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\nthreshold: 1m\ngroups:\n  a: [Kursk]\n  b: [Krieg]\n"
+                                  "rules:\n  - all: [a, b]\n    near: 12.9\n"},
+             feeds="feeds:\n  - {id: a, url: 'https://example.org/f', interval: 15m, max_new_alerts: 1h}\n")
+    problems = _problems(d)
+    k, f = d / "k.yaml", d / "feeds.yaml"
+    assert any(p.startswith(f"{k}:2:") and "threshold must be a number" in p for p in problems)
+    assert any(p.startswith(f"{k}:8:") and "near must be a whole number" in p for p in problems)
+    assert any(p.startswith(f"{f}:2:") and "max_new_alerts" in p for p in problems)
+    assert not any("interval" in p for p in problems)  # 15m is a fine interval
+
+
+def test_a_regex_that_matches_empty_text_would_alert_on_everything(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a:\n"
+                                  "    - {term: 'KN-?23', mode: regex, aliases: ['x*']}\n"})
+    problems = _problems(d)
+    assert any(p.startswith(f"{d / 'k.yaml'}:4:") and "matches empty text" in p for p in problems)
+
+
+def test_a_bad_regex_alias_is_reported_at_its_own_line_once_and_quietly(tmp_path: Path,
+                                                                       capfd: pytest.CaptureFixture[str]):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a:\n    - term: 'KN-?23'\n      mode: regex\n"
+                                  "      aliases:\n        - 'Hwasong'\n        - 'KN-('\n"})
+    problems = _problems(d)
+    assert problems == [f"{d / 'k.yaml'}:8: k.groups.a[0]: invalid regular expression 'KN-(': missing ): KN-("]
+    assert "re2" not in capfd.readouterr().err  # RE2's own copy of the error stays out of the terminal
+
+
+def test_terms_without_a_letter_or_digit_and_empty_groups_are_errors(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk, '!!!', '🇰🇵']\n",
+                        "e.yaml": "description: x\ngroups: {}\n"})
+    problems = _problems(d)
+    assert sum("has no letter or digit" in p for p in problems) == 2
+    assert any(p.startswith(f"{d / 'e.yaml'}:2:") and "groups is empty" in p for p in problems)
+
+
+def test_yaml_1_1_numbers_dates_and_booleans_stay_as_written(tmp_path: Path):
+    # Unquoted, YAML 1.1 reads 007 as 7, 3.10 as 3.1, `NO` as false and a group named `on` as true.
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  on:\n    - 007\n    - 3.10\n    - 2024-02-24\n"
+                                  "    - {term: DPRK, mode: acronym, aliases: [NO]}\n  b: [Kursk]\n"
+                                  "rules:\n  - all: [on, b]\n"})
+    wl = load_config(d).watchlists[0]
+    assert [t.term for t in wl.groups["on"]] == ["007", "3.10", "2024-02-24", "DPRK"]
+    assert wl.groups["on"][3].aliases == ("NO",)
+    assert wl.rules[0].groups == ("on", "b")
+
+
+def test_merge_keys_work_and_an_unknown_key_is_reported_at_the_key(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a:\n    - &acr {term: DPRK, mode: acronym}\n"
+                                  "    - {<<: *acr, term: KPA}\n"})
+    wl = load_config(d).watchlists[0]
+    assert [(t.term, t.mode) for t in wl.groups["a"]] == [("DPRK", "acronym"), ("KPA", "acronym")]
+    (d / "k.yaml").write_text("description: x\ntreshold:\n  80\ngroups:\n  a: [Kursk]\n", encoding="utf-8")
+    assert any(p.startswith(f"{d / 'k.yaml'}:2:") and "treshold" in p for p in _problems(d))
+
+
+def test_a_control_character_is_reported_at_its_line(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk\x07]\n"})
+    problems = _problems(d)
+    assert len(problems) == 1 and problems[0].startswith(f"{d / 'k.yaml'}:3: invalid YAML")
+    assert "\n" not in problems[0]
+
+
+def test_editor_and_file_manager_files_are_not_watchlists(tmp_path: Path):
+    # Emacs locks a file being edited with a `.#name` symlink; macOS leaves `._name`; neither may reject the config.
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk]\n", "._k.yaml": "\x00\x01binary",
+                        ".draft.yaml": "groups: ["})
+    (d / ".#k.yaml").symlink_to("user@host.1234:1700000000")
+    assert [w.id for w in load_config(d).watchlists] == ["k"]
+
+
+def test_feeds_yml_is_read_when_there_is_no_feeds_yaml(tmp_path: Path):
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk]\n"})
+    (d / "feeds.yaml").rename(d / "feeds.yml")
+    assert [f.id for f in load_config(d).feeds] == ["a"]
