@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from difflib import SequenceMatcher
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from bot.models import Item
 from bot.text import FUNCTION_WORDS, fold_chars, fold_word, words
@@ -40,36 +40,69 @@ _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
 _AMP_PATH = re.compile(r"(/amp)(?=/|$)|(\.amp)(?=\.html?$|$)|(/amp\.html?)$", re.IGNORECASE)
 
 
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # reserved characters and escapes stay as they are
+
+
+def _escapes(part: str) -> str:
+    """One spelling per character (RFC 3986 section 6.2.2): non-ASCII and spaces escaped as UTF-8,
+    escapes in upper case, escaped unreserved characters (%7E, %2D) unescaped."""
+    part = quote(part, safe=_URL_SAFE)
+
+    def one(m: re.Match[str]) -> str:
+        ch = chr(int(m.group(1), 16))
+        return ch if ch in _UNRESERVED else "%" + m.group(1).upper()
+
+    return _ESCAPE.sub(one, part)
+
+
 def canonical_link(url: str) -> str:
-    """Normalise an article URL for identity; the original stays the one shown to readers."""
+    """Normalise an article URL for identity; the original stays the one shown to readers.
+
+    Never raises: a link Python cannot parse (a bad port, an unclosed IPv6 bracket) is its own identity,
+    as written, and the rest of the feed goes on."""
     url = url.strip()
     if not url:
         return ""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return url
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         return url
-    host = (parts.hostname or "").lower().rstrip(".")
+    host = (parts.hostname or "").rstrip(".")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # münchen.de and xn--mnchen-3ya.de are one host
+        except UnicodeError:
+            pass
+    host = host.lower()
     for prefix in _HOST_PREFIXES:
         if host.startswith(prefix) and host.count(".") >= 2:
             host = host[len(prefix) :]
             break
-    port = parts.port
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
-    path = _AMP_PATH.sub("", parts.path) or "/"
+    path = _AMP_PATH.sub("", _escapes(parts.path)) or "/"
     path = re.sub(r"/{2,}", "/", path)
     if len(path) > 1:
         path = path.rstrip("/")
+    # surrogateescape: a value that is not UTF-8 (K%E4se) comes back as it was, not as U+FFFD (K%F6se would
+    # then be the same link)
     query = [
         (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True, errors="surrogateescape")
         if not (k.lower() in _TRACKING or k.lower().startswith(_TRACKING_PREFIXES))
     ]
     query.sort()
-    return urlunsplit(("https", netloc, path, urlencode(query), ""))
+    # A fragment names a place on the page, except in single-page sites that route by it (`#!/news/4711`,
+    # `#/story/77`): there it names the article.
+    fragment = _escapes(parts.fragment) if parts.fragment.startswith(("!", "/")) else ""
+    return urlunsplit(("https", netloc, path, urlencode(query, errors="surrogateescape"), fragment))
 
 
 def _digest(*parts: str) -> str:

@@ -18,14 +18,63 @@ from tests.servers import Route, rss
     ("https://example.org/amp/story-1", "https://example.org/story-1"),
     ("https://amp.example.org/story-1.amp.html", "https://example.org/story-1.html"),
     ("https://example.org:443/a?b=2&a=1", "https://example.org/a?a=1&b=2"),
+    # one URL spelled several ways (RFC 3986 6.2.2, IDNA): raw or escaped umlaut, escape case, %7E
+    ("https://example.org/soldaten-räumen-minen", "https://example.org/soldaten-r%C3%A4umen-minen"),
+    ("https://example.org/r%c3%a4umen", "https://example.org/r%C3%A4umen"),
+    ("https://münchen.de/a", "https://xn--mnchen-3ya.de/a"),
+    ("https://example.org/a%7Eb", "https://example.org/a~b"),
 ])
 def test_canonical_link_folds_tracking_and_variants(a, b):
     assert canonical_link(a) == canonical_link(b)
 
 
-def test_canonical_link_keeps_what_names_the_article():
-    assert canonical_link("https://example.org/a?id=3") != canonical_link("https://example.org/a?id=4")
-    assert canonical_link("https://example.org/a") != canonical_link("https://example.org/b")
+@pytest.mark.parametrize(("a", "b"), [
+    ("https://example.org/a?id=3", "https://example.org/a?id=4"),
+    ("https://example.org/a", "https://example.org/b"),
+    # single-page sites route by the fragment: it names the article (both were https://kyiv-sp.example/)
+    ("https://kyiv-sp.example/#!/news/4711", "https://kyiv-sp.example/#!/news/4712"),
+    ("https://kyiv-sp.example/#/story/77", "https://kyiv-sp.example/#/story/78"),
+    # query values that are not UTF-8 (both were K%EF%BF%BDse)
+    ("https://example.org/s?q=K%E4se", "https://example.org/s?q=K%F6se"),
+    # IPv6 hosts keep their brackets (both were https://2001:db8::1:8080/a)
+    ("https://[2001:db8::1]:8080/a", "https://[2001:db8::1:8080]/a"),
+])
+def test_canonical_link_keeps_what_names_the_article(a, b):
+    assert canonical_link(a) != canonical_link(b)
+
+
+@pytest.mark.parametrize("url", ["https://port.example:8o80/news/1", "https://example.org:99999/a", "https://[::1/x"])
+def test_canonical_link_of_a_broken_url_is_the_url_as_written(url):
+    assert canonical_link(url) == url  # (raised ValueError, which failed the whole feed on every poll)
+
+
+def test_one_broken_link_does_not_cost_the_rest_of_the_feed(workdir, feed_server, telegram):
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100778, ("Outlet A", "Outlet B"))
+    feed_server.routes["/a.xml"] = Route(rss([
+        {"title": "Nordkoreanische Soldaten an der Front in Kursk", "link": "https://port.example:8o80/news/1",
+         "description": "Kiew meldet Gefechte mit Truppen aus Nordkorea.", "ago": 3},
+        {"title": "Nordkorea schickt weitere Soldaten nach Russland", "link": "https://a.example/2",
+         "description": "Seoul: Pjöngjang entsendet zusätzliche Truppen für Russlands Krieg.", "ago": 2},
+    ]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    result = run_cli(["poll", "--once"], env)
+    assert result.returncode == 0, result.stderr
+    assert "internal error" not in result.stdout + result.stderr
+    assert len(telegram.sent_to(-100778)) == 2
+
+
+def test_articles_of_a_site_that_routes_by_fragment_are_not_one_item(workdir, feed_server, telegram):
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100779, ("Outlet A", "Outlet B"))
+    first = {"title": "Nordkoreanische Soldaten an der Front in Kursk", "link": "https://sp.example/#!/news/4711",
+             "description": "Kiew meldet Gefechte mit Truppen aus Nordkorea.", "ago": 30}
+    feed_server.routes["/a.xml"] = Route(rss([first]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    feed_server.routes["/a.xml"] = Route(rss([first, {
+        "title": "Pjöngjang bestätigt Tod von 200 Soldaten in Russland", "link": "https://sp.example/#!/news/4712",
+        "description": "Nordkorea räumt erstmals Verluste seiner Truppen im Krieg gegen die Ukraine ein.", "ago": 1}]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(-100779)) == 2
 
 
 def test_identity_keys_share_link_across_feeds_of_one_outlet():
