@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -198,7 +199,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
         return loaded
     settings, config = loaded
     try:
-        source = args.items.open(encoding="utf-8") if args.items else sys.stdin
+        # Bytes that are not UTF-8 become U+FFFD, as on stdin: one bad byte must not cost the whole file.
+        source = args.items.open(encoding="utf-8", errors="replace") if args.items else sys.stdin
     except OSError as exc:
         print(f"mediabot: cannot read {args.items}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -207,38 +209,56 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
 
 def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settings) -> int:
-    """The `match` JSONL contract: one output line per input line, in order."""
-    from bot.dedup import StoryIndex, item_from_record
+    """The `match` JSONL contract: one output line per input line, in order.
+
+    `duplicate_of` is what the pipeline would decide: the same canonical link as an earlier record (the
+    bot would drop it as seen), else a near copy of an earlier record's story (same language, within
+    the dedup window; a record without `published` counts as published when the record before it was)."""
+    from bot.dedup import StoryIndex, item_from_record, record_problem
     from bot.match import Matcher
 
     matcher = Matcher(config.watchlists)
     index = StoryIndex(window=settings.dedup_window)
+    story_of_link: dict[str, Any] = {}
+    last_dated: datetime | None = None
     bad = 0
     for lineno, line in enumerate(source, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            if record.get("id") is None or not isinstance(record.get("title"), str):
-                raise ValueError("`id` and `title` (text) are required")
-        except ValueError as exc:
+            problem = record_problem(record)
+        except (ValueError, RecursionError) as exc:  # (RecursionError: arrays nested thousands deep)
+            problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        if problem:
             bad += 1
-            print(f"mediabot: line {lineno}: {exc}", file=sys.stderr)
-            out.write(json.dumps({"id": None, "line": lineno, "error": str(exc)}) + "\n")
+            print(f"mediabot: line {lineno}: {problem}", file=sys.stderr)
+            out.write(json.dumps({"id": None, "line": lineno, "error": problem}) + "\n")
             continue
-        item = item_from_record(record)
+        item = item_from_record(record, undated=last_dated)
+        if item.dated:
+            last_dated = item.published
         matches = matcher.match(item.title, item.summary)
-        duplicate_of = index.check(item, record["id"])
-        out.write(json.dumps({
+        duplicate_of = story_of_link.get(item.canonical_link) if item.canonical_link else None
+        if duplicate_of is None:
+            duplicate_of = index.check(item, record["id"])
+            if item.canonical_link:
+                story_of_link[item.canonical_link] = record["id"] if duplicate_of is None else duplicate_of
+        result = {
             "id": record["id"],
             "watchlists": [m.watchlist for m in matches],
             "matches": [{"watchlist": m.watchlist, "score": m.score, "terms": m.terms,
                          "where": [{"term": h.term, "text": h.text, "field": h.field,
                                     "word": h.position} for h in m.hits]} for m in matches],
             "duplicate_of": duplicate_of,
-        }, ensure_ascii=False) + "\n")
+        }
+        text = json.dumps(result, ensure_ascii=False)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: keep it escaped
+                text = json.dumps(result)
+        out.write(text + "\n")
     out.flush()
     return EXIT_USAGE if bad else EXIT_OK
 

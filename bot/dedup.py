@@ -8,6 +8,7 @@ two feeds of one outlet, or re-published with a new tracking suffix, are recogni
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -19,6 +20,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from difflib import SequenceMatcher
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -75,10 +77,8 @@ def canonical_link(url: str) -> str:
         return url
     host = (parts.hostname or "").rstrip(".")
     if not host.isascii():
-        try:
+        with contextlib.suppress(UnicodeError):  # (a label too long for IDNA stays as written)
             host = host.encode("idna").decode("ascii")  # münchen.de and xn--mnchen-3ya.de are one host
-        except UnicodeError:
-            pass
     host = host.lower()
     for prefix in _HOST_PREFIXES:
         if host.startswith(prefix) and host.count(".") >= 2:
@@ -469,22 +469,47 @@ class StoryIndex:
         return None
 
 
-def item_from_record(record: Mapping[str, Any]) -> Item:
-    """A `mediabot match` input line -> Item (only id and title are required)."""
-    published = None
+RECORD_TEXT_FIELDS = ("summary", "link", "source", "lang", "published")
+
+
+def record_problem(record: object) -> str | None:
+    """Why a `mediabot match` input line cannot be read as an item, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("id") is None or not isinstance(record.get("title"), str):
+        return "`id` and `title` (text) are required"
+    wrong = [k for k in RECORD_TEXT_FIELDS if record.get(k) is not None and not isinstance(record[k], str)]
+    if wrong:
+        return f"{', '.join(f'`{k}`' for k in wrong)} must be text"
     raw = record.get("published")
-    if isinstance(raw, str) and raw:
+    if raw and parse_published(raw) is None:
+        return f"`published` {raw!r} is not a date (ISO 8601 such as 2025-06-19T08:00:00Z, or RFC 822 as in RSS)"
+    return None
+
+
+def parse_published(raw: str) -> datetime | None:
+    """ISO 8601 (Atom, JSON) or RFC 822 (RSS) -> an aware datetime (UTC when no zone is given), else None."""
+    raw = raw.strip()
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
         try:
-            published = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            if published.tzinfo is None:
-                published = published.replace(tzinfo=UTC)
-        except ValueError:
-            published = None
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def item_from_record(record: Mapping[str, Any], undated: datetime | None = None) -> Item:
+    """A `mediabot match` input line -> Item (only id and title are required; see `record_problem`).
+    A record without `published` is dated `undated` (the stream passes the date of the record before it)."""
+    raw = record.get("published")
+    published = parse_published(raw) if isinstance(raw, str) and raw else None
     link = str(record.get("link") or "")
     canon = canonical_link(link)
     return Item(
         key=str(record.get("id")), feed_id=str(record.get("source") or ""), title=str(record.get("title") or ""),
         summary=str(record.get("summary") or ""), link=link, canonical_link=canon, guid="",
-        published=published or datetime(1970, 1, 1, tzinfo=UTC), lang=str(record.get("lang") or ""),
+        published=published or undated or datetime(1970, 1, 1, tzinfo=UTC), lang=str(record.get("lang") or ""),
         source=str(record.get("source") or ""), dated=published is not None,
     )

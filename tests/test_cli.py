@@ -115,6 +115,43 @@ def test_match_reports_bad_lines_but_keeps_going(tmp_path: Path):
     assert "line 2" in result.stderr
 
 
+def test_match_survives_lines_that_broke_it(tmp_path: Path):
+    # Each of these ended the run with a traceback and lost the lines after it.
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(b'{"id": 1, "title": "Kursk \xff Krieg"}\n'      # not UTF-8 (--items only)
+                     + b"[" * 100_000 + b"\n"                           # nested too deeply for json
+                     + b'{"id": "\\ud800", "title": "Kursk"}\n'        # a lone surrogate
+                     + b'{"id": 4, "title": "Kursk", "summary": {"a": "Nordkorea"}}\n'  # not text
+                     + b'{"id": 5, "title": "ok"}\n')
+    result = run_cli(["match", "--items", str(path)], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
+    assert "Traceback" not in result.stderr and "uncaught" not in result.stderr, result.stderr
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["id"] for line in lines] == [1, None, "\ud800", None, 5]
+    assert lines[1]["line"] == 2 and lines[3]["line"] == 4 and "`summary`" in lines[3]["error"]
+
+
+def _dups(items: list[dict[str, object]]) -> list[object]:
+    stdin = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
+    result = run_cli(["match"], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")}, input=stdin)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line)["duplicate_of"] for line in result.stdout.splitlines()]
+
+
+def test_match_duplicates_follow_what_the_bot_would_decide():
+    story = {"title": "Nordkoreanische Soldaten an der Front bei Kursk", "lang": "de",
+             "summary": "Russland setzt Truppen aus Nordkorea gegen die Ukraine ein, meldet Kiew."}
+    # RSS dates count: six days apart is outside the 48-hour window (the RFC 822 date was ignored)
+    assert _dups([dict(story, id="a", published="Thu, 19 Jun 2025 08:00:00 GMT"),
+                  dict(story, id="b", published="Wed, 25 Jun 2025 08:00:00 GMT")]) == [None, None]
+    # a record without a date counts as published with the one before it (it was dated 1970)
+    assert _dups([dict(story, id="a", published="2025-06-19T08:00:00Z"), dict(story, id="b")]) == [None, "a"]
+    # the same article under an edited headline: the bot drops it as seen, by its canonical link
+    assert _dups([{"id": "a", "title": "Gefangene Nordkoreaner in Kiew", "link": "https://www.a.example/nk"},
+                  {"id": "b", "title": "Kiew: Zwei Nordkoreaner wollen bleiben",
+                   "link": "http://a.example/nk/?utm_source=tw"}]) == [None, "a"]
+
+
 def test_demo_runs_offline_and_prints_alerts():
     result = run_cli(["demo"], {}, timeout=60)
     assert result.returncode == 0, result.stderr
