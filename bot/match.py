@@ -157,6 +157,22 @@ class _Tokens:
 _Entry = tuple[int, float, _Atom, _Tokens, int]
 
 
+def _takes_s(part: str) -> bool:
+    """An acronym ending in a capital or a digit takes English plural and possessive s: "DPRK's" (the
+    apostrophe is dropped before words are split, so "DPRKs"), "KN-23s". The s is lower case, so a
+    different acronym is not taken."""
+    return part[-1:].isupper() or part[-1:].isdigit()
+
+
+def _acronym_at(orig: Sequence[str], i: int, parts: tuple[str, ...]) -> bool:
+    """Do the original words at `i` spell the acronym `parts` (its last word may carry an s)?"""
+    n = len(parts)
+    if len(orig) < i + n or tuple(orig[i : i + n - 1]) != parts[:-1]:
+        return False
+    last = orig[i + n - 1]
+    return last == parts[-1] or (last == parts[-1] + "s" and _takes_s(parts[-1]))
+
+
 class Matcher:
     """Watchlists compiled for fast matching. Build once per config; reuse for every item."""
 
@@ -217,7 +233,10 @@ class Matcher:
             if term.mode == "acronym":
                 parts = tuple(words(clean(spelling)))
                 if parts:
-                    self._acronym.setdefault(parts[0], []).append(_Atom(wi, group, term, parts, threshold))
+                    atom = _Atom(wi, group, term, parts, threshold)
+                    self._acronym.setdefault(parts[0], []).append(atom)
+                    if len(parts) == 1 and _takes_s(parts[0]):
+                        self._acronym.setdefault(parts[0] + "s", []).append(atom)  # DPRK's, DPRKs
                 continue
             folded = tuple(_spelling_words(spelling))
             if not folded:
@@ -398,8 +417,7 @@ class Matcher:
                     for atom in self._acronym.get(word, ()):
                         if summary_field and i >= seen_words[reach[atom.watchlist]]:
                             continue
-                        n = len(atom.parts)
-                        if tuple(orig[i : i + n]) == atom.parts:
+                        if _acronym_at(orig, i, atom.parts):
                             raw.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
                                 (tokens.offset + i, 100.0, atom, tokens, i))
         regex_hits: dict[int, dict[str, list[TermHit]]] = {}

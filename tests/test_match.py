@@ -88,6 +88,18 @@ def test_acronym_is_case_sensitive_and_whole_word():
     assert not m.match("DPRKS")
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("DPRK's soldiers deployed to Russia", True),  # the commonest English headline form; it matched nothing
+    ("DPRK’s soldiers deployed to Russia", True),
+    ("Russia fires North Korean KN-23s at Kyiv", True),
+    ("DPRKsome soldiers", False),
+    ("KN-23seconds", False),
+])
+def test_an_acronym_takes_english_possessive_and_plural_s(text, expected):
+    m = Matcher([wl({"a": [Term("KN-23", mode="acronym"), Term("DPRK", mode="acronym")]})])
+    assert bool(m.match(text)) is expected
+
+
 def test_regex_uses_re2_and_cannot_backtrack_forever():
     m = Matcher([wl({"r": [Term(r"(a+)+$", mode="regex")]})])
     # A classic catastrophic-backtracking input for a backtracking engine; RE2 answers in linear time.
