@@ -353,5 +353,5 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     settings, config = loaded
     from bot.backtest import run_backtest
 
-    return run_backtest(args.watchlist, args.since, settings, config, sys.stdout, words=args.words)
+    return run_backtest(args.watchlist, args.since, settings, config, sys.stdout, words=args.words, err=sys.stderr)
 

@@ -425,6 +425,14 @@ class SqliteStore:
         for r in self._db.execute("SELECT * FROM items WHERE first_seen >= ? ORDER BY id", (_ts(since),)):
             yield _item(r, since)
 
+    def matched_since(self, watchlist: str, since: datetime) -> set[str]:
+        """Keys of the items first seen after `since` that matched `watchlist` when they arrived."""
+        rows = self._db.execute(
+            "SELECT i.key FROM matches m JOIN items i ON i.id = m.item_id WHERE m.watchlist = ? AND i.first_seen >= ?",
+            (watchlist, _ts(since)),
+        )
+        return {r[0] for r in rows}
+
     def story_items_since(self, since: datetime) -> Iterator[tuple[Item, int]]:
         """Stored items that matched a watchlist, published after `since`, with their story id, oldest
         first (rebuilds the dedup index, which holds only matched items)."""

@@ -607,6 +607,52 @@ def test_backtest_shows_what_an_edit_changes(workdir: Path, feed_server):
     assert "Stadtfest" not in result.stdout
 
 
+def test_backtest_of_a_file_edited_in_place_compares_with_what_it_matched(workdir: Path, feed_server):
+    """The admin edits the live file: the comparison is with what the list matched when the items came
+    (it compared the file with itself and always said "0 new, 0 no longer")."""
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": feed_server.url("/n.xml"), "name": "N", "lang": "de"}])
+    feed_server.routes["/n.xml"] = Route(rss([
+        {"title": "Gefechte im Gebiet Kursk dauern an", "guid": "1", "link": "https://x.example/1", "ago": 5},
+    ]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    live = workdir / "watchlists" / "kursk-front.yaml"
+    live.write_text(live.read_text(encoding="utf-8").replace("\nexclude:\n", "\nexclude:\n  - Gefechte\n"),
+                    encoding="utf-8")
+    result = run_cli(["backtest", str(live), "--since", "1d"], env)
+    assert result.returncode == 0, result.stderr
+    assert "1 no longer" in result.stdout and "when each item arrived" in result.stdout
+    assert "  - " in result.stdout and "Gefechte im Gebiet Kursk dauern an" in result.stdout
+    renamed = workdir / "kursk-front-v2.yaml"
+    renamed.write_text(live.read_text(encoding="utf-8"), encoding="utf-8")
+    assert "no watchlist 'kursk-front-v2' is in force" in run_cli(["backtest", str(renamed)], env).stdout
+
+
+@pytest.mark.parametrize(("since", "message"), [("0d", "more than 0"), ("1000000d", "at most"),
+                                                 ("9999999999999999999999s", "at most")])
+def test_backtest_rejects_a_since_it_cannot_use(workdir: Path, since: str, message: str):
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    result = run_cli(["backtest", str(ROOT / "watchlists" / "kursk-front.yaml"), "--since", since], env)
+    assert result.returncode == 1 and message in result.stderr, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_backtest_without_a_usable_store_says_so_and_creates_nothing(tmp_path: Path):
+    wl = str(ROOT / "watchlists" / "kursk-front.yaml")
+    missing = tmp_path / "typo"
+    result = run_cli(["backtest", wl], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists"),
+                                        "MEDIABOT_STATE_DIR": str(missing)})
+    assert result.returncode == 4 and "no store at" in result.stderr
+    assert not missing.exists()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "mediabot.db").write_text("garbage " * 100)
+    result = run_cli(["backtest", wl], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists"),
+                                        "MEDIABOT_STATE_DIR": str(broken)})
+    assert result.returncode == 4 and "cannot open the state store" in result.stderr
+    assert "Traceback" not in result.stderr and "uncaught" not in result.stderr
+
+
 def test_backtest_words_shows_what_a_stem_takes_that_nobody_wrote(workdir: Path, feed_server):
     """An admin about to ship a fuzzy term sees the unrelated word its stem takes (Putin -> putting),
     and not the forms written out as aliases."""
