@@ -225,6 +225,31 @@ def test_agency_text_under_another_outlets_headline_folds():
     assert index.check(copy, "b") == "a"
 
 
+@pytest.mark.parametrize(("lang", "first", "second", "background"), [
+    ("de", ("Ukraine nimmt zwei nordkoreanische Soldaten gefangen",
+            "Ukrainische Spezialkräfte haben im Gebiet Kursk zwei verwundete Nordkoreaner gefangen genommen, teilte "
+            "Selenskyj mit."),
+     ("Nordkorea liefert Haubitzen vom Typ Koksan an Russland",
+      "Nach Angaben aus Seoul hat Pjöngjang selbstfahrende Haubitzen vom Typ Koksan an die russische Armee geliefert."),
+     " Nordkorea hat nach Erkenntnissen westlicher Geheimdienste rund 11.000 Soldaten nach Russland entsandt, die im "
+     "Gebiet Kursk gegen ukrainische Truppen kämpfen."),
+    ("en", ("North Korean troops pulled back from Kursk front",
+            "North Korean units have been withdrawn from the front line after heavy losses, Ukrainian intelligence "
+            "said."),
+     ("Kim Jong Un promises more missiles for Russia after meeting Shoigu",
+      "Kim pledged to supply further ballistic missiles to Moscow during talks with Russia's security council "
+      "secretary in Pyongyang."),
+     " North Korea has sent about 11,000 soldiers to Russia, according to Western intelligence, where they fight "
+     "Ukrainian troops in the Kursk region."),
+])
+def test_two_reports_ending_on_the_same_background_sentence_stay_apart(lang, first, second, background):
+    """Agencies close different reports with the same background sentence; in a short teaser it is half of
+    the words, which made the copy rule fold a prisoner report and a howitzer delivery into one alert."""
+    index = StoryIndex()
+    assert index.check(_rec("a", first[0], first[1] + background, lang=lang), "a") is None
+    assert index.check(_rec("b", second[0], second[1] + background, lang=lang, minutes=120), "b") is None
+
+
 def test_other_language_is_not_folded():
     index = StoryIndex()
     first = _rec("a", "Kursk: Ukraine zieht Truppen aus Sudscha ab", "Die Armee verlässt die Stadt.")
