@@ -438,7 +438,7 @@ class Matcher:
             token_groups = raw.get(wi, {})
             regex_groups = regex_hits.get(wi, {})
             present = token_groups.keys() | regex_groups.keys()
-            decided = self._decide(wi, present, token_groups, regex_groups)
+            decided = self._decide(wi, present, token_groups, regex_groups, fields[-1].offset)
             if decided is not None:
                 matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
@@ -466,9 +466,11 @@ class Matcher:
         return score
 
     def _decide(self, wi: int, present: AbstractSet[str], token_groups: dict[str, list[_Entry]],
-                regex_groups: dict[str, list[TermHit]]) -> Match | None:
+                regex_groups: dict[str, list[TermHit]], summary_offset: int) -> Match | None:
         """The best rule a watchlist's hits satisfy, as a Match. TermHits (which need the original
-        spelling of each hit word) are built only for the winning rule's groups."""
+        spelling of each hit word) are built only for the winning rule's groups, one per term and place
+        (two spellings of a term, or one term in two groups, hit the same word), each at its word in its
+        own field (positions while matching run on across the headline into the summary, for NEAR)."""
         if _EXCLUDE in present:
             return None
         # The rules whose group tests hold (set tests, cheap); headline, NEAR and scores only for those.
@@ -502,18 +504,26 @@ class Matcher:
                 best = (score, rule.groups)
         if best is None:
             return None
-        hits = [TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, position,
-                        round(score, 1))
-                for g in best[1] for position, score, atom, tokens, i in token_groups.get(g, ())]
+        found: dict[tuple[str, str, int], TermHit] = {}
         for g in best[1]:
-            hits += regex_groups.get(g, ())
-        hits.sort(key=_position_of)
+            for _, score, atom, tokens, i in token_groups.get(g, ()):
+                hit = TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, i,
+                              round(score, 1))
+                key = (hit.term, hit.field, i)
+                if key not in found or found[key].score < hit.score:
+                    found[key] = hit
+            for hit in regex_groups.get(g, ()):
+                if hit.field == "summary":
+                    hit = hit._replace(position=hit.position - summary_offset)
+                found.setdefault((hit.term, hit.field, hit.position), hit)
+        hits = sorted(found.values(), key=_place_of)
         return Match(self.watchlists[wi].id, best[0], tuple(hits))
 
 
 _BREAK = "__mediabot_field_break__"
 _score_of = operator.itemgetter(1)  # an _Entry's score
-_position_of = operator.attrgetter("position")  # a TermHit's
+def _place_of(hit: TermHit) -> tuple[bool, int]:
+    return hit.field != "title", hit.position  # headline first, then the summary
 
 
 def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:

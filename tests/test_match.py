@@ -588,6 +588,15 @@ def test_every_match_explains_itself():
     assert hit.field == "title" and hit.text == "Nordkoreanische" and hit.position == 0
 
 
+def test_a_hit_is_explained_once_at_its_word_in_its_own_field():
+    # `Kursk` and `Kursker` are one stem: the headline's Kursk was listed twice, and the summary's Kursk
+    # was "word 9" (counting on from the headline) where a reader counts 5.
+    m = Matcher([wl({"place": [Term("Kursk", aliases=("Kursker",))], "war": [Term("Krieg")]})])
+    (match,) = m.match("Kursk Krieg", "eins zwei drei vier fünf Kursk")
+    assert [(h.term, h.field, h.position) for h in match.hits] == [
+        ("Kursk", "title", 0), ("Krieg", "title", 1), ("Kursk", "summary", 5)]
+
+
 def test_backtest_shows_what_an_edit_changes(workdir: Path, feed_server):
     env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
     write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": feed_server.url("/n.xml"), "name": "N", "lang": "de"}])
