@@ -263,19 +263,21 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
         old_has(st) for w in marks for st in _stems(w))
 
 
+def _weight(ws: Iterable[int], idf: dict[int, float], n: int, df: array[int]) -> float:
+    """Summed IDF of word ids in an index of `n` items (`idf` caches it for one check)."""
+    total = 0.0
+    for w in ws:
+        v = idf.get(w)
+        if v is None:
+            v = idf[w] = math.log((n + 1) / (df[w] + 0.5))
+        total += v
+    return total
+
+
 def _share(part: set[int], other: set[int], idf: dict[int, float], n: int, df: array[int], unseen: float) -> float:
     """IDF-weighted share of `part` (plus `unseen` weight of words no indexed item has) found in `other`."""
-    def weight(ws: Iterable[int]) -> float:
-        total = 0.0
-        for w in ws:
-            v = idf.get(w)
-            if v is None:
-                v = idf[w] = math.log((n + 1) / (df[w] + 0.5))
-            total += v
-        return total
-
-    whole = weight(part) + unseen
-    return weight(part & other) / whole if whole > 0 else 0.0
+    whole = _weight(part, idf, n, df) + unseen
+    return _weight(part & other, idf, n, df) / whole if whole > 0 else 0.0
 
 
 def _has_word(vocab: Mapping[str, int], ids: set[int], stem_: str) -> bool:
@@ -411,17 +413,7 @@ class StoryIndex:
         if not inter:
             return 0.0, 0.0
         n = max(len(self._entries), 1)
-        df = self._df
-
-        def weight(ws: Iterable[int]) -> float:
-            total = 0.0
-            for w in ws:
-                v = idf.get(w)
-                if v is None:
-                    v = idf[w] = math.log((n + 1) / (df[w] + 0.5))
-                total += v
-            return total
-
+        weight = partial(_weight, idf=idf, n=n, df=self._df)
         wa, wta = weight(a) + extra[0], weight(ta) + extra[1]
         # An entry's own weights change slowly with the index size: recompute when it moved 10%.
         if entry.weights is None or abs(entry.weights[2] - n) > n * 0.1:
