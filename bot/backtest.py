@@ -92,7 +92,7 @@ def run_backtest(path: Path, since: str, settings: Settings, config: Config, out
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.resolve() == b.resolve() or a.samefile(b)
+        return a.samefile(b)  # (also through symlinks and relative paths)
     except OSError:
         return False
 

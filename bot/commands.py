@@ -17,7 +17,7 @@ from telegram.constants import ChatMemberStatus, ParseMode
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
 
 from bot.alerts import MAX_MESSAGE
-from bot.config import MAX_CHAT_ID
+from bot.config import is_chat_id
 from bot.deliver import HoldRouter
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
 
@@ -445,7 +445,7 @@ async def _allow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         target = int(context.args[0]) if context.args else 0
     except ValueError:
         target = 0
-    if not 0 < abs(target) < MAX_CHAT_ID:  # (a huge number would not fit the store's integer column)
+    if not is_chat_id(target):
         await _reply(update, _t(update, "bad_allow"))
         return
     if rt.store.chat(target) is None:

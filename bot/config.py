@@ -31,6 +31,11 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_CHAT_ID = 2**52  # Telegram: user and chat ids have at most 52 significant bits
 
 
+def is_chat_id(value: object) -> bool:
+    """A number Telegram could use as a user or chat id (and the store's integer column can hold)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < abs(value) < MAX_CHAT_ID
+
+
 # --------------------------------------------------------------------------- settings
 
 
@@ -90,7 +95,7 @@ def _ids(value: str, name: str, problems: list[str]) -> frozenset[int]:
             number = int(part)
         except ValueError:
             number = 0
-        if 0 < abs(number) < MAX_CHAT_ID:
+        if is_chat_id(number):
             out.add(number)
         else:
             problems.append(f"environment: {name}: {part!r} is not a numeric Telegram id")
@@ -477,17 +482,15 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
         if not url:
             r.err(entry.line, f"{what} ({fid}): missing `url`")
             continue
-        bad = _bad_url(url)
+        host, bad = _feed_host(url)
         if bad:
             r.err(m["url"].line, f"{what} ({fid}): {bad}")
             continue
-        parts = urlsplit(url)
-        assert parts.hostname
         allow_private = r.boolean(m, "allow_private", what, False)
-        if not allow_private and _is_private_host(parts.hostname):
+        if not allow_private and _is_private_host(host):
             r.err(
                 m["url"].line,
-                f"{what} ({fid}): {parts.hostname} is a private or loopback address; "
+                f"{what} ({fid}): {host} is a private or loopback address; "
                 "set `allow_private: true` if that is intended",
             )
         identity = r.text(m, "identity", what, "auto") or "auto"
@@ -513,22 +516,22 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
     return feeds
 
 
-def _bad_url(url: str) -> str | None:
-    """Why a feed URL cannot be fetched, or None. urlsplit raises on some (an unclosed IPv6 bracket),
-    and its `port` raises on a bad port: both are reported here instead of crashing the caller."""
-    if url != url.strip() or any(ch.isspace() for ch in url):
-        return f"url must not contain spaces, got {url!r}"
+def _feed_host(url: str) -> tuple[str, str | None]:
+    """(host, None) for a feed URL that can be fetched, else ("", why not). urlsplit raises on some (an
+    unclosed IPv6 bracket), and its `port` raises on a bad port: both are reported instead of crashing."""
+    if any(ch.isspace() for ch in url):
+        return "", f"url must not contain spaces, got {url!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
         host = parts.hostname
     except ValueError as exc:
-        return f"url is not a valid URL ({exc}): {url!r}"
+        return "", f"url is not a valid URL ({exc}): {url!r}"
     if parts.scheme not in ("http", "https") or not host:
-        return f"url must be an http(s) URL, got {url!r}"
+        return "", f"url must be an http(s) URL, got {url!r}"
     if port == 0:
-        return f"url has port 0: {url!r}"
-    return None
+        return "", f"url has port 0: {url!r}"
+    return host, None
 
 
 def _is_private_host(host: str) -> bool:
@@ -673,7 +676,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             r.err(cnode.line, f"{wid}.chats must be a list of Telegram chat ids")
         else:
             for c in cnode.value:
-                if isinstance(c.value, bool) or not isinstance(c.value, int) or not 0 < abs(c.value) < MAX_CHAT_ID:
+                if not is_chat_id(c.value):
                     shown = c.raw if c.raw is not None else c.value
                     r.err(c.line, f"{wid}.chats: {shown!r} is not a Telegram chat id (e.g. -1001234567890)")
                 else:

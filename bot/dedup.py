@@ -366,11 +366,11 @@ class StoryIndex:
             tokens: tuple[str, ...] | None = None
             idf: dict[int, float] = {}
             sa, sta = set(a), set(ta)
-            unseen = _UNSEEN_WEIGHT * math.log((max(len(self._entries), 1) + 1) / 0.5)
+            n = max(len(self._entries), 1)
+            unseen = _UNSEEN_WEIGHT * math.log((n + 1) / 0.5)
             extra = ((len(ws) - len(a)) * unseen, (len(tws) - len(ta)) * unseen)
-            lead_ids: set[int] | None = None
+            lead_ids: set[int] | None = None  # the first sentence's words, looked up when a copy needs them
             lead_unseen = 0.0
-            n_idx = max(len(self._entries), 1)
             for eid, shared in counts.most_common(_CANDIDATES):
                 if shared < _MIN_SHARED:
                     break
@@ -388,7 +388,7 @@ class StoryIndex:
                         lead_ws = _stems(lead(summary, 1)) if summary else set()
                         lead_ids = set(self._lookup_ids(lang, lead_ws))
                         lead_unseen = (len(lead_ws) - len(lead_ids)) * unseen
-                    lead_share = _share(lead_ids, b, idf, n_idx, df, lead_unseen) if lead_ids or lead_unseen else 1.0
+                    lead_share = _share(lead_ids, b, idf, n, df, lead_unseen) if lead_ids or lead_unseen else 1.0
                     if lead_share >= COPY_LEAD:
                         sim = max(sim, self.threshold)
                 need = self.required(numbers, frozenset(entry.numbers.split()) if numbers else frozenset())

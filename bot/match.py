@@ -522,8 +522,11 @@ class Matcher:
 
 _BREAK = "__mediabot_field_break__"
 _score_of = operator.itemgetter(1)  # an _Entry's score
+
+
 def _place_of(hit: TermHit) -> tuple[bool, int]:
-    return hit.field != "title", hit.position  # headline first, then the summary
+    """A hit's place in reading order: the headline first, then the summary."""
+    return hit.field != "title", hit.position
 
 
 def _fold_fields(title: str, summary: str) -> tuple[list[str], list[str]]:

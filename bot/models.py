@@ -42,7 +42,8 @@ class Item:
 
 class TermHit(NamedTuple):
     """Where one watchlist term matched: the term as written, the text found, its field, and its word
-    index counted over title then summary (summary words start a few words after the title's last).
+    index within that field (a Match's hits; while matching, regex hits count on from the headline into
+    the summary, as NEAR compares positions across both).
 
     A named tuple, not a frozen dataclass like the others: a matched item makes about ten, and a tuple is
     built in a third of the time."""
