@@ -13,7 +13,7 @@ import json
 import logging
 import multiprocessing
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -43,7 +43,8 @@ class FetcherPort(Protocol):
 class StorePort(Protocol):
     def feed_state(self, feed_id: str, url: str) -> FeedState: ...
     def save_feed_state(self, s: FeedState) -> None: ...
-    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]: ...
+    def seen_keys(self, keys: Iterable[str]) -> set[str]: ...
+    def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
     def subscribers(self, watchlist: str) -> list[int]: ...
@@ -306,7 +307,14 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
-    fresh = await ctx.in_store(ctx.store.filter_new, keyed)
+    seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
+    fresh = [not any(k in seen for k in keys) for keys in keyed]
+    # A known item under a key not seen yet (a new slug, a new guid): remember that key too when the item
+    # was edited, so another feed of the outlet carrying the new link does not alert it again.
+    edited = [(keys, it.title) for it, keys, is_new in zip(items, keyed, fresh, strict=True)
+              if not is_new and not all(k in seen for k in keys)]
+    if edited:
+        await ctx.in_store(ctx.store.learn_keys, edited, now)
     new: list[tuple[Item, list[str]]] = []
     known: list[list[Match]] = []  # matches the parse process already found, for the new items
     batch_keys: set[str] = set()

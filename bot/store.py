@@ -22,7 +22,7 @@ from typing import Any
 from bot.errors import StoreError, StoreLockedError
 from bot.models import FeedState, Item, Match, OutboxRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
 _MIGRATIONS: list[str] = [
@@ -73,7 +73,15 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX outbox_story ON outbox(story_id, chat_id);
     CREATE UNIQUE INDEX outbox_once ON outbox(chat_id, story_id, watchlist) WHERE kind = 'alert';
     """,
+    # 2: the keys of a stored item, so `learn_keys` can bound how many an edited item collects
+    """
+    CREATE INDEX seen_item ON seen(item_id) WHERE item_id IS NOT NULL;
+    """,
 ]
+
+# An edited item learns its new keys (learn_keys) up to this many in all: a headline edited on every fetch
+# of a feed whose guids also change on every fetch must not add a key per poll for ever.
+_KEYS_PER_ITEM = 8
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -277,15 +285,43 @@ class SqliteStore:
 
     # -- items -----------------------------------------------------------------------------
 
-    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]:
-        """For each item's identity keys: True when none of them was seen before."""
-        flat = sorted({k for keys in keyed for k in keys})
+    def seen_keys(self, keys: Iterable[str]) -> set[str]:
+        """The identity keys among `keys` that were seen before."""
+        flat = sorted(set(keys))
         seen: set[str] = set()
         for i in range(0, len(flat), 500):
             chunk = flat[i : i + 500]
             marks = ",".join("?" * len(chunk))
             seen.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
+        return seen
+
+    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]:
+        """For each item's identity keys: True when none of them was seen before."""
+        seen = self.seen_keys(k for keys in keyed for k in keys)
         return [not any(k in seen for k in keys) for keys in keyed]
+
+    def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int:
+        """Remember the unseen keys of items recognised by another key (keys, current headline) when the
+        item was edited: an outlet that rewrites headline and slug keeps the guid, and its second feed may
+        carry the article under the new link only. Only stored (matched) items whose headline changed
+        learn keys, so a feed whose guids or links change on every fetch adds nothing, and an item learns
+        at most `_KEYS_PER_ITEM` in all. Returns the keys added."""
+        stamp = _ts(now)
+        added = 0
+        with self._tx() as db:
+            for keys, title in known:
+                marks = ",".join("?" * len(keys))
+                row = db.execute(
+                    f"SELECT i.id, i.title FROM seen s JOIN items i ON i.id = s.item_id WHERE s.key IN ({marks}) "
+                    "LIMIT 1", list(keys)).fetchone()
+                if row is None or " ".join(row[1].split()).casefold() == " ".join(title.split()).casefold():
+                    continue
+                if db.execute("SELECT COUNT(*) FROM seen WHERE item_id=?", (row[0],)).fetchone()[0] >= _KEYS_PER_ITEM:
+                    continue
+                added += db.executemany(
+                    "INSERT OR IGNORE INTO seen(key, item_id, first_seen) VALUES(?,?,?)",
+                    [(k, row[0], stamp) for k in keys]).rowcount
+        return added
 
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Iterable[tuple[int, str]] = ()) -> list[int]:

@@ -93,3 +93,37 @@ async def test_later_copies_from_two_outlets_make_one_edit_naming_both(tmp_path,
     assert len(edits) == 1, second
     assert "outlet-b" in edits[0] and "outlet-c" in edits[0]
     assert "────" not in second  # no new alert
+
+
+async def test_edited_item_with_a_new_link_is_known_under_that_link_in_another_feed(tmp_path, feed_server):
+    """An outlet edits headline and slug (the guid stays, so feed A drops it as known), then its second feed
+    carries the article under the new link with its own guid and a reworded teaser: still the same article."""
+    spec_a, spec_b = _spec(feed_server, "/a.xml", "a"), _spec(feed_server, "/b.xml", "b")
+    feed_server.routes["/a.xml"] = Route(rss([dict(STORY, guid="sp-1", link="https://x.example/nk-soldaten-a-111.html")]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 1
+    edited = dict(title="Kursk: Ukrainische Armee beschießt nordkoreanische Einheiten", ago=4,
+                  description="Die Ukraine greift nach eigenen Angaben Stellungen nordkoreanischer Truppen an.",
+                  link="https://x.example/kursk-beschuss-nordkoreaner-a-111.html")
+    feed_server.routes["/a.xml"] = Route(rss([dict(edited, guid="sp-1")]))
+    assert "nordkoreanische Einheiten" not in await _poll(tmp_path, [spec_a, spec_b])
+    feed_server.routes["/b.xml"] = Route(rss([dict(edited, guid="schlagzeilen-77",
+                                                   link=edited["link"] + "?utm_source=schlagzeilen")]))
+    out = await _poll(tmp_path, [spec_a, spec_b])
+    assert "nordkoreanische Einheiten" not in out, out
+
+
+async def test_a_feed_whose_guids_change_on_every_fetch_adds_no_keys(tmp_path, feed_server):
+    """Keys of a known item are learned only when it was edited: a feed that puts the fetch time into the
+    guid must not grow the seen table by one key per item and poll."""
+    from bot.store import SqliteStore
+
+    spec = _spec(feed_server, "/f.xml")
+    for n in range(3):
+        feed_server.routes["/f.xml"] = Route(rss([dict(STORY, guid=f"t={n}", link="https://x.example/1")]))
+        await _poll(tmp_path, [spec])
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    try:
+        assert store.count("seen") == 2  # the first fetch's guid and the link
+    finally:
+        store.close()

@@ -108,3 +108,42 @@ def test_poll_once_prunes_old_rows_in_cron_mode(workdir, feed_server):
         assert s.filter_new([["guid:ancient"]]) == [False]  # seen keys outlive the items
     finally:
         s.close()
+
+
+def test_an_edited_item_learns_its_new_keys_but_only_a_bounded_number(store):
+    store.record_items([_new("a")], None, T0)
+    # The headline as stored: the item was not edited, so its new key (a per-fetch guid) is not learned.
+    assert store.learn_keys([(["guid:a", "guid:a?t=1"], "Nordkorea Kursk a")], T0) == 0
+    assert store.filter_new([["guid:a?t=1"]]) == [True]
+    # Edited: the new key is remembered as the same item.
+    assert store.learn_keys([(["guid:a", "link:new-slug"], "Kursk: neue Schlagzeile")], T0) == 1
+    assert store.filter_new([["link:new-slug"]]) == [False]
+    # A headline edited on every fetch, with a guid that changes on every fetch: capped per item.
+    for n in range(20):
+        store.learn_keys([(["guid:a", f"guid:a?t={n}"], f"Kursk: Fassung {n}")], T0)
+    assert store.count("seen") == 8
+    # An item that matched nothing has no stored identity to extend.
+    store.record_items([NewItem(_new("plain").item, ["guid:plain"], [], [])], None, T0)
+    assert store.learn_keys([(["guid:plain", "link:p2"], "anders")], T0) == 0
+
+
+def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "mediabot.db"
+    s = SqliteStore(path)
+    s.record_items([_new("a", chat=1)], None, T0)
+    s.close()
+    con = sqlite3.connect(path)  # what the first release left behind
+    con.execute("DROP INDEX seen_item")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    s = SqliteStore(path)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.count("items") == 1 and s.filter_new([["guid:a"]]) == [False]
+        assert s.learn_keys([(["guid:a", "link:b"], "Kursk: neu")], T0) == 1
+    finally:
+        s.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT 1 FROM sqlite_master WHERE name='seen_item'").fetchone()
+    con.close()
