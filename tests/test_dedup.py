@@ -363,3 +363,25 @@ def test_an_alert_already_sent_keeps_its_lead_when_an_earlier_copy_turns_up(work
     assert len(telegram.sent_to(-100780)) == 1
     edits = [m for m in telegram.messages if m.method == "editMessageText"]
     assert len(edits) == 1 and "https://a.example/1" in edits[0].text and "Outlet B" in edits[0].text
+
+
+@pytest.mark.parametrize(("lead", "copy", "shown"), [
+    ("Selenskyj: Nordkoreanische Soldaten aus Kursk abgezogen", "Selenskyj: Nordkoreanische Soldaten zurück in Kursk",
+     True),
+    ("North Korean troops pulled back from Kursk", "North Korean troops back in Kursk", True),
+    ("North Korean soldier captured in Kursk dies of wounds",
+     "North Korean soldier captured in Kursk asks to stay in Ukraine", True),
+    ("Ukraine nimmt zwei nordkoreanische Soldaten gefangen",
+     "Ukraine-Krieg: Ukraine nimmt zwei nordkoreanische Soldaten gefangen", False),
+    ("Russland meldet Rückeroberung von Sudscha", "Russland meldet Rückeroberung von Sudscha.", False),
+])
+def test_a_folded_headline_that_swaps_a_word_is_shown_under_the_alert(lead, copy, shown):
+    """Nearly the same characters are not enough to hide a copy's headline: one swapped word can turn a
+    withdrawal into a return, and such a report, folded in by mistake, must not vanish into "also"."""
+    from zoneinfo import ZoneInfo
+
+    from bot.alerts import render_alert
+
+    rendered = render_alert({"title": lead, "source": "Agentur"}, watchlist_name="Truppen",
+                            tz=ZoneInfo("Europe/Berlin"), also=[("Outlet Y", copy)])
+    assert ("↳ Outlet Y: " + copy in rendered.plain) is shown, rendered.plain
