@@ -324,6 +324,13 @@ class Matcher:
         for title, summary in texts:
             self._bound_cache()
             title_words, summary_words = _fold_fields(title, summary)
+            # Shown as written (lower case), not folded: "kämpfen", "курской", not "kaempfen", "курскои".
+            written_as: dict[str, str] = {}
+            for text, folded_words in ((title, title_words), (summary, summary_words)):
+                original = fast_words(clean(text)) if folded_words else []
+                if len(original) == len(folded_words):
+                    for w, o in zip(folded_words, original, strict=True):
+                        written_as.setdefault(w, o.lower())
             seen: set[tuple[int, Term, str]] = set()
             for word in {*title_words, *summary_words}:
                 folded = fold_word(word)
@@ -335,10 +342,11 @@ class Matcher:
                         written = spelled[atom.term] = {w for sp in atom.term.spellings for w in _spelling_words(sp)}
                     if folded in written:
                         continue  # written out as an alias: meant
-                    key = (atom.watchlist, atom.term, word)
+                    shown = written_as.get(word, word)
+                    key = (atom.watchlist, atom.term, shown)
                     if key not in seen:
                         seen.add(key)
-                        taken.setdefault((atom.watchlist, atom.term), Counter())[word] += 1
+                        taken.setdefault((atom.watchlist, atom.term), Counter())[shown] += 1
         return taken
 
     # -- per item --------------------------------------------------------------------------

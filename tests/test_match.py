@@ -810,3 +810,13 @@ def test_word_cache_stays_bounded_and_results_survive_its_clearing(monkeypatch):
         assert bool(got) is (n % 3 == 0)
         sizes.append(len(long_running._cache) + len(long_running._no_hit))
     assert max(sizes) <= 40 + 20  # the bound, plus at most one item's words before the next clear
+
+
+def test_words_taken_are_listed_as_written_not_folded():
+    """`backtest --words` shows the words an admin reads in the feeds: "kämpfen", "курской", not the
+    folded keys "kaempfen", "курскои"."""
+    m = Matcher([wl({"place": [PLACE], "war": [Term("Kampf")]})])
+    taken = m.words_taken([("Schwere Kämpfe bei Курской области", "Nordkoreaner KÄMPFEN im Kursker Gebiet.")])
+    words = {term.term: set(counts) for (_, term), counts in taken.items()}
+    assert words["Kursk"] == {"курской", "kursker"}
+    assert words["Kampf"] == {"kämpfe", "kämpfen"}
