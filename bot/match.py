@@ -575,11 +575,12 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     German "war", was) counts in every text of that language.
 
     A group that no rule names never counts (often left behind when a rule was removed), and a spelling
-    listed twice in one term is dead weight: both hide what an edit changes.
+    listed twice in one term is dead weight: both hide what an edit changes. A spelling that is also in
+    `exclude:` vetoes every item it would match.
     """
     out: list[str] = []
     for wl in watchlists:
-        out += _unused_groups(wl) + _repeated_spellings(wl)
+        out += _unused_groups(wl) + _repeated_spellings(wl) + _excluded_spellings(wl)
         terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
         for term in terms:
             if term.mode != "fuzzy":
@@ -630,6 +631,18 @@ def _repeated_spellings(wl: Watchlist) -> list[str]:
                            f"one can go")
             seen.setdefault(key, spelling)
     return out
+
+
+def _excluded_spellings(wl: Watchlist) -> list[str]:
+    """Group spellings that `exclude:` also lists: every item that has them is vetoed, so they never count."""
+    def key(spelling: str) -> str:
+        return fold(clean(spelling))
+
+    excluded = {key(sp): t.line for t in wl.exclude if t.mode != "regex" for sp in t.spellings}
+    return [f"{wl.source}:{term.line}: warning: {spelling!r} is also in exclude: (line {excluded[key(spelling)]}), so "
+            f"every item that has it is vetoed and it never counts; take it out of one of them"
+            for group, terms in wl.groups.items() for term in terms if term.mode != "regex"
+            for spelling in term.spellings if key(spelling) in excluded]
 
 
 def _common_words_taken(stem_: str) -> list[str]:

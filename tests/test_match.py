@@ -820,3 +820,15 @@ def test_words_taken_are_listed_as_written_not_folded():
     words = {term.term: set(counts) for (_, term), counts in taken.items()}
     assert words["Kursk"] == {"курской", "kursker"}
     assert words["Kampf"] == {"kämpfe", "kämpfen"}
+
+
+def test_check_warns_about_a_spelling_that_is_also_excluded(workdir):
+    wl_path, result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war:\n"
+                                      "    - {term: Angriff, aliases: [U-Boot]}\nexclude: [u-boot, Schlacht]\n")
+    assert result.returncode == 0
+    assert f"{wl_path}:5: warning: 'U-Boot' is also in exclude: (line 6)" in result.stdout
+    # ... which is why: the spelling can only ever veto.
+    assert not Matcher(load_config(workdir / "watchlists").watchlists).match("U-Boot Kursk gehoben", "")
+    _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [Angriff]\n"
+                                      "exclude: [U-Boot]\n")
+    assert "warning" not in clean_result.stdout
