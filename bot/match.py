@@ -136,7 +136,7 @@ def _can_fuzz(length: int, threshold: float) -> bool:
 class _Tokens:
     """The words of one field: folded for lookup; the original spelling only when needed (lazily)."""
 
-    __slots__ = ("_orig", "field", "folded", "offset", "text")
+    __slots__ = ("_as_written", "_orig", "_spans", "field", "folded", "offset", "text")
 
     def __init__(self, text: str, folded: list[str], offset: int, field: str) -> None:
         self.text = text
@@ -144,14 +144,34 @@ class _Tokens:
         self.offset = offset
         self.field = field
         self._orig: list[str] | None = None
+        self._as_written = False  # cleaning changed nothing: each word of `orig` is as written
+        self._spans: list[tuple[int, int]] | None = None
+
+    def written(self, i: int, n: int) -> str:
+        """Words i..i+n-1 as the text has them, separators included ("KN-23", "DPRK's"), for explanations."""
+        orig = self.orig
+        if n == 1 and self._as_written:
+            return orig[i]  # the common case, and cheap: no second scan of the text
+        if self._spans is None:
+            self._spans = [m.span() for m in _WRITTEN_WORD.finditer(self.text)]
+        if len(self._spans) != len(self.folded) or i + n > len(self._spans):
+            return " ".join(orig[i : i + n])  # NFKC changed the words (rare): the cleaned words
+        return self.text[self._spans[i][0] : self._spans[i + n - 1][1]]
 
     @property
     def orig(self) -> list[str]:
         if self._orig is None:
-            orig = fast_words(clean(self.text))
+            cleaned = clean(self.text)
+            orig = fast_words(cleaned)
             self._orig = orig if len(orig) == len(self.folded) else self.folded
+            self._as_written = cleaned == self.text and self._orig is orig
         return self._orig
 
+
+# A word as written: the characters clean() drops (apostrophes, soft hyphens, zero-width spaces) join words,
+# so "Kim's" is one word, as for matching; at a word's edges they are quotes and stay outside.
+_MARKS = "\u00ad\u200b\u200c\u200d\u2060\ufeff'’ʼ`´"
+_WRITTEN_WORD = re.compile(f"\\w(?:[\\w{_MARKS}]*\\w)?")
 
 # One hit of a word (or phrase) in an item: (position, score, atom, the field's tokens, word index).
 _Entry = tuple[int, float, _Atom, _Tokens, int]
@@ -515,8 +535,7 @@ class Matcher:
         found: dict[tuple[str, str, int], TermHit] = {}
         for g in best[1]:
             for _, score, atom, tokens, i in token_groups.get(g, ()):
-                hit = TermHit(atom.term.term, " ".join(tokens.orig[i : i + len(atom.parts)]), tokens.field, i,
-                              round(score, 1))
+                hit = TermHit(atom.term.term, tokens.written(i, len(atom.parts)), tokens.field, i, round(score, 1))
                 key = (hit.term, hit.field, i)
                 if key not in found or found[key].score < hit.score:
                     found[key] = hit

@@ -832,3 +832,12 @@ def test_check_warns_about_a_spelling_that_is_also_excluded(workdir):
     _, clean_result = _check(workdir, "description: d\ngroups:\n  place: [Kursk]\n  war: [Angriff]\n"
                                       "exclude: [U-Boot]\n")
     assert "warning" not in clean_result.stdout
+
+
+def test_an_explanation_quotes_the_words_as_written():
+    """`where` shows what an editor can find in the text: "KN-23s" and "DPRK's", not the cleaned "KN 23s", "DPRKs"."""
+    kn23 = Term("KN-23", mode="acronym", aliases=("DPRK",))
+    m = Matcher([wl({"weapon": [kn23], "place": [Term("Charkiw", aliases=("Kharkiv",))]})])
+    (match,) = m.match("DPRK's KN-23s hit ‘Kharkiv’, Kyiv says", "Kim’s missiles again")
+    assert [(h.text, h.field, h.position) for h in match.hits] == [
+        ("DPRK's", "title", 0), ("KN-23s", "title", 1), ("Kharkiv", "title", 4)]
