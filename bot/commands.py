@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ParseMode
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.alerts import MAX_MESSAGE
 from bot.config import is_chat_id
@@ -515,14 +515,27 @@ def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "unsubscribe": _unsubscribe_cmd, "mute": _mute,
                                     "unmute": _unmute, "quiet": _quiet, "digest": _digest}
     admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow}
+    new_only = filters.UpdateType.MESSAGE  # not edits: correcting an old "/unsubscribe all" must not run it again
     for name, fn in plain.items():
-        app.add_handler(CommandHandler(name, _guard(fn)))
+        app.add_handler(CommandHandler(name, _guard(fn), filters=new_only))
     for name, fn in changing.items():
-        app.add_handler(CommandHandler(name, _guard(fn, changes=True)))
+        app.add_handler(CommandHandler(name, _guard(fn, changes=True), filters=new_only))
     for name, fn in admin.items():
-        app.add_handler(CommandHandler(name, _guard(fn, admin=True)))
+        app.add_handler(CommandHandler(name, _guard(fn, admin=True), filters=new_only))
     app.add_handler(CallbackQueryHandler(_button))
+    app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, _migrated))
     app.add_error_handler(_on_error)
+
+
+async def _migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group became a supergroup (Telegram posts this in the old group): its subscriptions, settings and
+    pending alerts move to the new id now, not at the next alert, so the supergroup's /list is right."""
+    message = update.effective_message
+    if message is None or not message.migrate_to_chat_id:
+        return  # the twin message in the new supergroup (migrate_from_chat_id): the old group's did the work
+    rt = _rt(context)
+    rt.store.migrate_chat(message.chat_id, message.migrate_to_chat_id)
+    logger.info("chat migrated chat=%s new_chat=%s", message.chat_id, message.migrate_to_chat_id)
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -560,18 +560,31 @@ class SqliteStore:
             )
 
     def migrate_chat(self, old: int, new: int) -> None:
-        """A group became a supergroup: move the chat, its subscriptions and its pending alerts."""
+        """A group became a supergroup: move the chat, its settings, subscriptions and pending alerts.
+
+        The supergroup may already have a row (a member's command there came first, which made one with
+        the defaults): the group's settings win, since someone chose them. An alert queued for both ids
+        (subscribed again in the supergroup) is sent once: the old id's copy is merged away."""
         with self._tx() as db:
             db.execute(
                 """INSERT INTO chats(id, type, title, language, active, muted_until, quiet, digest, allowed, created)
                    SELECT ?, 'supergroup', title, language, 1, muted_until, quiet, digest, allowed, created
-                   FROM chats WHERE id=? ON CONFLICT(id) DO NOTHING""",
+                   FROM chats WHERE id=? AND active=1
+                   ON CONFLICT(id) DO UPDATE SET type='supergroup', language=excluded.language, active=1,
+                       muted_until=COALESCE(excluded.muted_until, chats.muted_until),
+                       quiet=COALESCE(excluded.quiet, chats.quiet),
+                       digest=CASE WHEN excluded.digest != 'off' THEN excluded.digest ELSE chats.digest END,
+                       allowed=MAX(chats.allowed, excluded.allowed)""",
                 (new, old),
             )
             db.execute("UPDATE OR IGNORE subscriptions SET chat_id=? WHERE chat_id=?", (new, old))
             db.execute("DELETE FROM subscriptions WHERE chat_id=?", (old,))
             db.execute("UPDATE OR IGNORE outbox SET chat_id=? WHERE chat_id=? AND state IN ('pending','held')",
                        (new, old))
+            db.execute(
+                "UPDATE outbox SET state='merged', error=? WHERE chat_id=? AND state IN ('pending','held')",
+                (f"group moved to {new}, which has this alert already", old),
+            )
             db.execute("UPDATE chats SET active=0 WHERE id=?", (old,))
 
     # -- outbox ----------------------------------------------------------------------------

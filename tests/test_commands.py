@@ -369,3 +369,29 @@ def test_daemon_answers_commands_and_delivers(workdir, telegram, feed_server):
         _out, err = daemon.communicate(timeout=15)
     assert daemon.returncode == 0, err
     assert TelegramStub.TOKEN not in err
+
+
+async def test_a_group_upgrade_moves_the_groups_settings_when_telegram_reports_it(start_bot, telegram):
+    """Telegram posts "migrate_to_chat_id" in the old group when it becomes a supergroup: from then on the
+    supergroup has the group's subscriptions and settings, before any alert or command there."""
+    bot = await start_bot()
+    old, new = -555, -1000555
+    telegram.chat_admins[old] = {55}
+    assert "Abonniert" in await bot.say("/subscribe dprk-troops", chat_id=old, user_id=55, chat_type="group")
+    await bot.say("/quiet 22:00-07:00", chat_id=old, user_id=55, chat_type="group")
+    telegram.push_update({"message": {
+        "message_id": 99, "date": 0, "chat": {"id": old, "type": "group", "title": "Newsroom"},
+        "from": {"id": 55, "is_bot": False, "first_name": "Test"}, "migrate_to_chat_id": new}})
+    assert await until(lambda: bot.rt.store.subscriptions(new) == {"dprk-troops"})
+    assert bot.rt.store.chat(new)["quiet"] == "22:00-07:00" and bot.rt.store.subscriptions(old) == set()
+
+
+async def test_editing_an_old_command_message_does_not_run_it_again(start_bot, telegram):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    telegram.push_update({"edited_message": {
+        "message_id": 98, "date": 0, "edit_date": 1, "chat": {"id": USER, "type": "private", "first_name": "T"},
+        "from": {"id": USER, "is_bot": False, "first_name": "Test"}, "text": "/unsubscribe all",
+        "entities": [{"type": "bot_command", "offset": 0, "length": 12}]}})
+    await bot.say("/help")  # handled after the edit: the edit had its chance
+    assert bot.rt.store.subscriptions(USER) == {"dprk-troops"}

@@ -288,3 +288,24 @@ def test_pacer_never_exceeds_30_in_any_second():
         clock.t += 0.001
     assert all(sum(1 for t in sent if s <= t < s + 1.0) <= 30 for s in sent)
     assert len(sent) >= 10 * 30 * 0.95
+
+
+async def test_group_upgraded_when_the_supergroup_already_has_the_alert_sends_it_once(runtime, telegram):
+    """The group's admin subscribed again in the new supergroup before the first alert, so the alert was
+    queued for both ids: the old id's row is dropped, not resent for ever (and `drain` returns)."""
+    rt = runtime()
+    old, new = -555, -1000555
+    telegram.migrated[old] = new
+    rt.store.ensure_chat(old, "group", language="en")
+    rt.store.update_chat(old, quiet="22:00-07:00", allowed=1)
+    rt.store.subscribe(old, "dprk-troops", datetime.now(UTC))
+    rt.store.ensure_chat(new, "supergroup")  # a member's /help in the supergroup made a fresh row
+    rt.store.subscribe(new, "dprk-troops", datetime.now(UTC))
+    queue(rt, [old, new])
+    await rt.deliverer.drain(timeout=10)
+    assert len(telegram.sent_to(new)) == 1
+    assert len([r for r in telegram.rejections if r[1] == old]) == 1  # asked once, then moved
+    assert {r.state for r in rt.store.outbox_rows(chat_id=old)} == {"merged"}
+    # The group's settings moved with it, although the supergroup's row was made first.
+    moved = rt.store.chat(new)
+    assert (moved["language"], moved["quiet"], moved["allowed"]) == ("en", "22:00-07:00", 1)
