@@ -138,25 +138,51 @@ def render_notice(text: str) -> Rendered:
     return Rendered(_e(text), text)
 
 
+_DIGEST_ROOM = MAX_MESSAGE - 200  # the heading line and "… +N more" take the rest
+
+
+def _digest_line(p: Mapping[str, Any], names: Mapping[str, str]) -> tuple[str, str]:
+    """One story of a digest: (HTML, plain text)."""
+    title = shorten(str(p.get("title") or ""), 160)
+    link = _safe_url(str(p.get("link") or ""))
+    source = str(p.get("source") or "")
+    wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
+    item_html = f'• <a href="{_e(link)}">{_e(title)}</a>' if link else f"• {_e(title)}"
+    item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
+    return item_html, f"• {title} ({source}; {wl}) {link or ''}".rstrip()
+
+
+def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None
+                 ) -> list[list[Mapping[str, Any]]]:
+    """Split a digest's stories into as many messages as they need, so none is left out."""
+    pages: list[list[Mapping[str, Any]]] = []
+    page: list[Mapping[str, Any]] = []
+    size = 0
+    for p in entries:
+        cost = len(_digest_line(p, names or {})[0]) + 1
+        if page and size + cost > _DIGEST_ROOM:
+            pages.append(page)
+            page, size = [], 0
+        page.append(p)
+        size += cost
+    return [*pages, page] if page else pages
+
+
 def render_digest(entries: Sequence[Mapping[str, Any]], *, heading: str, tz: tzinfo, lang: str = "de",
                   names: Mapping[str, str] | None = None) -> Rendered:
-    """Several held alerts as one compact message: one line per story, newest last."""
+    """Several held alerts as one compact message: one line per story, newest last. (The router pages a
+    long digest with `digest_pages`; the "+N more" here only guards against a page that still overflows.)"""
     words = labels(lang)
     names = names or {}
     lines_html = [f"<b>{_e(heading)}</b> — {len(entries)} {words['stories']}"]
     lines_plain = [f"{heading} — {len(entries)} {words['stories']}"]
     shown = 0
     for p in entries:
-        title = shorten(str(p.get("title") or ""), 160)
-        link = _safe_url(str(p.get("link") or ""))
-        source = str(p.get("source") or "")
-        wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
-        item_html = f'• <a href="{_e(link)}">{_e(title)}</a>' if link else f"• {_e(title)}"
-        item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
+        item_html, item_plain = _digest_line(p, names)
         if sum(len(x) + 1 for x in lines_html) + len(item_html) > MAX_MESSAGE - 80:
             break
         lines_html.append(item_html)
-        lines_plain.append(f"• {title} ({source}; {wl}) {link or ''}".rstrip())
+        lines_plain.append(item_plain)
         shown += 1
     if shown < len(entries):
         rest = f"… +{len(entries) - shown} {words['more']}"

@@ -106,13 +106,15 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
             stories.add_item(item, story_id)
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
                            console=console, stories=stories, now=clock)
+        # mute, quiet hours, digests and backlogs concern Telegram chats only
+        router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold)
         rt = Runtime(settings, config, store, fetcher, matcher, sender,
                      Deliverer(store, sender, lambda r: None, now=clock,
                                # the terminal has no rate limits; Telegram's are enforced by Pacer()
                                pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer(),
-                               # mute, quiet hours, digests and backlogs concern Telegram chats only
-                               router=None if console else HoldRouter(store, settings.tz,
-                                                                      settings.digest_threshold)), ctx, bot)
+                               router=router), ctx, bot)
+        if router is not None:  # digests are paged with the names they will show (as reloaded)
+            router.names = lambda: {w.id: w.name for w in rt.config.watchlists}
         rt.deliverer.render = make_renderer(rt)
         return rt
     except BaseException:

@@ -19,12 +19,12 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
-from bot.alerts import Rendered, labels
+from bot.alerts import Rendered, digest_pages, labels
 from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError
 from bot.models import OutboxRow
 from bot.subscribers import ChatPrefs, held_until, over_backlog, plan_release
@@ -477,10 +477,12 @@ class HoldRouter:
     """Applies each chat's mute, quiet hours and digest setting to due alerts (decisions in
     `bot.subscribers`), and turns a backlog over `threshold` into one digest instead of a flood."""
 
-    def __init__(self, store: HoldStore, tz: tzinfo, threshold: int = 10) -> None:
+    def __init__(self, store: HoldStore, tz: tzinfo, threshold: int = 10,
+                 names: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.store = store
         self.tz = tz
         self.threshold = threshold
+        self.names = names or dict  # watchlist id -> name, as the digest will show it (for paging)
         # chat -> when its held alerts next need a look. `release` runs every second; without this it
         # read every holding chat's settings and rows each time (a newsroom's quiet night: all of them).
         # A minute at most, so a hold shortened without a `release_chat` call (a second, shorter /mute)
@@ -553,11 +555,19 @@ class HoldRouter:
         return len(plan.row_ids)
 
     def _queue_digest(self, chat_id: int, rows: Sequence[OutboxRow], now: datetime) -> int:
+        """One digest row per message the alerts need ("Digest (2/3)"); returns the first row's id."""
         chat = self.store.chat(chat_id)
         words = labels(str(chat["language"]) if chat else "de")
         entries = [dict(payload_of(r), watchlist=r.watchlist) for r in rows]
-        return self.store.queue_row(chat_id, "digest", {"heading": words["digest"], "entries": entries}, now,
-                                    replaces=[r.id for r in rows])
+        row_of = {id(e): r.id for e, r in zip(entries, rows, strict=True)}
+        pages = digest_pages(entries, self.names())
+        first = 0
+        for n, page in enumerate(pages, 1):
+            heading = words["digest"] if len(pages) == 1 else f"{words['digest']} ({n}/{len(pages)})"
+            row_id = self.store.queue_row(chat_id, "digest", {"heading": heading, "entries": page}, now,
+                                          replaces=[row_of[id(e)] for e in page])
+            first = first or row_id
+        return first
 
 
 def payload_of(row: OutboxRow) -> dict[str, Any]:

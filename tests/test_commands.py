@@ -395,3 +395,29 @@ async def test_editing_an_old_command_message_does_not_run_it_again(start_bot, t
         "entities": [{"type": "bot_command", "offset": 0, "length": 12}]}})
     await bot.say("/help")  # handled after the edit: the edit had its chance
     assert bot.rt.store.subscriptions(USER) == {"dprk-troops"}
+
+
+async def test_a_long_digest_comes_in_several_messages_and_loses_nothing(start_bot, telegram):
+    """100 alerts kept while muted: every one of them is in a digest message after /unmute (one message held
+    about 17 and the rest were marked merged, never shown)."""
+    from bot.models import Item
+    from bot.store import NewItem
+
+    bot = await start_bot(timezone="UTC")
+    await bot.say("/subscribe dprk-troops", lang="en")
+    await bot.say("/mute 1h", lang="en")
+    now = datetime.now(UTC)
+    bot.rt.store.record_items([NewItem(Item(
+        key=f"k{i}", feed_id="news", title=f"Nordkoreas Soldaten: Bericht Nummer {i} über die Lage im Gebiet Kursk",
+        summary="", link=f"https://news.example.org/2026/11/26/nordkorea-soldaten-kursk-bericht-{i}",
+        canonical_link=f"https://news.example.org/{i}", guid=str(i), published=now, lang="de", source="Example News"),
+        keys=[f"k{i}"], matches=[], alert_chats=[(USER, "dprk-troops")]) for i in range(100)], None, now)
+    await bot.rt.deliverer.drain(timeout=5)
+    before = len(telegram.sent_to(USER))
+    await bot.say("/unmute", lang="en")
+    await bot.rt.deliverer.drain(timeout=10)
+    digests = [m.text for m in telegram.sent_to(USER)[before:] if "Digest" in m.text]
+    assert len(digests) > 1 and all(len(d) <= 4096 for d in digests)
+    shown = "\n".join(digests)
+    assert all(f"Bericht Nummer {i} " in shown for i in range(100)) and "more" not in shown
+    assert "Digest (1/" in digests[0] and f"({len(digests)}/{len(digests)})" in digests[-1]
