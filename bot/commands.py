@@ -187,13 +187,14 @@ async def _may_change(rt: Runtime, update: Update, context: ContextTypes.DEFAULT
     return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
 
-def _guard(handler: Handler, *, admin: bool = False, changes: bool = False) -> Handler:
+def _guard(handler: Handler, *, admin: bool = False, changes: bool = False, anyone: bool = False) -> Handler:
+    """`anyone`: also for users a restricted bot refuses (to /unsubscribe after being taken off the list)."""
     async def wrapped(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         rt = _rt(context)
         if admin and not _is_admin(rt, update):
             await _reply(update, _t(update, "admins_only"))
             return
-        if not _is_allowed(rt, update):
+        if not anyone and not _is_allowed(rt, update):
             user = update.effective_user
             logger.info("refused chat=%s user=%s", update.effective_chat.id if update.effective_chat else "?",
                         user.id if user else "?")
@@ -512,7 +513,7 @@ def _strip_tags(text: str) -> str:
 def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Register every command and button handler."""
     plain: dict[str, Handler] = {"start": _start, "help": _help, "list": _list, "recent": _recent}
-    changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "unsubscribe": _unsubscribe_cmd, "mute": _mute,
+    changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "mute": _mute,
                                     "unmute": _unmute, "quiet": _quiet, "digest": _digest}
     admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow}
     new_only = filters.UpdateType.MESSAGE  # not edits: correcting an old "/unsubscribe all" must not run it again
@@ -522,6 +523,8 @@ def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         app.add_handler(CommandHandler(name, _guard(fn, changes=True), filters=new_only))
     for name, fn in admin.items():
         app.add_handler(CommandHandler(name, _guard(fn, admin=True), filters=new_only))
+    unsubscribe = _guard(_unsubscribe_cmd, changes=True, anyone=True)
+    app.add_handler(CommandHandler("unsubscribe", unsubscribe, filters=new_only))
     app.add_handler(CallbackQueryHandler(_button))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, _migrated))
     app.add_error_handler(_on_error)

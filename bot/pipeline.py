@@ -13,7 +13,7 @@ import json
 import logging
 import multiprocessing
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -47,7 +47,7 @@ class StorePort(Protocol):
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
-    def subscribers(self, watchlist: str) -> list[int]: ...
+    def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
@@ -435,8 +435,9 @@ def _parse_and_match(*args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
 def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list[int]:
     if ctx.console:
         return [CONSOLE_CHAT]
-    out = list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist)]))
-    return out
+    # A bot restricted to some users (MEDIABOT_ALLOWED_USERS): a user taken off the list gets no more alerts.
+    let_in = ctx.settings.allowed | ctx.settings.admins if ctx.settings.allowed else None
+    return list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist, let_in=let_in)]))
 
 
 class _Alertable(set[str]):

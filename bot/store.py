@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -480,14 +480,15 @@ class SqliteStore:
 
     # -- chats and subscriptions -----------------------------------------------------------
 
-    def subscribers(self, watchlist: str) -> list[int]:
-        """Active chats subscribed to a watchlist."""
+    def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]:
+        """Active chats subscribed to a watchlist. `let_in` (a bot restricted to some users): private chats
+        only when their user is in it or an admin let them in with /allow; groups and channels stay."""
         rows = self._db.execute(
-            """SELECT s.chat_id FROM subscriptions s JOIN chats c ON c.id = s.chat_id
+            """SELECT s.chat_id, c.allowed FROM subscriptions s JOIN chats c ON c.id = s.chat_id
                WHERE s.watchlist=? AND c.active=1 ORDER BY s.chat_id""",
             (watchlist,),
         )
-        return [r[0] for r in rows]
+        return [r[0] for r in rows if let_in is None or r[0] < 0 or r[1] or r[0] in let_in]
 
     def ensure_chat(self, chat_id: int, type_: str = "private", title: str = "", language: str = "de",
                     now: datetime | None = None) -> None:

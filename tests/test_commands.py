@@ -421,3 +421,22 @@ async def test_a_long_digest_comes_in_several_messages_and_loses_nothing(start_b
     shown = "\n".join(digests)
     assert all(f"Bericht Nummer {i} " in shown for i in range(100)) and "more" not in shown
     assert "Digest (1/" in digests[0] and f"({len(digests)}/{len(digests)})" in digests[-1]
+
+
+async def test_a_user_taken_off_the_allowed_list_gets_no_more_alerts_and_can_still_unsubscribe(start_bot, feed_server):
+    """The operator removes a journalist from MEDIABOT_ALLOWED_USERS (and restarts): their private chat
+    gets no more alerts, and /unsubscribe still works for them, while everything else is refused."""
+    other = 1002
+    bot = await start_bot(allowed=frozenset({USER, other}))
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe dprk-troops", chat_id=other)
+    restricted = replace(bot.rt.settings, allowed=frozenset({other}))
+    bot.rt.settings = bot.rt.ctx.settings = restricted  # what the restart with the new list reads
+    assert "freigeschaltet" in await bot.say("/list")
+    feed_server.routes["/news.xml"] = Route(rss([{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+                                                  "link": "https://n.example/a", "guid": "a", "ago": 5}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert any("Soldaten" in m.text for m in bot.stub.sent_to(other))
+    assert not any("Soldaten" in m.text for m in bot.stub.sent_to(USER))
+    assert "Abo" in await bot.say("/unsubscribe all") and bot.rt.store.subscriptions(USER) == set()
