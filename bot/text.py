@@ -11,7 +11,8 @@ import unicodedata
 
 _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]{0,2000}>")
+# A tag starts with a letter, "/", "!" or "?" after "<": "Verluste <10% und >5%", "3 < 4" and "Kim<->Putin" are text.
+_TAG = re.compile(r"<(?:/?[A-Za-z]|[!?])[^>]{0,2000}>")
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 

@@ -13,6 +13,7 @@ import pytest
 from bot.errors import ParseError
 from bot.models import FeedSpec
 from bot.parse import parse_document, parse_feed
+from bot.text import html_to_text
 
 DATA = Path(__file__).parent / "data" / "feeds"
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -203,3 +204,15 @@ def test_fixture_parses_to_its_expected_items(expected):
         {"title": i.title, "summary": i.summary, "link": i.link, "guid": i.guid,
          "published": i.published.isoformat(), "dated": i.dated, "lang": i.lang} for i in doc.items]}
     assert got == json.loads(expected.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ("Kim-&gt;Putin: Verluste &lt;10% und &gt;5% bei Kursk", "Kim->Putin: Verluste <10% und >5% bei Kursk"),
+    ("Kursk: 3 < 4 & 5 > 2", "Kursk: 3 < 4 & 5 > 2"),
+    ("Kim<->Putin summit", "Kim<->Putin summit"),
+    ("<p>Soldaten <a href='x'>bei</a> Kursk</p><!-- ad -->", "Soldaten bei Kursk"),
+    ("&lt;b&gt;Nordkorea&lt;/b&gt; liefert", "Nordkorea liefert"),  # escaped twice: still markup
+])
+def test_comparison_signs_in_feed_text_are_text_not_tags(raw, text):
+    """Only real tags go: a teaser about losses "<10% and >5%" lost everything between the signs."""
+    assert html_to_text(raw) == text
