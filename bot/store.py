@@ -526,13 +526,14 @@ class SqliteStore:
             return cur.rowcount > 0
 
     def unsubscribe(self, chat_id: int, watchlist: str | None) -> int:
-        """Remove one subscription, or all when `watchlist` is None; returns how many."""
+        """Remove one subscription, or all when `watchlist` is None, with the chat's alerts of it that are
+        still waiting (held while muted, in quiet hours or for a digest); returns how many subscriptions."""
+        which = "" if watchlist is None else " AND watchlist=?"
+        args = (chat_id,) if watchlist is None else (chat_id, watchlist)
         with self._tx() as db:
-            if watchlist is None:
-                return db.execute("DELETE FROM subscriptions WHERE chat_id=?", (chat_id,)).rowcount
-            return db.execute(
-                "DELETE FROM subscriptions WHERE chat_id=? AND watchlist=?", (chat_id, watchlist)
-            ).rowcount
+            db.execute("UPDATE outbox SET state='merged', error='unsubscribed' WHERE chat_id=? AND kind='alert' "
+                       f"AND state IN ('pending','held'){which}", args)
+            return db.execute(f"DELETE FROM subscriptions WHERE chat_id=?{which}", args).rowcount
 
     def subscriptions(self, chat_id: int) -> set[str]:
         """Watchlists a chat is subscribed to."""

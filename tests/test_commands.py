@@ -440,3 +440,17 @@ async def test_a_user_taken_off_the_allowed_list_gets_no_more_alerts_and_can_sti
     assert any("Soldaten" in m.text for m in bot.stub.sent_to(other))
     assert not any("Soldaten" in m.text for m in bot.stub.sent_to(USER))
     assert "Abo" in await bot.say("/unsubscribe all") and bot.rt.store.subscriptions(USER) == set()
+
+
+async def test_unsubscribing_drops_the_alerts_kept_while_muted(start_bot):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/mute 1h")
+    _queue_alerts(bot.rt, USER, 3)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert len(bot.rt.store.outbox_rows("held", USER)) == 3
+    await bot.say("/unsubscribe dprk-troops")
+    before = len(bot.stub.sent_to(USER))
+    await bot.say("/unmute")
+    await bot.rt.deliverer.drain(timeout=5)
+    assert not any("Alert" in m.text for m in bot.stub.sent_to(USER)[before:])
