@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from bot.alerts import MAX_MESSAGE
 from bot.config import is_chat_id
 from bot.deliver import HoldRouter
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
+from bot.text import shorten
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -144,6 +146,9 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+_TAGS = re.compile(r"<[^>]*>")
+
+
 def _chunks(lines: list[str], limit: int = MAX_MESSAGE) -> list[str]:
     """Lines joined into messages within Telegram's 4,096-character limit, split only between lines so
     no HTML tag or entity is cut (Telegram rejects such a message). Callers keep each line short."""
@@ -160,9 +165,17 @@ def _chunks(lines: list[str], limit: int = MAX_MESSAGE) -> list[str]:
 
 
 async def _reply(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-    if update.effective_message is not None:
-        await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
-                                                  do_quote=False)
+    """Answer in the chat; a reply over Telegram's limit (/list with many watchlists, /reload's problems)
+    goes as several messages, the buttons under the last, instead of being rejected and lost."""
+    if update.effective_message is None:
+        return
+    lines = [line if len(line) <= MAX_MESSAGE else html.escape(shorten(_TAGS.sub("", html.unescape(line)),
+                                                                      MAX_MESSAGE // 2))
+             for line in text.split("\n")] if len(text) > MAX_MESSAGE else [text]
+    chunks = _chunks(lines)
+    for n, chunk in enumerate(chunks, 1):
+        await update.effective_message.reply_text(chunk, parse_mode=ParseMode.HTML, do_quote=False,
+                                                  reply_markup=markup if n == len(chunks) else None)
 
 
 def _is_admin(rt: Runtime, update: Update) -> bool:

@@ -454,3 +454,17 @@ async def test_unsubscribing_drops_the_alerts_kept_while_muted(start_bot):
     await bot.say("/unmute")
     await bot.rt.deliverer.drain(timeout=5)
     assert not any("Alert" in m.text for m in bot.stub.sent_to(USER)[before:])
+
+
+async def test_a_reply_over_telegrams_limit_comes_in_parts(start_bot):
+    """/subscribe with many unknown ids (and /list with many watchlists, /reload with many problems) made a
+    reply Telegram rejects as too long: the user got no answer at all."""
+    bot = await start_bot()
+    before = len(bot.stub.sent_to(USER))
+    await bot.say("/subscribe dprk-troops " + " ".join(f"nope{i}" for i in range(80)))
+    assert await until(lambda: any("nope79" in m.text for m in bot.stub.sent_to(USER)[before:]))
+    replies = bot.stub.sent_to(USER)[before:]
+    assert len(replies) > 1 and all(len(m.text) <= 4096 for m in replies)
+    before = len(bot.stub.sent_to(USER))
+    await bot.say("/subscribe " + "x" * 4080)
+    assert all(len(m.text) <= 4096 for m in bot.stub.sent_to(USER)[before:])
