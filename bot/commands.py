@@ -58,6 +58,8 @@ _T: dict[str, dict[str, str]] = {
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
         "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
         "unmuted_none": "Wieder laut. Während der Stummschaltung kam nichts.",
+        "unmuted_kept": "Wieder laut. {n} aufbewahrte Meldungen warten noch auf die Zusammenfassung oder das Ende "
+                        "der Ruhezeit.",
         "recent_none": "Noch keine Treffer für {name}.",
         "recent_head": "Die letzten Treffer für {name}:",
         "quiet_set": "Ruhezeiten: {window} ({tz}). Meldungen in dieser Zeit kommen danach gesammelt.",
@@ -98,6 +100,7 @@ _T: dict[str, dict[str, str]] = {
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
         "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
         "unmuted_none": "Unmuted. Nothing arrived while muted.",
+        "unmuted_kept": "Unmuted. {n} kept alerts still wait for your digest or the end of quiet hours.",
         "recent_none": "No matches yet for {name}.",
         "recent_head": "The latest matches for {name}:",
         "quiet_set": "Quiet hours: {window} ({tz}). Alerts in that time arrive collected afterwards.",
@@ -358,7 +361,9 @@ async def _unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         rt.store.set_watchlist_mute(chat_id, watchlist, None)
     freed = release_held(rt, chat_id)
     logger.info("unmuted chat=%s released=%d", chat_id, freed)
-    await _reply(update, _t(update, "unmuted", n=freed) if freed else _t(update, "unmuted_none"))
+    still = 0 if freed else len(rt.store.outbox_rows("held", chat_id))  # waiting for quiet hours or the digest
+    await _reply(update, _t(update, "unmuted", n=freed) if freed else
+                 _t(update, "unmuted_kept", n=still) if still else _t(update, "unmuted_none"))
 
 
 async def _recent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

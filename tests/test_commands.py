@@ -468,3 +468,13 @@ async def test_a_reply_over_telegrams_limit_comes_in_parts(start_bot):
     before = len(bot.stub.sent_to(USER))
     await bot.say("/subscribe " + "x" * 4080)
     assert all(len(m.text) <= 4096 for m in bot.stub.sent_to(USER)[before:])
+
+
+async def test_unmute_with_a_daily_digest_says_the_alerts_still_wait(start_bot):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops", lang="en")
+    await bot.say("/digest daily 08:00", lang="en")
+    await bot.say("/mute 2h", lang="en")
+    _queue_alerts(bot.rt, USER, 3)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert "3 kept alerts still wait for your digest" in await bot.say("/unmute", lang="en")
