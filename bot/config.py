@@ -26,6 +26,7 @@ TERM_MODES = ("fuzzy", "exact", "acronym", "regex")
 FIELDS = ("title", "title+lead", "title+summary")
 IDENTITIES = ("auto", "guid", "link", "title_link")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_WATCHLIST_ID = 58  # "unsub:<id>" in a button's callback data, which Telegram caps at 64 bytes
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_CHAT_ID = 2**52  # Telegram: user and chat ids have at most 52 significant bits
@@ -611,6 +612,9 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
     wid = path.stem
     if not _ID_RE.match(wid):
         r.err(1, f"watchlist id {wid!r} (the file name) must be lower-case letters, digits, - and _")
+    elif len(wid) > MAX_WATCHLIST_ID:
+        r.err(1, f"watchlist id {wid!r} (the file name) is {len(wid)} characters; at most {MAX_WATCHLIST_ID} fit "
+                 "in an alert's buttons (Telegram allows 64 bytes of button data)")
     m = r.mapping(root, wid, WATCHLIST_KEYS)
     if m is None:
         return None

@@ -140,3 +140,15 @@ def test_feeds_yml_is_read_when_there_is_no_feeds_yaml(tmp_path: Path):
     d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk]\n"})
     (d / "feeds.yaml").rename(d / "feeds.yml")
     assert [f.id for f in load_config(d).feeds] == ["a"]
+
+
+def test_a_watchlist_id_too_long_for_telegrams_buttons_is_an_error(tmp_path):
+    """Buttons carry "unsub:<id>" and "mute:<id>", and Telegram rejects callback data over 64 bytes: every
+    alert of that list failed, and /start went silent."""
+    wid = "russia-dprk-treaty-and-the-military-cooperation-around-it-x"  # 59 characters
+    (tmp_path / "long").mkdir()
+    (tmp_path / "ok").mkdir()
+    problems = _problems(_dir(tmp_path / "long", {f"{wid}.yaml": "description: d\ngroups:\n  a: [Kursk]\n"}))
+    assert any(f"{wid}.yaml:1:" in p and "at most 58" in p for p in problems), problems
+    ok = load_config(_dir(tmp_path / "ok", {f"{wid[:58]}.yaml": "description: d\ngroups:\n  a: [Kursk]\n"}))
+    assert [w.id for w in ok.watchlists] == [wid[:58]]
