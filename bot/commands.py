@@ -435,12 +435,14 @@ async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     lines = []
     for s in states:
-        ok = "❌" if s.last_error else "✅"
+        ok = "⛔" if s.disabled else "❌" if s.last_error else "✅"
         parts = [f"{ok} <b>{_e(s.feed_id)}</b>"]
         parts.append("ok " + (_local(rt, s.last_success) if s.last_success else "–"))
         if s.last_error:
             parts.append(f"error: {_e(s.last_error[:120])} ({s.failures}×)")
-        if s.next_poll:
+        if s.disabled:
+            parts.append("disabled: not polled until its URL in feeds.yaml changes")
+        elif s.next_poll:
             parts.append("next " + _local(rt, s.next_poll))
         lines.append(" · ".join(parts))
     for chunk in _chunks(lines):

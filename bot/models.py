@@ -110,6 +110,7 @@ class FeedState:
     last_full_fetch: datetime | None = None
     interval: float | None = None
     ttl: float | None = None
+    configured: str | None = None  # the feeds.yaml URL this state follows (`url` may be a 301's target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,15 +147,32 @@ class CycleContext:
             self._parser = None
 
 
-def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule: bool) -> bool:
-    """Is this feed to be polled now? `ignore_schedule` (poll --once) still honours backoff."""
+def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule: bool,
+             longest_wait: float = 86400.0) -> bool:
+    """Is this feed to be polled now? `ignore_schedule` (poll --once) still honours backoff.
+    A next poll further ahead than the bot ever waits (`longest_wait`) was set by a clock that ran ahead
+    (a host before NTP synced): it is due, or the feed would stay silent until that time came."""
     if not spec.enabled or state.disabled:
         return False
     if state.next_poll is None:
         return True
     if ignore_schedule and state.failures == 0:
         return True
-    return state.next_poll <= now
+    return state.next_poll <= now or (state.next_poll - now).total_seconds() > longest_wait
+
+
+def follow_feeds_yaml(spec: FeedSpec, state: FeedState) -> bool:
+    """The feed's URL in feeds.yaml changed since this state was made: start over at the new address
+    (validators, backoff and a 410's "disabled" belonged to the old one). A URL learned from a 301 keeps
+    `configured` as it was, so it is not undone. Returns True when the state changed."""
+    if state.configured == spec.url:
+        return False
+    state.url = state.configured = spec.url
+    state.etag = state.last_modified = state.body_hash = state.last_error = None
+    state.failures = 0
+    state.next_poll = None
+    state.disabled = False
+    return True
 
 
 async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> PollReport:
@@ -165,7 +182,11 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
         ctx.stories.expire(now)
     feeds = [f for f in ctx.config.feeds if f.enabled]
     states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
-    due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule)]
+    for f in feeds:
+        if follow_feeds_yaml(f, states[f.id]):
+            logger.info("feed URL changed in feeds.yaml feed=%s url=%s", f.id, f.url)
+    longest = max(ctx.settings.poll_max_interval, 86400.0)  # backoff and Retry-After never wait longer
+    due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule, longest_wait=longest)]
     ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
     report = PollReport(
@@ -276,7 +297,8 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
     notices: list[tuple[int, str]] = []
     if result.status == 410:
         state.disabled = True
-        text = f"Feed {spec.name} ({spec.id}) is gone (HTTP 410) and was disabled. Remove it from feeds.yaml."
+        text = (f"Feed {spec.name} ({spec.id}) is gone (HTTP 410) and was disabled. Remove it from feeds.yaml, "
+                "or give it its new URL there.")
         notices = [(a, text) for a in ctx.settings.admins]
         logger.warning("feed disabled feed=%s status=410", spec.id)
     logger.warning("feed failed feed=%s status=%s error=%r failures=%d next_in_s=%d",

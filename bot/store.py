@@ -22,7 +22,7 @@ from typing import Any
 from bot.errors import StoreError, StoreLockedError
 from bot.models import FeedState, Item, Match, OutboxRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
 _MIGRATIONS: list[str] = [
@@ -76,6 +76,11 @@ _MIGRATIONS: list[str] = [
     # 2: the keys of a stored item, so `learn_keys` can bound how many an edited item collects
     """
     CREATE INDEX seen_item ON seen(item_id) WHERE item_id IS NOT NULL;
+    """,
+    # 3: the feeds.yaml URL each feed state follows, so an edited URL is taken up (a 301's target is not)
+    """
+    ALTER TABLE feeds ADD COLUMN config_url TEXT;
+    UPDATE feeds SET config_url = url;
     """,
 ]
 
@@ -247,13 +252,14 @@ class SqliteStore:
         """The stored state of a feed, or a fresh one."""
         row = self._db.execute("SELECT * FROM feeds WHERE id=?", (feed_id,)).fetchone()
         if row is None:
-            return FeedState(feed_id=feed_id, url=url)
+            return FeedState(feed_id=feed_id, url=url, configured=url)
         return FeedState(
             feed_id=row["id"], url=row["url"], etag=row["etag"], last_modified=row["last_modified"],
             body_hash=row["body_hash"], last_success=_dt(row["last_success"]),
             last_attempt=_dt(row["last_attempt"]), last_error=row["last_error"], failures=row["failures"],
             next_poll=_dt(row["next_poll"]), polls=row["polls"], disabled=bool(row["disabled"]),
             last_full_fetch=_dt(row["last_full_fetch"]), interval=row["interval"], ttl=row["ttl"],
+            configured=row["config_url"],
         )
 
     def feed_states(self) -> list[FeedState]:
@@ -270,17 +276,17 @@ class SqliteStore:
     def _save_feed_state(db: _LockedConnection, s: FeedState) -> None:
         db.execute(
             """INSERT INTO feeds(id, url, etag, last_modified, body_hash, last_success, last_attempt,
-                   last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl, config_url)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(id) DO UPDATE SET url=excluded.url, etag=excluded.etag,
                    last_modified=excluded.last_modified, body_hash=excluded.body_hash,
                    last_success=excluded.last_success, last_attempt=excluded.last_attempt,
                    last_error=excluded.last_error, failures=excluded.failures, next_poll=excluded.next_poll,
                    polls=excluded.polls, disabled=excluded.disabled, last_full_fetch=excluded.last_full_fetch,
-                   interval=excluded.interval, ttl=excluded.ttl""",
+                   interval=excluded.interval, ttl=excluded.ttl, config_url=excluded.config_url""",
             (s.feed_id, s.url, s.etag, s.last_modified, s.body_hash, _ts(s.last_success), _ts(s.last_attempt),
              s.last_error, s.failures, _ts(s.next_poll), s.polls, int(s.disabled), _ts(s.last_full_fetch),
-             s.interval, s.ttl),
+             s.interval, s.ttl, s.configured),
         )
 
     # -- items -----------------------------------------------------------------------------

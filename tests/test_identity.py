@@ -127,3 +127,45 @@ async def test_a_feed_whose_guids_change_on_every_fetch_adds_no_keys(tmp_path, f
         assert store.count("seen") == 2  # the first fetch's guid and the link
     finally:
         store.close()
+
+
+# -- feeds.yaml edits reach a feed that was polled before ---------------------------------------
+
+
+async def test_a_feed_url_edited_in_feeds_yaml_is_used(tmp_path, feed_server):
+    """The stored URL won for ever once a feed had been polled: the bot kept fetching the old address."""
+    feed_server.routes["/old.xml"] = Route(rss([]))
+    feed_server.routes["/new.xml"] = Route(rss([dict(STORY, link="https://x.example/1", guid="g1")]))
+    await _poll(tmp_path, [_spec(feed_server, "/old.xml")])
+    assert _alerts(await _poll(tmp_path, [_spec(feed_server, "/new.xml")])) == 1
+    assert feed_server.hits("/old.xml") == 1 and feed_server.hits("/new.xml") == 1
+
+
+async def test_a_feed_disabled_after_410_comes_back_when_its_url_is_edited(tmp_path, feed_server):
+    feed_server.routes["/gone.xml"] = Route(b"", status=410)
+    feed_server.routes["/moved.xml"] = Route(rss([dict(STORY, link="https://x.example/1", guid="g1")]))
+    await _poll(tmp_path, [_spec(feed_server, "/gone.xml")])
+    await _poll(tmp_path, [_spec(feed_server, "/gone.xml")])
+    assert feed_server.hits("/gone.xml") == 1  # disabled
+    assert _alerts(await _poll(tmp_path, [_spec(feed_server, "/moved.xml")])) == 1
+
+
+async def test_a_permanent_redirect_is_kept_while_feeds_yaml_stays_the_same(tmp_path, feed_server):
+    feed_server.redirect("/a.xml", "/b.xml", 301)
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    for _ in range(3):
+        await _poll(tmp_path, [_spec(feed_server, "/a.xml")])
+    assert feed_server.hits("/a.xml") == 1 and feed_server.hits("/b.xml") == 3
+
+
+async def test_a_next_poll_set_by_a_clock_that_ran_ahead_does_not_silence_the_feed(tmp_path, feed_server):
+    """A next poll a year ahead (the host's clock was wrong when it was set) is treated as due."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import FeedState
+    from bot.pipeline import feed_due
+
+    spec = _spec(feed_server, "/f.xml")
+    now = datetime.now(UTC)
+    assert feed_due(spec, FeedState("f", spec.url, next_poll=now + timedelta(days=365)), now, ignore_schedule=False)
+    assert not feed_due(spec, FeedState("f", spec.url, next_poll=now + timedelta(hours=2)), now, ignore_schedule=False)

@@ -128,20 +128,24 @@ def test_an_edited_item_learns_its_new_keys_but_only_a_bounded_number(store):
 
 
 def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
+    from bot.store import _MIGRATIONS
+
     path = tmp_path / "mediabot.db"
-    s = SqliteStore(path)
-    s.record_items([_new("a", chat=1)], None, T0)
-    s.close()
     con = sqlite3.connect(path)  # what the first release left behind
-    con.execute("DROP INDEX seen_item")
-    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.executescript(_MIGRATIONS[0] + "INSERT INTO meta VALUES('schema_version', '1');")
+    con.execute("INSERT INTO items(id, key, feed_id, title, summary, link, canonical_link, guid, published, "
+                "first_seen, lang, source) VALUES(7, 'a', 'news', 'Kursk', '', 'l', 'l', 'a', 'p', 'f', 'de', 'N')")
+    con.execute("INSERT INTO seen VALUES('guid:a', 7, '2026-01-01')")
+    con.execute("INSERT INTO feeds(id, url) VALUES('news', 'https://moved.example/feed')")
     con.commit()
     con.close()
     s = SqliteStore(path)
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION == 3
         assert s.count("items") == 1 and s.filter_new([["guid:a"]]) == [False]
         assert s.learn_keys([(["guid:a", "link:b"], "Kursk: neu")], T0) == 1
+        # a feed's stored URL (perhaps a 301's target) counts as the one its feeds.yaml entry had
+        assert s.feed_state("news", "https://moved.example/feed").configured == "https://moved.example/feed"
     finally:
         s.close()
     con = sqlite3.connect(path)
