@@ -122,15 +122,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             return default
         return seconds
 
-    def integer(name: str, default: int) -> int:
+    def integer(name: str, default: int, least: int = 1, most: int = 10**12) -> int:
+        """A whole number in [least, most]: 0 concurrency hangs every poll, 0 retention days deletes the
+        seen keys at each prune so every item alerts again, a 0 burst cap silences every feed."""
         raw = env.get(name, "").strip()
         if not raw:
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             problems.append(f"environment: {name}: {raw!r} is not a whole number")
             return default
+        if not least <= value <= most:
+            problems.append(f"environment: {name}: {value} must be from {least} to {most}")
+            return default
+        return value
 
     token = env.get("TELEGRAM_BOT_TOKEN", "").strip() or None
     interval = duration("MEDIABOT_POLL_INTERVAL", 300.0)
@@ -138,6 +144,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     max_interval = duration("MEDIABOT_POLL_MAX_INTERVAL", max(3600.0, interval))
     if min_interval > max_interval:
         problems.append("environment: MEDIABOT_POLL_MIN_INTERVAL is larger than MEDIABOT_POLL_MAX_INTERVAL")
+    elif not min_interval <= interval <= max_interval:
+        problems.append(f"environment: MEDIABOT_POLL_INTERVAL ({interval:g}s) must lie between "
+                        f"MEDIABOT_POLL_MIN_INTERVAL ({min_interval:g}s) and MEDIABOT_POLL_MAX_INTERVAL "
+                        f"({max_interval:g}s)")
     tz = env.get("MEDIABOT_TIMEZONE", "Europe/Berlin").strip() or "Europe/Berlin"
     try:
         ZoneInfo(tz)
@@ -151,9 +161,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     http_addr = env.get("MEDIABOT_HTTP_ADDR", "").strip() or None
     if http_addr and not re.match(r"^[\w.\-\[\]:]*:\d{1,5}$", http_addr):
         problems.append(f"environment: MEDIABOT_HTTP_ADDR: {http_addr!r} is not host:port")
+    elif http_addr and not 0 < int(http_addr.rsplit(":", 1)[1]) <= 65535:
+        problems.append(f"environment: MEDIABOT_HTTP_ADDR: port {http_addr.rsplit(':', 1)[1]} is not 1 to 65535")
+    api_base = env.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE
+    if not re.match(r"^https?://[^\s/]+", api_base):
+        problems.append(f"environment: TELEGRAM_API_BASE_URL: {api_base!r} is not an http(s) URL")
+    user_agent = env.get("MEDIABOT_USER_AGENT", "").strip() or DEFAULT_USER_AGENT
+    if not user_agent.isprintable() or not user_agent.isascii():
+        problems.append("environment: MEDIABOT_USER_AGENT: only printable ASCII can go into an HTTP header")
     settings = Settings(
         token=token,
-        api_base_url=env.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE,
+        api_base_url=api_base,
         watchlists_dir=Path(env.get("MEDIABOT_WATCHLISTS_DIR", "").strip() or "watchlists"),
         state_dir=Path(env.get("MEDIABOT_STATE_DIR", "").strip() or "state"),
         admins=_ids(env.get("MEDIABOT_ADMINS", ""), "MEDIABOT_ADMINS", problems),
@@ -165,11 +183,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recent_window=duration("MEDIABOT_RECENT_WINDOW", 6 * 3600.0),
         burst_cap=integer("MEDIABOT_BURST_CAP", 20),
         dedup_window=duration("MEDIABOT_DEDUP_WINDOW", 48 * 3600.0),
-        retention_days=integer("MEDIABOT_RETENTION_DAYS", 30),
+        retention_days=integer("MEDIABOT_RETENTION_DAYS", 30, most=36500),
         http_addr=http_addr,
         log_level=level,
-        user_agent=env.get("MEDIABOT_USER_AGENT", "").strip() or DEFAULT_USER_AGENT,
-        max_body_bytes=integer("MEDIABOT_MAX_BODY_BYTES", 10 * 1024 * 1024),
+        user_agent=user_agent,
+        max_body_bytes=integer("MEDIABOT_MAX_BODY_BYTES", 10 * 1024 * 1024, least=64 * 1024),
         fetch_concurrency=integer("MEDIABOT_FETCH_CONCURRENCY", 50),
         per_host_concurrency=integer("MEDIABOT_PER_HOST_CONCURRENCY", 4),
         digest_threshold=integer("MEDIABOT_DIGEST_THRESHOLD", 10),

@@ -131,9 +131,13 @@ class SqliteStore:
         # One connection, used from the event loop and from the pipeline's worker thread (the big
         # per-feed write runs there so the loop stays free): a transaction holds this lock throughout.
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if lock:
-            self._acquire_lock(path.parent / "mediabot.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if lock:
+                self._acquire_lock(path.parent / "mediabot.lock")
+        except OSError as exc:  # not ours (made by another uid), read-only, not a directory
+            raise StoreError(f"{path.parent}: cannot use the state directory: {exc.strerror or exc} (it must be "
+                             "writable by the user mediabot runs as; in the container uid 10001)") from exc
         try:
             connection = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
             connection.row_factory = sqlite3.Row
@@ -142,6 +146,11 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            if lock:  # the instance that writes: find out now, not at the first poll's write
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT INTO meta(key, value) VALUES('opened', ?) ON CONFLICT(key) DO UPDATE "
+                                 "SET value=excluded.value", (_ts(datetime.now(UTC)),))
+                self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise StoreError(f"{path}: cannot open the state store: {exc}") from exc

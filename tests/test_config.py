@@ -152,3 +152,24 @@ def test_a_watchlist_id_too_long_for_telegrams_buttons_is_an_error(tmp_path):
     assert any(f"{wid}.yaml:1:" in p and "at most 58" in p for p in problems), problems
     ok = load_config(_dir(tmp_path / "ok", {f"{wid[:58]}.yaml": "description: d\ngroups:\n  a: [Kursk]\n"}))
     assert [w.id for w in ok.watchlists] == [wid[:58]]
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("MEDIABOT_RETENTION_DAYS", "0", "must be from 1"),  # every prune deleted the seen keys: re-alerts
+    ("MEDIABOT_FETCH_CONCURRENCY", "0", "must be from 1"),  # poll --once hung for ever
+    ("MEDIABOT_PER_HOST_CONCURRENCY", "-1", "must be from 1"),
+    ("MEDIABOT_BURST_CAP", "0", "must be from 1"),  # no alert ever again
+    ("MEDIABOT_MAX_BODY_BYTES", "0", "must be from 65536"),  # every feed failed
+    ("MEDIABOT_USER_AGENT", "bad\nheader", "printable ASCII"),
+    ("TELEGRAM_API_BASE_URL", "not a url", "not an http(s) URL"),
+    ("MEDIABOT_HTTP_ADDR", "127.0.0.1:99999", "is not 1 to 65535"),
+    ("MEDIABOT_POLL_MIN_INTERVAL", "10m", "must lie between"),  # with the 5 min default interval
+])
+def test_environment_values_that_would_break_the_bot_are_rejected_by_check(workdir, name, value, says):
+    from tests.conftest import run_cli
+
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), name: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"environment: {name}: " in result.stdout + result.stderr or (
+        name == "MEDIABOT_POLL_MIN_INTERVAL" and "MEDIABOT_POLL_INTERVAL (300s) must lie between" in result.stdout)
+    assert says in result.stdout + result.stderr

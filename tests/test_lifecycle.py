@@ -210,3 +210,16 @@ def test_sigterm_during_a_hanging_feed_fetch_still_exits_0_within_10_s(workdir, 
     assert elapsed > 1.5  # the cycle had its grace before it was cancelled
     assert "poll cycle cancelled by shutdown" in err
     assert _integrity(workdir / "state" / "mediabot.db") == "ok"
+
+
+def test_a_state_directory_that_cannot_be_used_is_one_line_and_exit_4(workdir, feed_server):
+    """A state path that is a file (or a directory owned by another uid, read-only): exit 4 with the
+    reason, not exit 1 with an "uncaught exception" traceback."""
+    write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": feed_server.url("/n.xml"), "lang": "de"}])
+    blocker = workdir / "not-a-dir"
+    blocker.write_text("x")
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(blocker / "state")}
+    for args in (["poll", "--once"], ["run"]):
+        result = run_cli(args, env, timeout=30)
+        assert result.returncode == 4, (args, result.stderr)
+        assert "cannot use the state directory" in result.stderr and "Traceback" not in result.stderr
