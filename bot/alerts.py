@@ -86,8 +86,9 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     also_line = f"{words['also']}: {', '.join(names[:12])}" + (
         f" (+{len(names) - 12} {words['more']})" if len(names) > 12 else ""
     ) if also else ""
+    own = (fold(title), _headline_words(title))
     other_headlines = [f"{name}: {shorten(headline, 120)}" for name, headline in also
-                       if headline and not _adds_nothing(headline, title)][-_HEADLINES:]
+                       if headline and not _adds_nothing(headline, *own)][-_HEADLINES:]
 
     def build(title_limit: int, summary_text: str) -> tuple[str, str]:
         t = shorten(title, title_limit)
@@ -122,14 +123,17 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     return Rendered(text_html, text_plain[:MAX_MESSAGE], tuple(buttons))
 
 
-def _adds_nothing(headline: str, lead: str) -> bool:
+def _headline_words(headline: str) -> frozenset[str]:
+    """A headline's stemmed words past a rubric ("Ukraine-Krieg: ")."""
+    return item_words(_RUBRIC.sub("", headline), "")[1]
+
+
+def _adds_nothing(headline: str, lead_folded: str, lead_words: frozenset[str]) -> bool:
     """A copy's headline is not shown under the alert when it is the lead's with small edits: nearly the
-    same characters and, past a rubric ("Ukraine-Krieg: "), the same words. A headline that swaps a word
-    ("... aus Kursk abgezogen" / "... zurück in Kursk") says something else, and a report folded into the
-    story by mistake must stay visible."""
-    if fuzz.ratio(fold(headline), fold(lead)) < _SAME_HEADLINE:
-        return False
-    return item_words(_RUBRIC.sub("", headline), "")[1] == item_words(_RUBRIC.sub("", lead), "")[1]
+    same characters and, past a rubric, the same words. A headline that swaps a word ("... aus Kursk
+    abgezogen" / "... zurück in Kursk") says something else, and a report folded into the story by
+    mistake must stay visible."""
+    return fuzz.ratio(fold(headline), lead_folded) >= _SAME_HEADLINE and _headline_words(headline) == lead_words
 
 
 def render_notice(text: str) -> Rendered:

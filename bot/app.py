@@ -62,7 +62,7 @@ def make_renderer(rt: Runtime) -> Any:
         data = payload_of(row)
         chat = rt.store.chat(row.chat_id) if row.chat_id != CONSOLE_CHAT else None
         lang = str(chat["language"]) if chat else "de"
-        names = {w.id: w.name for w in rt.config.watchlists}
+        names = rt.config.watchlist_names()
         if row.kind in ("alert", "edit"):
             also: list[tuple[str, str]] = []
             if row.story_id is not None:
@@ -107,14 +107,14 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
                            console=console, stories=stories, now=clock)
         # mute, quiet hours, digests and backlogs concern Telegram chats only
-        router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold)
+        # digests are paged with the names they will show (ctx.config is swapped on reload)
+        router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold,
+                                                 names=lambda: ctx.config.watchlist_names())
         rt = Runtime(settings, config, store, fetcher, matcher, sender,
                      Deliverer(store, sender, lambda r: None, now=clock,
                                # the terminal has no rate limits; Telegram's are enforced by Pacer()
                                pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer(),
                                router=router), ctx, bot)
-        if router is not None:  # digests are paged with the names they will show (as reloaded)
-            router.names = lambda: {w.id: w.name for w in rt.config.watchlists}
         rt.deliverer.render = make_renderer(rt)
         return rt
     except BaseException:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -149,9 +148,6 @@ def _e(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-_TAGS = re.compile(r"<[^>]*>")
-
-
 def _chunks(lines: list[str], limit: int = MAX_MESSAGE) -> list[str]:
     """Lines joined into messages within Telegram's 4,096-character limit, split only between lines so
     no HTML tag or entity is cut (Telegram rejects such a message). Callers keep each line short."""
@@ -172,7 +168,7 @@ async def _reply(update: Update, text: str, markup: InlineKeyboardMarkup | None 
     goes as several messages, the buttons under the last, instead of being rejected and lost."""
     if update.effective_message is None:
         return
-    lines = [line if len(line) <= MAX_MESSAGE else html.escape(shorten(_TAGS.sub("", html.unescape(line)),
+    lines = [line if len(line) <= MAX_MESSAGE else html.escape(shorten(_strip_tags(html.unescape(line)),
                                                                       MAX_MESSAGE // 2))
              for line in text.split("\n")] if len(text) > MAX_MESSAGE else [text]
     chunks = _chunks(lines)
@@ -235,7 +231,7 @@ def _ensure_chat(rt: Runtime, update: Update) -> None:
 
 
 def _names(rt: Runtime) -> dict[str, str]:
-    return {w.id: w.name for w in rt.config.watchlists}
+    return rt.config.watchlist_names()
 
 
 def _valid(rt: Runtime) -> str:
@@ -445,8 +441,7 @@ async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         elif s.next_poll:
             parts.append("next " + _local(rt, s.next_poll))
         lines.append(" · ".join(parts))
-    for chunk in _chunks(lines):
-        await _reply(update, chunk)
+    await _reply(update, "\n".join(lines))
 
 
 async def _reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

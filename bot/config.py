@@ -839,6 +839,10 @@ class Config:
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
 
+    def watchlist_names(self) -> dict[str, str]:
+        """Watchlist id -> name, as alerts, digests and commands show it."""
+        return {w.id: w.name for w in self.watchlists}
+
 
 def load_config(directory: Path) -> Config:
     """Load feeds.yaml and every other *.yaml in `directory`; ConfigError lists every problem."""

@@ -37,7 +37,7 @@ from rapidfuzz import fuzz
 
 from bot.config import Term, Watchlist
 from bot.models import Match, TermHit
-from bot.text import FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
+from bot.text import DROPPED_MARKS, FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -168,10 +168,9 @@ class _Tokens:
         return self._orig
 
 
-# A word as written: the characters clean() drops (apostrophes, soft hyphens, zero-width spaces) join words,
-# so "Kim's" is one word, as for matching; at a word's edges they are quotes and stay outside.
-_MARKS = "\u00ad\u200b\u200c\u200d\u2060\ufeff'’ʼ`´"
-_WRITTEN_WORD = re.compile(f"\\w(?:[\\w{_MARKS}]*\\w)?")
+# A word as written: the characters clean() drops join words, so "Kim's" is one word, as for matching; at a
+# word's edges they are quotes and stay outside.
+_WRITTEN_WORD = re.compile(f"\\w(?:[\\w{DROPPED_MARKS}]*\\w)?")
 
 # One hit of a word (or phrase) in an item: (position, score, atom, the field's tokens, word index).
 _Entry = tuple[int, float, _Atom, _Tokens, int]

@@ -147,8 +147,11 @@ class CycleContext:
             self._parser = None
 
 
+_LONGEST_RETRY_AFTER = 86400.0  # a bogus far-future Retry-After must not silence a feed for good
+
+
 def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule: bool,
-             longest_wait: float = 86400.0) -> bool:
+             longest_wait: float = _LONGEST_RETRY_AFTER) -> bool:
     """Is this feed to be polled now? `ignore_schedule` (poll --once) still honours backoff.
     A next poll further ahead than the bot ever waits (`longest_wait`) was set by a clock that ran ahead
     (a host before NTP synced): it is due, or the feed would stay silent until that time came."""
@@ -185,7 +188,7 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     for f in feeds:
         if follow_feeds_yaml(f, states[f.id]):
             logger.info("feed URL changed in feeds.yaml feed=%s url=%s", f.id, f.url)
-    longest = max(ctx.settings.poll_max_interval, 86400.0)  # backoff and Retry-After never wait longer
+    longest = max(ctx.settings.poll_max_interval, _LONGEST_RETRY_AFTER)  # backoff and Retry-After never wait longer
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule, longest_wait=longest)]
     ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
@@ -225,9 +228,8 @@ def next_interval(spec: FeedSpec, state: FeedState, settings: Settings, new_item
 
 def _backoff(failures: int, retry_after: float | None, settings: Settings) -> float:
     if retry_after is not None:
-        # Retry-After (RFC 9110 10.2.3) is honoured, but a day at most: a bogus far-future date
-        # must not silence a feed for good.
-        return min(max(retry_after, settings.poll_min_interval, 1.0), 86400.0)
+        # Retry-After (RFC 9110 10.2.3) is honoured, but a day at most.
+        return min(max(retry_after, settings.poll_min_interval, 1.0), _LONGEST_RETRY_AFTER)
     base = min(settings.poll_max_interval, settings.poll_min_interval * (2 ** min(failures - 1, 10)))
     return float(base * random.uniform(0.8, 1.2))  # jitter: failing feeds must not retry in lockstep
 
@@ -253,8 +255,6 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
 
 async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> FeedOutcome:
     now = ctx.now()
-    if state.url != spec.url and not state.polls:
-        state.url = spec.url
     full = state.last_full_fetch is None or now - state.last_full_fetch >= FULL_FETCH_EVERY
     result = await ctx.fetcher.fetch(spec, state, conditional=not full)
     now = ctx.now()

@@ -146,11 +146,10 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-            if lock:  # the instance that writes: find out now, not at the first poll's write
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("INSERT INTO meta(key, value) VALUES('opened', ?) ON CONFLICT(key) DO UPDATE "
-                                 "SET value=excluded.value", (_ts(datetime.now(UTC)),))
-                self._db.execute("COMMIT")
+            # The instance that writes finds out now, not at the first poll's write.
+            if lock and not self.check_writable():
+                raise StoreError(f"{path}: the state store is not writable (it must be writable by the user "
+                                 "mediabot runs as; in the container uid 10001)")
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise StoreError(f"{path}: cannot open the state store: {exc}") from exc

@@ -61,7 +61,9 @@ _HAS_DOUBLE = re.compile(r"([a-z])\1")
 _HAS_LATIN_SEQ_OR_DOUBLE = re.compile("|".join(old for old, _ in _LATIN_SEQ) + r"|([a-z])\1")
 _NEEDS_NFD = re.compile(r"[\u00c0-\u024f\u0300-\u036f\u1e00-\u1eff]")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
-_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff'’ʼ`´]")
+# Characters clean() drops: soft hyphen, zero-width spaces and joiners, BOM, apostrophes (so "Kim's" is one word).
+DROPPED_MARKS = "\u00ad\u200b\u200c\u200d\u2060\ufeff'’ʼ`´"
+_INVISIBLE = re.compile(f"[{DROPPED_MARKS}]")
 
 
 def fold_chars(text: str) -> str:
