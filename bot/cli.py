@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from bot import __version__
 from bot.config import Config, Settings, load_config, load_settings, mask_secret
-from bot.errors import ConfigError, StoreError, StoreLockedError
+from bot.errors import ConfigError, StoreError, StoreLockedError, TokenRejectedError
 from bot.log import setup_logging
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED, EXIT_STORE = 0, 1, 2, 3, 4
@@ -152,6 +152,9 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
           f"{report.queued} alerts queued, {stats.sent} sent", file=sys.stderr)
     for feed_id, error in sorted(report.feeds_failed.items()):
         print(f"  failed: {feed_id}: {error}", file=sys.stderr)
+    if rt.deliverer.token_rejected:  # the cycle's work is stored; only sending waits for a new token
+        print(f"mediabot: {TokenRejectedError()}; the alerts stay queued", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

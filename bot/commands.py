@@ -6,6 +6,8 @@ live in `bot.subscribers`. Replies go out directly (a person is waiting); alerts
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import logging
 from collections.abc import Callable, Coroutine
@@ -19,6 +21,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from bot.alerts import MAX_MESSAGE
 from bot.config import is_chat_id
 from bot.deliver import HoldRouter
+from bot.errors import TokenRejectedError
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
 from bot.text import shorten
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
+START_RETRY_LONGEST = 300.0  # s: the longest wait between tries to reach Telegram at start
 WATCHLIST_MUTE = timedelta(hours=24)  # the alert's "mute watchlist 24 h" button
 
 _T: dict[str, dict[str, str]] = {
@@ -567,25 +571,52 @@ async def set_menu(bot: Any) -> None:
     await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU["de"]])
 
 
-async def build_application(rt: Runtime) -> Any:
-    """Create, initialise and start the Application with long polling."""
+def make_application(rt: Runtime) -> Any:
+    """The Application with its handlers; nothing goes over the network yet."""
     app = Application.builder().bot(rt.bot).build()
     app.bot_data["rt"] = rt
     add_handlers(app)
-    await app.initialize()
+    return app
+
+
+async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float = 1.0,
+                            longest_wait: float = START_RETRY_LONGEST) -> bool:
+    """Check the token (getMe) and start long polling. Network trouble is retried with backoff until it
+    works or `stop` is set (False): a Telegram outage at boot must not become a crash loop, and feeds are
+    polled and alerts queued meanwhile. A rejected token raises TokenRejectedError: waiting cannot fix it."""
+    from telegram.error import InvalidToken, NetworkError
+
+    wait = first_wait
+    while True:
+        try:
+            await app.initialize()
+            break
+        except InvalidToken as exc:
+            raise TokenRejectedError() from exc
+        except NetworkError as exc:  # includes TimedOut and Telegram's 5xx answers
+            logger.warning("telegram not reachable at start, retrying in %.0f s; feeds are polled and alerts "
+                           "queue meanwhile: %s", wait, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        if stop.is_set():
+            return False
+        wait = min(wait * 2, longest_wait)
     try:
         await set_menu(app.bot)
     except Exception as exc:  # the menu is cosmetic; commands work without it
         logger.warning("setMyCommands failed: %s", type(exc).__name__)
     await app.start()
     if app.updater is not None:
-        await app.updater.start_polling(drop_pending_updates=False)
-    return app
+        # bootstrap (deleteWebhook) retried for ever: the same outage may still be going on
+        await app.updater.start_polling(drop_pending_updates=False, bootstrap_retries=-1)
+    logger.info("telegram connected bot=@%s", app.bot.username)
+    return True
 
 
 async def stop_application(app: Any) -> None:
-    """Stop polling and the Application."""
+    """Stop polling and the Application, whatever part of the start it got through."""
     if app.updater is not None and app.updater.running:
         await app.updater.stop()
-    await app.stop()
+    if app.running:
+        await app.stop()
     await app.shutdown()

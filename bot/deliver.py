@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
 from bot.alerts import Rendered, digest_pages, labels
-from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError
+from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError, TokenRejectedError
 from bot.models import OutboxRow
 from bot.subscribers import ChatPrefs, held_until, over_backlog, plan_release
 
@@ -105,6 +105,10 @@ class Pacer:
     def block(self, chat_id: int, seconds: float) -> None:
         """Nothing to this chat for `seconds` (Telegram's retry_after)."""
         self._blocked[chat_id] = max(self._blocked.get(chat_id, 0.0), self.clock() + seconds)
+
+    def hold_all(self, seconds: float) -> None:
+        """Nothing to any chat for `seconds` (the token was rejected: every send would fail alike)."""
+        self._slot = max(self._slot, self.clock() + seconds)
 
 
 # --------------------------------------------------------------------------- senders
@@ -214,8 +218,10 @@ def retry_after_seconds(exc: Any) -> float:
 
 
 def _map_error(exc: Exception) -> DeliveryError:
-    from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+    from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
+    if isinstance(exc, InvalidToken):  # 401/404 on a method that exists: the token itself
+        return TokenRejectedError()
     if isinstance(exc, RetryAfter):
         return RetryLaterError(f"flood control: retry after {retry_after_seconds(exc):g} s", retry_after_seconds(exc))
     if isinstance(exc, ChatMigrated):
@@ -256,6 +262,7 @@ class HoldStore(Protocol):
                   replaces: Sequence[int] = ()) -> int: ...
 
 
+TOKEN_RETRY = 300.0  # s between tries while Telegram rejects the token (a fix needs a restart anyway)
 Renderer = Callable[[OutboxRow], Rendered | None]  # None: nothing to send (row is dropped as sent)
 
 
@@ -301,6 +308,7 @@ class Deliverer:
         self._dirty = True
         self._in_flight_rows: set[int] = set()
         self._routed: set[int] = set()  # rows the router already let through (not routed again)
+        self.token_rejected = False  # Telegram refused the token: rows wait, the operator must act
 
     def wake(self) -> None:
         """New rows were queued."""
@@ -437,6 +445,16 @@ class Deliverer:
             self.stats.retried += 1
             logger.warning("send deferred chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
             return
+        except TokenRejectedError as exc:
+            # Not the row's fault: keep it (and every other) pending, try again in a while, say so once
+            self._dirty = True
+            self.pacer.hold_all(TOKEN_RETRY)
+            self.store.mark_retry(row.id, self.now() + timedelta(seconds=TOKEN_RETRY), str(exc))
+            self.stats.retried += 1
+            if not self.token_rejected:
+                logger.error("%s; alerts stay queued", exc)
+            self.token_rejected = True
+            return
         except ChatUnavailableError as exc:
             self._dirty = True  # the outbox changed in a way the cached due rows don't show
             if exc.migrated_to is not None:
@@ -463,6 +481,7 @@ class Deliverer:
             logger.exception("send crashed chat=%s row=%s", row.chat_id, row.id)
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=60), "internal error")
             return
+        self.token_rejected = False
         self.store.mark_sent(row.id, message_id, self.now())
         self.stats.sent += 1
         if self.on_sent:

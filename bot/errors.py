@@ -10,7 +10,8 @@
     │   └── StoreLockedError       another instance holds the state directory
     └── DeliveryError
         ├── RetryLaterError        RetryAfter or network; carries retry_after
-        └── ChatUnavailableError   Forbidden, chat not found, ChatMigrated
+        ├── ChatUnavailableError   Forbidden, chat not found, ChatMigrated
+        └── TokenRejectedError     Telegram refuses the bot token -> keep every row, tell the operator
 """
 
 from __future__ import annotations
@@ -74,3 +75,11 @@ class ChatUnavailableError(DeliveryError):
     def __init__(self, message: str, migrated_to: int | None = None) -> None:
         super().__init__(message)
         self.migrated_to = migrated_to
+
+
+class TokenRejectedError(DeliveryError):
+    """Telegram refused the bot token (401/404 on every call): nothing can be sent until it is fixed."""
+
+    def __init__(self) -> None:
+        super().__init__("Telegram rejected the bot token (TELEGRAM_BOT_TOKEN); nothing can be sent until "
+                         "it is replaced (ask @BotFather for the current one)")

@@ -41,6 +41,8 @@ class HealthState:
     store_ok: bool = False
     store_checked: float = 0.0
     store_detail: str = "not checked yet"
+    telegram_ok: bool = True
+    telegram_detail: str = "not checked yet"
 
     def report(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """(healthy, JSON body) at monotonic time `now`."""
@@ -53,16 +55,19 @@ class HealthState:
             "scheduler": {"ok": self.scheduler_alive, "detail": self.scheduler_detail},
             "store": {"ok": store_ok, "detail": self.store_detail,
                       "checked_age_s": round(now - self.store_checked, 1) if self.store_checked else None},
+            "telegram": {"ok": self.telegram_ok, "detail": self.telegram_detail},
         }
-        healthy = loop_ok and self.scheduler_alive and store_ok
+        healthy = loop_ok and self.scheduler_alive and store_ok and self.telegram_ok
         return healthy, {"status": "ok" if healthy else "fail", "uptime_s": round(now - self.started, 1),
                          "checks": checks}
 
 
 async def heartbeat(state: HealthState, *, scheduler_check: Callable[[], tuple[bool, str]],
                     store_check: Callable[[], bool], outbox_depth: Callable[[], int],
-                    metrics: Metrics | None = None, interval: float = 1.0) -> None:
-    """Keep `state` fresh until cancelled: loop lag every `interval`, store and outbox less often."""
+                    metrics: Metrics | None = None, interval: float = 1.0,
+                    telegram_check: Callable[[], tuple[bool, str]] | None = None) -> None:
+    """Keep `state` fresh until cancelled: loop lag every `interval`, store and outbox less often.
+    Telegram counts as unhealthy only when it rejected the token: an outage there is not cured by a restart."""
     loop = asyncio.get_running_loop()
     next_store = 0.0
     while True:
@@ -70,6 +75,8 @@ async def heartbeat(state: HealthState, *, scheduler_check: Callable[[], tuple[b
         now = time.monotonic()
         ok, detail = scheduler_check()
         state.scheduler_alive, state.scheduler_detail = ok, detail
+        if telegram_check is not None:
+            state.telegram_ok, state.telegram_detail = telegram_check()
         if now >= next_store:
             next_store = now + STORE_CHECK_EVERY
             try:

@@ -1,5 +1,5 @@
 """The daemon: APScheduler ticks polls, the delivery worker drains the outbox, python-telegram-bot
-answers commands, all on one asyncio loop. SIGTERM/SIGINT stop it cleanly."""
+answers commands, all on one asyncio loop. SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the YAML."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.config import Config, Settings, load_config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, TokenRejectedError
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -26,7 +26,8 @@ SHUTDOWN_GRACE = 8.0  # seconds; the whole stop must fit in 10 s
 
 
 async def run_daemon(settings: Settings, config: Config) -> int:
-    """Run until SIGTERM/SIGINT. Returns the exit code."""
+    """Run until SIGTERM/SIGINT. Returns the exit code: 0, or 2 when the health address cannot be
+    listened on or Telegram rejects the token (configuration an operator must fix)."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.app import build_runtime
@@ -39,9 +40,17 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     metrics = Metrics()
     _instrument(rt, metrics)
     stop = asyncio.Event()
+    exit_code = 0
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def hangup() -> None:  # systemd's ExecReload, `kill -HUP`: re-read the YAML now (it used to kill us)
+        logger.info("SIGHUP: reloading the config")
+        rt.extras["mtimes"] = _mtimes(settings)
+        reload_config(rt, settings)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     cycle_lock = asyncio.Lock()
     current: dict[str, asyncio.Task[PollReport]] = {}
     last_tick = [time.monotonic()]
@@ -82,6 +91,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     server: HealthServer | None = None
     beat: asyncio.Task[None] | None = None
     delivery: asyncio.Task[None] | None = None
+    telegram: asyncio.Task[bool] | None = None
     scheduler = AsyncIOScheduler(timezone="UTC")
     tick_every = max(1.0, min(settings.poll_min_interval, settings.poll_interval) / 2)
 
@@ -93,11 +103,44 @@ async def run_daemon(settings: Settings, config: Config) -> int:
             return False, f"no poll tick for {age:.0f} s (expected every {tick_every:g} s)"
         return True, f"last poll tick {age:.0f} s ago" + (" (cycle running)" if cycle_lock.locked() else "")
 
-    try:
-        if settings.token:
-            from bot.commands import build_application
+    def telegram_check() -> tuple[bool, str]:
+        if not settings.token:
+            return True, "off (alerts go to the terminal)"
+        if rt.deliverer.token_rejected:
+            return False, "the bot token was rejected; alerts stay queued"
+        if telegram is not None and telegram.done() and not telegram.cancelled() and telegram.exception() is None:
+            return True, "connected"
+        return True, "connecting (alerts queue meanwhile)"  # an outage there is not ours to restart for
 
-            app = await build_application(rt)
+    def telegram_started(task: asyncio.Task[bool]) -> None:
+        nonlocal exit_code
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, TokenRejectedError):
+            logger.error("%s; stopping (exit 2)", exc)
+        else:
+            logger.error("telegram could not be started; stopping (exit 2): %s: %s", type(exc).__name__, exc)
+        exit_code = 2
+        stop.set()
+
+    try:
+        if settings.http_addr:
+            # Listen before any work starts: a port in use is one line and exit 2, not a crash mid-cycle
+            try:
+                server = HealthServer(settings.http_addr, HealthState(), metrics)
+            except (OSError, OverflowError, ValueError) as exc:
+                logger.error("cannot listen on MEDIABOT_HTTP_ADDR=%s: %s", settings.http_addr,
+                             getattr(exc, "strerror", None) or exc)
+                return 2
+        if settings.token:
+            from bot.commands import make_application, start_application
+
+            app = make_application(rt)
+            telegram = asyncio.create_task(start_application(app, stop), name="telegram-start")
+            telegram.add_done_callback(telegram_started)
         scheduler.add_job(tick, "interval", seconds=tick_every, next_run_time=datetime.now(UTC),
                           max_instances=1, coalesce=True, id="poll")
         scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
@@ -106,13 +149,12 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         scheduler.add_job(reload_if_changed, "interval", seconds=3, id="reload")
         scheduler.start()
         delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
-        if settings.http_addr:
-            state = HealthState()
-            beat = asyncio.create_task(heartbeat(state, scheduler_check=scheduler_check,
+        if server is not None:
+            beat = asyncio.create_task(heartbeat(server.state, scheduler_check=scheduler_check,
                                                  store_check=rt.store.check_writable,
-                                                 outbox_depth=rt.store.pending_count, metrics=metrics),
+                                                 outbox_depth=rt.store.pending_count, metrics=metrics,
+                                                 telegram_check=telegram_check),
                                        name="heartbeat")
-            server = HealthServer(settings.http_addr, state, metrics)
             server.start()
         logger.info("mediabot running feeds=%d watchlists=%d telegram=%s http=%s", len(config.feeds),
                     len(config.watchlists), "on" if settings.token else "off (terminal)",
@@ -143,6 +185,10 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                 await asyncio.wait_for(delivery, timeout=SHUTDOWN_GRACE / 2)
             except TimeoutError:
                 logger.warning("delivery did not settle in time; unsent rows stay pending")
+        if telegram is not None and not telegram.done():
+            telegram.cancel()  # still trying to reach Telegram
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await telegram
         if app is not None:
             from bot.commands import stop_application
 
@@ -150,9 +196,11 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                 await asyncio.wait_for(stop_application(app), timeout=SHUTDOWN_GRACE / 4)
             except TimeoutError:
                 logger.warning("telegram application did not stop in time")
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
         await rt.aclose()
         logger.info("stopped")
-    return 0
+    return exit_code
 
 
 def _instrument(rt: Runtime, metrics: Metrics) -> None:

@@ -274,6 +274,8 @@ class TelegramStub:
         self.callback_answers: list[str] = []
         self.on_accept: Callable[[SentMessage], None] | None = None  # runs after a message is recorded
         self.delay = 0.0
+        self.reject_token = False  # every call answered 401 Unauthorized, as for a revoked token
+        self.unavailable = 0  # the next N calls are answered 502 Bad Gateway (an outage)
         self._next_message = 1000
         self._next_update = 1
         self._log: list[float] = []
@@ -298,6 +300,18 @@ class TelegramStub:
                 parts = path.strip("/").split("/")
                 if len(parts) != 2 or parts[0] != "bot" + stub.TOKEN:
                     self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
+                if stub.reject_token or stub.unavailable > 0:
+                    with stub._lock:
+                        stub.calls.append((parts[1], {}, time.monotonic()))
+                if stub.reject_token:
+                    self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                    return
+                with stub._lock:
+                    down = stub.unavailable > 0
+                    stub.unavailable -= down
+                if down:
+                    self._reply(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
                     return
                 method = parts[1]
                 length = int(self.headers.get("Content-Length") or 0)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.app import Runtime, build_runtime
-from bot.commands import build_application, stop_application
+from bot.commands import make_application, start_application, stop_application
 from bot.config import Settings, load_config
 from bot.pipeline import run_cycle
 from tests.conftest import write_feeds_yaml
@@ -69,7 +69,8 @@ async def start_bot(workdir: Path, telegram: TelegramStub, feed_server: FeedServ
                             admins=frozenset({ADMIN}))
         settings = replace(settings, **overrides)
         rt = build_runtime(settings, load_config(settings.watchlists_dir))
-        app = await build_application(rt)
+        app = make_application(rt)
+        assert await start_application(app, asyncio.Event())
         started.append(Bot(rt, app, telegram))
         return started[-1]
 

@@ -309,3 +309,18 @@ async def test_group_upgraded_when_the_supergroup_already_has_the_alert_sends_it
     # The group's settings moved with it, although the supergroup's row was made first.
     moved = rt.store.chat(new)
     assert (moved["language"], moved["quiet"], moved["allowed"]) == ("en", "22:00-07:00", 1)
+
+
+async def test_a_token_revoked_mid_run_keeps_every_alert_and_stops_sending(runtime, telegram, caplog):
+    """A 401 is the token's fault, not the chat's: no row fails, the chats stay subscribed, and the
+    deliverer does not hammer Telegram with the rest of the fan-out."""
+    rt = runtime()
+    queue(rt, [A, B, C])
+    telegram.reject_token = True
+    with caplog.at_level(logging.ERROR):
+        stats = await rt.deliverer.drain(timeout=10)
+    assert rt.deliverer.token_rejected
+    assert stats.failed == 0 and stats.chats_gone == 0
+    assert [r.state for r in rt.store.outbox_rows()] == ["pending"] * 3
+    assert len([c for c in telegram.calls if c[0] == "sendMessage"]) == 1
+    assert sum("rejected the bot token" in r.getMessage() for r in caplog.records) == 1

@@ -154,3 +154,12 @@ def test_daemon_serves_healthz_and_metrics_and_health_command_agrees(workdir, fe
     assert daemon.returncode == 0, err
     with pytest.raises(OSError):
         _get(base + "/healthz")  # the port is closed again
+
+
+def test_a_rejected_token_makes_the_daemon_unhealthy_and_says_why():
+    state = _healthy_state()
+    assert state.report()[0]
+    state.telegram_ok, state.telegram_detail = False, "the bot token was rejected; alerts stay queued"
+    healthy, body = state.report()
+    assert not healthy and body["status"] == "fail"
+    assert body["checks"]["telegram"] == {"ok": False, "detail": "the bot token was rejected; alerts stay queued"}

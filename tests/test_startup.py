@@ -1,0 +1,152 @@
+"""The daemon at start and under an operator's signals, with real subprocesses: Telegram down or
+refusing the token at boot, the health port taken, SIGHUP."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.conftest import run_cli
+from tests.servers import FeedServer, TelegramStub
+from tests.test_e2e import MATCHING, UNRELATED
+from tests.test_lifecycle import _env, _feed, _start, _wait
+
+CHANNEL = -1001234567890
+
+
+def _with_channel(workdir: Path) -> None:
+    """dprk-troops goes to a fixed channel, so an alert is queued without any subscriber."""
+    wl = workdir / "watchlists" / "dprk-troops.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{CHANNEL}]\n", encoding="utf-8")
+
+
+def _outbox(workdir: Path) -> list[tuple[int, str]]:
+    con = sqlite3.connect(workdir / "state" / "mediabot.db")
+    try:
+        return [(int(c), str(s)) for c, s in con.execute("SELECT chat_id, state FROM outbox WHERE kind='alert'")]
+    finally:
+        con.close()
+
+
+def _stop(daemon) -> str:  # type: ignore[no-untyped-def]
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+    try:
+        _out, err = daemon.communicate(timeout=12)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    return str(err)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+def test_telegram_unreachable_at_start_keeps_polling_and_queues_alerts(workdir, feed_server: FeedServer):
+    _with_channel(workdir)
+    _feed(workdir, feed_server, [MATCHING, UNRELATED])
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=TelegramStub.TOKEN,
+               TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{_closed_port()}/bot")
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: feed_server.hits("/news.xml") >= 1, timeout=10), "no feed polled while Telegram is down"
+        assert _wait(lambda: (workdir / "state" / "mediabot.db").exists() and (CHANNEL, "pending") in _outbox(workdir),
+                     timeout=10), "the alert was not queued"
+        time.sleep(1.5)  # a retry of the start has happened by now
+        assert daemon.poll() is None, "the daemon exited because Telegram was down at start"
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert "telegram not reachable at start" in err
+    assert "uncaught" not in err and "Traceback" not in err
+    assert TelegramStub.TOKEN not in err and TelegramStub.TOKEN.split(":")[1] not in err
+
+
+def test_telegram_outage_at_start_then_recovery_delivers_the_queued_alert(workdir, feed_server, telegram):
+    _with_channel(workdir)
+    _feed(workdir, feed_server, [MATCHING, UNRELATED])
+    telegram.unavailable = 3  # getMe fails, and so may the first send: 502 Bad Gateway
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: len(telegram.sent_to(CHANNEL)) == 1, timeout=15), "the alert never arrived"
+        # commands work once Telegram is back: the updater is polling
+        assert _wait(lambda: any(m == "getUpdates" for m, _p, _t in telegram.calls), timeout=10)
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert "telegram not reachable at start" in err and "telegram connected" in err
+    assert len(telegram.sent_to(CHANNEL)) == 1
+
+
+def test_rejected_token_at_start_is_one_line_and_exit_2(workdir, feed_server, telegram):
+    _feed(workdir, feed_server, [UNRELATED])
+    telegram.reject_token = True
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    daemon = _start(["run"], env)
+    try:
+        _out, err = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 2, err
+    assert "rejected the bot token" in err and "TELEGRAM_BOT_TOKEN" in err
+    assert "uncaught" not in err and "Traceback" not in err
+    assert telegram.TOKEN.split(":")[1] not in err
+
+
+def test_poll_once_with_a_rejected_token_keeps_the_alert_and_exits_2(workdir, feed_server, telegram):
+    _with_channel(workdir)
+    _feed(workdir, feed_server, [MATCHING, UNRELATED])
+    telegram.reject_token = True
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    result = run_cli(["poll", "--once"], env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "rejected the bot token" in result.stderr and "stay queued" in result.stderr
+    assert (CHANNEL, "pending") in _outbox(workdir)  # not failed: it goes out once the token is fixed
+    telegram.reject_token = False
+    again = run_cli(["poll", "--once"], env, timeout=30)
+    # the row waits TOKEN_RETRY after the refusal; `poll --once` leaves a long wait for a later run
+    assert again.returncode == 0, again.stderr
+    assert (CHANNEL, "pending") in _outbox(workdir)
+
+
+def test_health_port_in_use_is_one_line_and_exit_2_before_any_poll(workdir, feed_server):
+    _feed(workdir, feed_server, [MATCHING])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = _start(["run"], _env(workdir, MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}"))
+        try:
+            _out, err = daemon.communicate(timeout=15)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+    assert daemon.returncode == 2, err
+    assert f"cannot listen on MEDIABOT_HTTP_ADDR=127.0.0.1:{port}" in err
+    assert "uncaught" not in err and "Traceback" not in err
+    assert feed_server.hits("/news.xml") == 0
+
+
+def test_sighup_reloads_the_yaml_and_keeps_running(workdir, feed_server):
+    _feed(workdir, feed_server, [UNRELATED])
+    daemon = _start(["run"], _env(workdir, MEDIABOT_LOG_LEVEL="INFO"))
+    try:
+        assert _wait(lambda: feed_server.hits("/news.xml") >= 1), "daemon never polled"
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert daemon.poll() is None, "SIGHUP killed the daemon"
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert "SIGHUP: reloading the config" in err and "config reloaded" in err
