@@ -59,6 +59,11 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         last_tick[0] = time.monotonic()
         if cycle_lock.locked() or stop.is_set():
             return
+        problem = rt.store.file_problem()  # said once per change, not once per tick
+        if problem != rt.extras.get("file_problem"):
+            rt.extras["file_problem"] = problem
+            if problem is not None:
+                logger.error("state store: %s", problem)
         async with cycle_lock:
             started = time.monotonic()
             task = asyncio.ensure_future(run_cycle(rt.ctx))

@@ -128,6 +128,8 @@ class SqliteStore:
     def __init__(self, path: Path, *, lock: bool = True) -> None:
         self.path = path
         self._lock_fd: int | None = None
+        self._dir_fd: int | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         # One connection, used from the event loop and from the pipeline's worker thread (the big
         # per-feed write runs there so the loop stays free): a transaction holds this lock throughout.
         self._lock = threading.RLock()
@@ -146,11 +148,13 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            st = os.stat(path)
+            self._identity = (st.st_dev, st.st_ino)
             # The instance that writes finds out now, not at the first poll's write.
             if lock and not self.check_writable():
                 raise StoreError(f"{path}: the state store is not writable (it must be writable by the user "
                                  "mediabot runs as; in the container uid 10001)")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             self._release_lock()
             raise StoreError(f"{path}: cannot open the state store: {exc}") from exc
         except StoreError:
@@ -175,8 +179,34 @@ class SqliteStore:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # The directory is locked too: the lock file can be deleted under a running instance (a tidy-up of
+        # state/), and a second one would then lock a new file. A filesystem without directory locks (NFS)
+        # leaves the file lock alone.
+        try:
+            dir_fd = os.open(lock_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(dir_fd)
+            self._release_lock()
+            raise StoreLockedError(
+                f"another mediabot is using the state directory {lock_path.parent} (its lock file {lock_path.name} "
+                "was removed while it ran); two instances would send every alert twice. Stop it first."
+            ) from None
+        except OSError:
+            os.close(dir_fd)
+            return
+        self._dir_fd = dir_fd
 
     def _release_lock(self) -> None:
+        if self._dir_fd is not None:
+            try:
+                fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._dir_fd)
+                self._dir_fd = None
         if self._lock_fd is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -241,8 +271,27 @@ class SqliteStore:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return int(row[0])
 
+    def file_problem(self) -> str | None:
+        """Why the file at `path` is no longer the one this store writes to (deleted or replaced under
+        the running bot: every later write goes to a file nobody will open again), or None."""
+        if self._identity is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"{self.path} was deleted while mediabot ran; what it records now is lost at exit: restart it"
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror or exc}"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"{self.path} was replaced while mediabot ran; it still writes to the old file: restart it"
+        return None
+
     def check_writable(self) -> bool:
-        """True when a write transaction can be opened (for /healthz)."""
+        """True when a write transaction can be opened (for /healthz). Raises StoreError when the file
+        was deleted or replaced under the running store (see `file_problem`)."""
+        problem = self.file_problem()
+        if problem is not None:
+            raise StoreError(problem)
         try:
             with self._tx() as db:
                 db.execute(

@@ -150,3 +150,55 @@ def test_sighup_reloads_the_yaml_and_keeps_running(workdir, feed_server):
         err = _stop(daemon)
     assert daemon.returncode == 0, err
     assert "SIGHUP: reloading the config" in err and "config reloaded" in err
+
+
+def test_removing_the_lock_file_does_not_let_a_second_daemon_in(workdir, feed_server):
+    _feed(workdir, feed_server, [UNRELATED])
+    daemon = _start(["run"], _env(workdir))
+    try:
+        assert _wait(lambda: feed_server.hits("/news.xml") >= 1), "daemon never polled"
+        (workdir / "state" / "mediabot.lock").unlink()  # a tidy-up of state/ while it runs
+        second = _start(["run"], _env(workdir))
+        try:
+            _out, err2 = second.communicate(timeout=10)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.communicate()
+        assert second.returncode == 3, err2
+        assert "another mediabot is using the state directory" in err2
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+
+
+def test_a_database_deleted_under_the_daemon_turns_health_red_and_is_logged(workdir, feed_server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    _feed(workdir, feed_server, [UNRELATED])
+    port = _closed_port()
+    env = _env(workdir, MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}", MEDIABOT_POLL_INTERVAL="2",
+               MEDIABOT_POLL_MIN_INTERVAL="2")
+
+    def health() -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return 0, {}
+
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: health()[0] == 200, timeout=10), health()
+        for name in ("mediabot.db", "mediabot.db-wal", "mediabot.db-shm"):
+            (workdir / "state" / name).unlink(missing_ok=True)
+        assert _wait(lambda: health()[0] == 503, timeout=25), health()
+        body = health()[1]
+        assert "was deleted while mediabot ran" in json.dumps(body["checks"])
+    finally:
+        err = _stop(daemon)
+    assert "was deleted while mediabot ran" in err
