@@ -97,6 +97,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     settings, config = loaded
+    problem = state_dir_problem(settings.state_dir)
+    if problem is not None:  # `run` would stop at once with exit 4: say so before it is deployed
+        print(f"environment: MEDIABOT_STATE_DIR: {problem}")
+        return EXIT_CONFIG
     enabled = [f for f in config.feeds if f.enabled]
     print(f"OK: {len(config.feeds)} feeds ({len(enabled)} enabled), {len(config.watchlists)} watchlists "
           f"in {settings.watchlists_dir}")
@@ -119,6 +123,26 @@ def _cmd_check(args: argparse.Namespace) -> int:
           f"MEDIABOT_ALLOWED_USERS={'(open bot)' if not settings.allowed else len(settings.allowed)}  "
           f"MEDIABOT_TIMEZONE={settings.timezone}")
     return EXIT_OK
+
+
+def state_dir_problem(state_dir: Path) -> str | None:
+    """Why the bot could not keep its store in `state_dir` (as this user), or None. Looks only: a
+    `check` must not create the directory or take the lock of a running bot."""
+    if state_dir.exists():
+        if not state_dir.is_dir():
+            return f"{state_dir} is not a directory"
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            return f"{state_dir} is not writable by uid {os.getuid()} (in the container mediabot runs as uid 10001)"
+        db = state_dir / "mediabot.db"
+        if db.exists() and not os.access(db, os.R_OK | os.W_OK):
+            return f"{db} is not writable by uid {os.getuid()}"
+        return None
+    parent = state_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{state_dir} does not exist and cannot be created in {parent}"
+    return None
 
 
 # --------------------------------------------------------------------------- poll --once

@@ -173,3 +173,20 @@ def test_environment_values_that_would_break_the_bot_are_rejected_by_check(workd
     assert f"environment: {name}: " in result.stdout + result.stderr or (
         name == "MEDIABOT_POLL_MIN_INTERVAL" and "MEDIABOT_POLL_INTERVAL (300s) must lie between" in result.stdout)
     assert says in result.stdout + result.stderr
+
+
+def test_check_looks_at_the_state_directory_without_creating_it(workdir, tmp_path):
+    from tests.conftest import run_cli, write_feeds_yaml
+
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": "https://news.example/feed.xml"}])
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")}
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    for where, says in ((a_file, "is not a directory"), (a_file / "state", "cannot be created")):
+        result = run_cli(["check"], {**env, "MEDIABOT_STATE_DIR": str(where)})
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"environment: MEDIABOT_STATE_DIR: {where}" in result.stdout and says in result.stdout
+    fresh = tmp_path / "new" / "state"
+    result = run_cli(["check"], {**env, "MEDIABOT_STATE_DIR": str(fresh)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not fresh.exists()  # the bot makes it at its first start; a check changes nothing
