@@ -213,6 +213,11 @@ class Fetcher:
             "max_age": _max_age(response.headers.get("cache-control")),
         }
         if status == 304:
+            asked = response.request.headers
+            if "if-none-match" not in asked and "if-modified-since" not in asked:
+                # Nothing to be "not modified" against: counted as fine, it would hide a dead feed for ever
+                return FetchResult(**common, error="answered 304 Not Modified to a request without validators "
+                                                   "(If-None-Match/If-Modified-Since); no feed received")
             return FetchResult(**common, etag=response.headers.get("etag"),
                                last_modified=response.headers.get("last-modified"))
         if status in (429, 503):

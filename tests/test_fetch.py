@@ -63,6 +63,19 @@ async def test_conditional_get_sends_validators_and_maps_304(feed_server, fetche
     assert unconditional.status == 200 and "if-none-match" not in feed_server.headers_of("/f")[2]
 
 
+async def test_304_to_a_request_without_validators_is_an_error_not_a_healthy_feed(feed_server, fetcher):
+    """A broken server (or cache) that always answers 304 never delivered a document: counted as
+    "unchanged" it looked healthy for ever, also to the 4-hourly unconditional fetch meant to catch it."""
+    feed_server.routes["/f"] = Route(status=304)
+    spec = _spec(feed_server, "/f")
+    result = await fetcher.fetch(spec, _state(spec))
+    assert result.error is not None and "304 Not Modified to a request without validators" in result.error
+    forced = await fetcher.fetch(spec, _state(spec, etag='"v1"'), conditional=False)
+    assert forced.error is not None
+    asked = await fetcher.fetch(spec, _state(spec, etag='"v1"'))
+    assert asked.status == 304 and asked.error is None  # with a validator sent, 304 is the normal answer
+
+
 async def test_redirect_chain_is_followed_and_permanence_reported(feed_server, fetcher):
     feed_server.routes["/final"] = Route(body=FEED)
     feed_server.redirect("/a", "/b", 301)
