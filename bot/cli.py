@@ -176,6 +176,11 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
           f"{report.queued} alerts queued, {stats.sent} sent", file=sys.stderr)
     for feed_id, error in sorted(report.feeds_failed.items()):
         print(f"  failed: {feed_id}: {error}", file=sys.stderr)
+    if report.feeds_waiting:
+        print(f"{len(report.feeds_waiting)} feeds not polled (failing, waiting for their next try, or disabled):",
+              file=sys.stderr)
+        for feed_id, why in sorted(report.feeds_waiting.items()):
+            print(f"  waiting: {feed_id}: {why}", file=sys.stderr)
     if rt.deliverer.token_rejected:  # the cycle's work is stored; only sending waits for a new token
         print(f"mediabot: {TokenRejectedError()}; the alerts stay queued", file=sys.stderr)
         return EXIT_CONFIG

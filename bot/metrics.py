@@ -70,6 +70,9 @@ class Metrics:
                                       buckets=_LAG_BUCKETS, registry=r)
         self.outbox_depth = Gauge("mediabot_outbox_depth", "Outbox rows still to send (pending or held)",
                                   registry=r)
+        self.feeds_failing = Gauge("mediabot_feeds_failing", "Feeds whose last poll in this process failed",
+                                   registry=r)
+        self._failing: set[str] = set()
         self.up_since = Gauge("mediabot_start_time_seconds", "Unix time the process started", registry=r)
         self.up_since.set_to_current_time()
         self._stats: DeliveryStats | None = None
@@ -84,6 +87,10 @@ class Metrics:
         self.feeds_polled.labels(outcome.status).inc()
         if outcome.status == "error":
             self.feeds_failed.inc()
+            self._failing.add(outcome.feed_id)
+        else:
+            self._failing.discard(outcome.feed_id)
+        self.feeds_failing.set(len(self._failing))
         self.items_seen.inc(outcome.new)
         self.alerts_queued.inc(outcome.queued)
         for watchlist, count in outcome.by_watchlist.items():

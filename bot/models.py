@@ -137,6 +137,8 @@ class PollReport:
     feeds_ok: list[str] = field(default_factory=list)
     feeds_not_modified: list[str] = field(default_factory=list)
     feeds_failed: dict[str, str] = field(default_factory=dict)
+    # not polled this time: failing and in backoff (id -> last error, streak, next try), or disabled (410)
+    feeds_waiting: dict[str, str] = field(default_factory=dict)
     new_items: int = 0
     matched: int = 0
     queued: int = 0

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 CONSOLE_CHAT = 0  # the terminal "chat" used when no Telegram token is set
+FAILING_NOTICE_AFTER = 5  # failed polls in a row before the admins hear of it (about 15 min with the defaults)
 FULL_FETCH_EVERY = timedelta(hours=4)  # servers that answer 304 with stale validators
 
 
@@ -192,7 +193,10 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule, longest_wait=longest)]
     ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
+    polled = {f.id for f in due}
     report = PollReport(
+        feeds_waiting={f.id: _waiting(states[f.id]) for f in feeds
+                       if f.id not in polled and (states[f.id].failures or states[f.id].disabled)},
         feeds_ok=[o.feed_id for o in outcomes if o.status == "ok"],
         feeds_not_modified=[o.feed_id for o in outcomes if o.status == "not_modified"],
         feeds_failed={o.feed_id: o.error or "failed" for o in outcomes if o.status == "error"},
@@ -208,6 +212,15 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
         report.new_items, report.matched, report.queued,
     )
     return report
+
+
+def _waiting(state: FeedState) -> str:
+    """Why a feed was not polled this time, for `poll --once`'s summary (cron mode has no /feeds)."""
+    error = state.last_error or "failed"
+    if state.disabled:
+        return f"disabled: {error}"
+    when = f", next try {state.next_poll:%Y-%m-%d %H:%M} UTC" if state.next_poll else ""
+    return f"{error} ({state.failures}× in a row{when})"
 
 
 def next_interval(spec: FeedSpec, state: FeedState, settings: Settings, new_items: int,
@@ -301,6 +314,11 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
                 "or give it its new URL there.")
         notices = [(a, text) for a in ctx.settings.admins]
         logger.warning("feed disabled feed=%s status=410", spec.id)
+    elif state.failures == FAILING_NOTICE_AFTER:  # once per streak: no notice storm from a dead feed
+        text = (f"Feed {spec.name} ({spec.id}) failed {state.failures} times in a row: {result.error}. "
+                "It is retried with growing pauses; /feeds shows its state. Fix or remove it in feeds.yaml "
+                "if it stays broken.")
+        notices = [(a, text) for a in ctx.settings.admins]
     logger.warning("feed failed feed=%s status=%s error=%r failures=%d next_in_s=%d",
                    spec.id, result.status, result.error, state.failures, delay)
     await ctx.in_store(ctx.store.record_items, [], state, now, notices)  # like every store call of a cycle
@@ -310,6 +328,9 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
 async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
                outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
                new_items: Sequence[NewItem] = ()) -> FeedOutcome:
+    if state.failures >= FAILING_NOTICE_AFTER:  # the admins were told it failed: tell them it is back
+        text = f"Feed {spec.name} ({spec.id}) works again after {state.failures} failed polls."
+        notices = [*notices, *((a, text) for a in ctx.settings.admins)]
     state.failures = 0
     state.last_error = None
     state.last_success = now

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, run_cli, write_feeds_yaml
+from tests.servers import FeedServer, Route, rss
 
 
 def test_check_accepts_the_shipped_config():
@@ -168,3 +169,19 @@ def test_python_dash_m_bot_shows_help():
     assert result.returncode == 0
     for command in ("run", "poll", "check", "match", "demo"):
         assert command in result.stdout
+
+
+def test_poll_once_lists_feeds_it_left_out_while_they_back_off(workdir: Path, feed_server: FeedServer):
+    """Cron mode prints only what it did: a feed in backoff vanished from the output after one run."""
+    write_feeds_yaml(workdir / "watchlists", [{"id": "broken", "url": feed_server.url("/broken.xml")},
+                                              {"id": "ok", "url": feed_server.url("/ok.xml")}])
+    feed_server.routes["/broken.xml"] = Route(status=500)
+    feed_server.routes["/ok.xml"] = Route(rss([]))
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    first = run_cli(["poll", "--once"], env)
+    assert first.returncode == 0 and "failed: broken: HTTP 500" in first.stderr
+    second = run_cli(["poll", "--once"], env)
+    assert second.returncode == 0, second.stderr
+    assert "polled 1 feeds" in second.stderr
+    assert "1 feeds not polled" in second.stderr
+    assert "waiting: broken: HTTP 500 (1× in a row, next try " in second.stderr

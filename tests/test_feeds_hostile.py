@@ -20,7 +20,7 @@ from bot.config import Config, Settings
 from bot.fetch import Fetcher
 from bot.match import Matcher
 from bot.models import FeedSpec, FeedState
-from bot.pipeline import FULL_FETCH_EVERY, CycleContext, _backoff, next_interval, run_cycle
+from bot.pipeline import FAILING_NOTICE_AFTER, FULL_FETCH_EVERY, CycleContext, _backoff, next_interval, run_cycle
 from bot.store import SqliteStore
 from tests.servers import FeedServer, Route, rss
 
@@ -429,3 +429,42 @@ async def test_rss_ttl_and_cache_control_reach_the_schedule(rig):
     assert ttl.ttl == 60 and ttl.interval == 50  # a 60 s TTL, cut to the 50 s maximum
     assert ttl.next_poll == rig.clock.now + timedelta(seconds=50)
     assert cc.interval == 45
+
+
+async def test_a_failing_streak_tells_the_admins_once_and_again_when_the_feed_is_back(rig):
+    """Only a 410 used to reach the admins: a feed answering 500 for days was visible in /feeds only,
+    which nobody asks in cron mode."""
+    rig.server.routes["/broken"] = Route(status=500)
+    rig.add("broken", "/broken")
+
+    def notices() -> list[str]:
+        return [r.payload for r in rig.store.outbox_rows() if r.kind == "notice"]
+
+    for _ in range(FAILING_NOTICE_AFTER - 1):
+        await run_cycle(rig.ctx())
+        rig.clock.advance(3600)
+    assert notices() == []  # a few failures are normal weather
+    await run_cycle(rig.ctx())
+    assert len(notices()) == 1 and "failed 5 times in a row" in notices()[0] and "HTTP 500" in notices()[0]
+    for _ in range(3):
+        rig.clock.advance(3600)
+        await run_cycle(rig.ctx())
+    assert rig.state("broken").failures == FAILING_NOTICE_AFTER + 3 and len(notices()) == 1
+    rig.server.routes["/broken"] = Route(body=_good(1, "broken"))
+    rig.clock.advance(3600)
+    await run_cycle(rig.ctx())
+    assert len(notices()) == 2 and "works again after 8 failed polls" in notices()[1]
+
+
+async def test_the_cycle_report_names_feeds_left_out_while_they_back_off(rig):
+    rig.server.routes["/broken"] = Route(status=500)
+    rig.server.routes["/gone"] = Route(status=410)
+    rig.server.routes["/ok"] = Route(body=_good(1, "ok"))
+    for name in ("broken", "gone", "ok"):
+        rig.add(name, f"/{name}")
+    first = await run_cycle(rig.ctx(), ignore_schedule=True)
+    assert set(first.feeds_failed) == {"broken", "gone"} and first.feeds_waiting == {}
+    again = await run_cycle(rig.ctx(), ignore_schedule=True)  # cron a minute later: backoff holds
+    assert again.feeds_failed == {} and set(again.feeds_waiting) == {"broken", "gone"}
+    assert again.feeds_waiting["broken"].startswith("HTTP 500 (1× in a row, next try ")
+    assert again.feeds_waiting["gone"].startswith("disabled: gone (410)")

@@ -163,3 +163,14 @@ def test_a_rejected_token_makes_the_daemon_unhealthy_and_says_why():
     healthy, body = state.report()
     assert not healthy and body["status"] == "fail"
     assert body["checks"]["telegram"] == {"ok": False, "detail": "the bot token was rejected; alerts stay queued"}
+
+
+def test_metrics_count_the_feeds_failing_now_not_only_failures_ever():
+    m = Metrics()
+    m.on_feed(FeedOutcome("a", "error", error="HTTP 500"))
+    m.on_feed(FeedOutcome("b", "error", error="HTTP 500"))
+    m.on_feed(FeedOutcome("a", "error", error="HTTP 500"))
+    assert "mediabot_feeds_failing 2.0" in m.render().decode()
+    m.on_feed(FeedOutcome("b", "ok"))
+    text = m.render().decode()
+    assert "mediabot_feeds_failing 1.0" in text and "mediabot_feeds_failed_total 3.0" in text
