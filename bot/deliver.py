@@ -539,7 +539,7 @@ class HoldRouter:
                 logger.info("backlog merged into a digest chat=%s alerts=%d row=%s", chat_id, len(free), digest_id)
                 continue
             out.extend(free)
-        out.sort(key=lambda r: (r.not_before, r.id))
+        out.sort(key=lambda r: (r.kind == "edit", r.not_before, r.id))  # as the store's due()
         return out
 
     def release(self, now: datetime) -> int:

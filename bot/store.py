@@ -655,9 +655,11 @@ class SqliteStore:
     # -- outbox ----------------------------------------------------------------------------
 
     def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
-        """Pending rows whose time has come, oldest first."""
+        """Pending rows whose time has come, oldest first; "also: …" edits after every new message, so a
+        story carried by many outlets (an edit per copy and chat) cannot hold back the next story."""
         rows = self._db.execute(
-            "SELECT * FROM outbox WHERE state='pending' AND not_before <= ? ORDER BY not_before, id LIMIT ?",
+            "SELECT * FROM outbox WHERE state='pending' AND not_before <= ? "
+            "ORDER BY kind = 'edit', not_before, id LIMIT ?",
             (_ts(now), limit),
         )
         return [_row(r) for r in rows]

@@ -151,3 +151,18 @@ def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("SELECT 1 FROM sqlite_master WHERE name='seen_item'").fetchone()
     con.close()
+
+
+def test_also_edits_wait_behind_new_messages_that_are_due(store):
+    """A story carried by many outlets queues an "also: …" edit per copy and chat; sent in queue order,
+    1,000 chats' edits held the next new story back by half a minute."""
+    t0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    edits = [store.queue_row(chat, "edit", {"text": "also"}, t0, message_id=7) for chat in (1, 2, 3)]
+    notice = store.queue_row(1, "notice", {"text": "n"}, t0 + timedelta(seconds=5))
+    alert = store.queue_row(2, "alert", {"title": "t"}, t0 + timedelta(seconds=10))
+    due = [r.id for r in store.due(t0 + timedelta(minutes=1))]
+    assert due == [notice, alert, *edits]
+    from bot.deliver import HoldRouter
+
+    routed = HoldRouter(store, UTC).route(store.due(t0 + timedelta(minutes=1)), t0 + timedelta(minutes=1))
+    assert [r.id for r in routed] == [notice, alert, *edits]  # the router keeps that order
