@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
 from bot.alerts import Rendered, digest_pages, labels
-from bot.errors import ChatUnavailableError, DeliveryError, RetryLaterError, TokenRejectedError
+from bot.errors import ChatUnavailableError, DeliveryError, MessageGoneError, RetryLaterError, TokenRejectedError
 from bot.models import OutboxRow
 from bot.subscribers import ChatPrefs, held_until, over_backlog, plan_release
 
@@ -179,8 +179,11 @@ class TelegramSender:
                 reply_markup=_keyboard(message), link_preview_options=_no_preview(),
             )
         except BadRequest as exc:
-            if "not modified" in str(exc).lower():
+            text = str(exc).lower()
+            if "not modified" in text:
                 return
+            if "message to edit not found" in text or "message can't be edited" in text:
+                raise MessageGoneError(str(exc)) from exc
             raise _map_error(exc) from exc
         except Exception as exc:
             raise _map_error(exc) from exc
@@ -248,6 +251,7 @@ class OutboxStore(Protocol):
     def mark_failed(self, row_id: int, error: str) -> None: ...
     def deactivate_chat(self, chat_id: int) -> None: ...
     def migrate_chat(self, old: int, new: int) -> None: ...
+    def forget_message(self, chat_id: int, message_id: int) -> None: ...
     def next_due(self) -> datetime | None: ...
 
 
@@ -444,6 +448,16 @@ class Deliverer:
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=delay), str(exc))
             self.stats.retried += 1
             logger.warning("send deferred chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
+            return
+        except MessageGoneError as exc:
+            # Someone deleted the alert, or it is past Telegram's edit window: nothing failed, and later
+            # copies of the story must not try again (one edit per copy would each be "rejected")
+            self._dirty = True
+            logger.info("alert message gone, no more 'also' edits chat=%s message=%s reason=%s",
+                        row.chat_id, row.message_id, exc)
+            if row.message_id:
+                self.store.forget_message(row.chat_id, row.message_id)
+            self.store.mark_sent(row.id, None, self.now())
             return
         except TokenRejectedError as exc:
             # Not the row's fault: keep it (and every other) pending, try again in a while, say so once

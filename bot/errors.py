@@ -11,7 +11,8 @@
     └── DeliveryError
         ├── RetryLaterError        RetryAfter or network; carries retry_after
         ├── ChatUnavailableError   Forbidden, chat not found, ChatMigrated
-        └── TokenRejectedError     Telegram refuses the bot token -> keep every row, tell the operator
+        ├── TokenRejectedError     Telegram refuses the bot token -> keep every row, tell the operator
+        └── MessageGoneError       the alert to edit was deleted or is too old -> stop editing it
 """
 
 from __future__ import annotations
@@ -83,3 +84,7 @@ class TokenRejectedError(DeliveryError):
     def __init__(self) -> None:
         super().__init__("Telegram rejected the bot token (TELEGRAM_BOT_TOKEN); nothing can be sent until "
                          "it is replaced (ask @BotFather for the current one)")
+
+
+class MessageGoneError(DeliveryError):
+    """The message to edit ("also: …") was deleted in the chat or can no longer be edited."""

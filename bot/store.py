@@ -751,6 +751,12 @@ class SqliteStore:
         row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
         return bool(row and row[0])
 
+    def forget_message(self, chat_id: int, message_id: int) -> None:
+        """The chat's alert message is gone (deleted, too old to edit): no "also" edits for it any more."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET message_id=NULL WHERE chat_id=? AND message_id=? AND kind='alert'",
+                       (chat_id, message_id))
+
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]:
         """Alerts already delivered for a story (to edit them with "also: ...")."""
         rows = self._db.execute(

@@ -274,6 +274,7 @@ class TelegramStub:
         self.callback_answers: list[str] = []
         self.on_accept: Callable[[SentMessage], None] | None = None  # runs after a message is recorded
         self.delay = 0.0
+        self.deleted: set[int] = set()  # message ids a user deleted: editMessageText answers "not found"
         self.reject_token = False  # every call answered 401 Unauthorized, as for a revoked token
         self.unavailable = 0  # the next N calls are answered 502 Bad Gateway (an outage)
         self._next_message = 1000
@@ -497,6 +498,8 @@ class TelegramStub:
                     log.append(now)
             if over_global or over_chat:
                 return self._reject(method, chat, 429, "Too Many Requests: retry after 1", now, {"retry_after": 1})
+        if method == "editMessageText" and int(p.get("message_id", 0)) in self.deleted:
+            return self._reject(method, chat, 400, "Bad Request: message to edit not found", now)
         if not text:
             return self._reject(method, chat, 400, "Bad Request: message text is empty", now)
         if p.get("parse_mode") == "HTML":

@@ -385,3 +385,27 @@ def test_a_folded_headline_that_swaps_a_word_is_shown_under_the_alert(lead, copy
     rendered = render_alert({"title": lead, "source": "Agentur"}, watchlist_name="Truppen",
                             tz=ZoneInfo("Europe/Berlin"), also=[("Outlet Y", copy)])
     assert ("↳ Outlet Y: " + copy in rendered.plain) is shown, rendered.plain
+
+
+def test_an_alert_deleted_in_the_chat_is_not_edited_again_and_nothing_counts_as_failed(workdir, feed_server,
+                                                                                      telegram):
+    """A journalist deletes the alert; every later copy of the story used to try an "also" edit, each
+    logged as an ERROR "send failed" and counted in alerts_failed."""
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100780, ("Outlet A", "Outlet B"))
+    story = {"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+             "description": "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha.",
+             "ago": 30}
+    feed_server.routes["/a.xml"] = Route(rss([dict(story, link="https://a.example/1", guid="a1")]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    [alert] = telegram.sent_to(-100780)
+    telegram.deleted.add(alert.message_id)
+    copies = []
+    for n in (1, 2):
+        copies.append(dict(story, link=f"https://b.example/{n}", guid=f"b{n}", ago=20 - n))
+        feed_server.routes["/b.xml"] = Route(rss(copies))
+        result = run_cli(["poll", "--once"], env)
+        assert result.returncode == 0, result.stderr
+        assert "send failed" not in result.stderr and '"level": "error"' not in result.stderr
+    assert len(telegram.sent_to(-100780)) == 1  # still no second ping
+    assert [m for m, _p, _t in telegram.calls].count("editMessageText") == 1
