@@ -65,10 +65,11 @@ def _safe_url(url: str) -> str | None:
 
 
 def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo, lang: str = "de",
-                 also: Sequence[tuple[str, str]] = ()) -> Rendered:
+                 also: Sequence[tuple[str, str]] = (), mutable: bool = True) -> Rendered:
     """One alert: bold linked title, source and time, watchlist and terms, a short summary, and the
     other outlets that carried the story (`also`: outlet and headline). A later copy whose headline
-    says something else is shown with it, so a loosely folded report is visible, not hidden."""
+    says something else is shown with it, so a loosely folded report is visible, not hidden. `mutable`:
+    offer the "mute 24 h" button (only where it works: a chat subscribed to the list itself)."""
     words = labels(lang)
     title = str(payload.get("title") or "")
     link = _safe_url(str(payload.get("link") or ""))
@@ -118,7 +119,7 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     buttons: list[Button] = []
     if link:
         buttons.append(Button(words["open"], url=link))
-    if payload.get("watchlist"):
+    if payload.get("watchlist") and mutable:
         buttons.append(Button(words["mute"], callback=f"mute:{payload['watchlist']}"))
     return Rendered(text_html, text_plain[:MAX_MESSAGE], tuple(buttons))
 

@@ -67,8 +67,11 @@ def make_renderer(rt: Runtime) -> Any:
             also: list[tuple[str, str]] = []
             if row.story_id is not None:
                 also = [(s, h) for s, h in rt.store.story_sources(row.story_id) if s != data.get("source")]
+            # the mute button sets the chat's subscription: a chat fed by `chats:` alone (a channel, whose
+            # readers must not change anything) has none, and the button would only pretend to work
+            mutable = row.chat_id != CONSOLE_CHAT and row.watchlist in rt.store.subscriptions(row.chat_id)
             return render_alert(data, watchlist_name=names.get(row.watchlist, row.watchlist),
-                                tz=rt.settings.tz, lang=lang, also=also)
+                                tz=rt.settings.tz, lang=lang, also=also, mutable=mutable)
         if row.kind == "digest":
             return render_digest(data.get("entries", []), heading=str(data.get("heading", "Digest")),
                                  tz=rt.settings.tz, lang=lang, names=names)

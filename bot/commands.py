@@ -42,7 +42,8 @@ _T: dict[str, dict[str, str]] = {
                 "/unsubscribe &lt;id|all&gt; – abbestellen\n/mute 2h – stumm schalten (auch 1d)\n"
                 "/unmute – wieder laut, mit Zusammenfassung\n/recent &lt;id&gt; – die letzten 10 Treffer\n"
                 "/quiet 22:00-07:00 – Ruhezeiten (off zum Abschalten)\n"
-                "/digest off|hourly|daily 08:00 – Meldungen gesammelt\n/help – diese Hilfe",
+                "/digest off|hourly|daily 08:00 – Meldungen gesammelt\n"
+                "/language de|en – Sprache der Meldungen (Gruppen)\n/help – diese Hilfe",
         "admin_help": "\n\nAdmins: /feeds – Zustand der Feeds, /reload – Konfiguration neu laden, "
                       "/allow &lt;id&gt; – Nutzer oder Chat freischalten",
         "refused": "Entschuldigung, dieser Bot ist nur für freigeschaltete Nutzer. "
@@ -76,6 +77,12 @@ _T: dict[str, dict[str, str]] = {
         "reload_bad": "Konfiguration abgelehnt, die letzte gültige bleibt aktiv:\n{problems}",
         "feeds_none": "Noch keine Feeds abgefragt.",
         "muted_watchlist": "{name} für 24 h stumm.",
+        "mute_configured": "Dieser Chat bekommt {name} über die Konfiguration des Bots (chats: in der Watchlist); "
+                           "das können nur die Bot-Admins ändern. /mute schaltet den ganzen Chat stumm.",
+        "unknown_command": "Unbekannter Befehl {cmd}. /help zeigt alle Befehle.",
+        "language_set": "Sprache der Meldungen: Deutsch.",
+        "bad_language": "Bitte so: /language de oder /language en",
+        "language_private": "In privaten Chats folgen die Meldungen der Sprache Ihrer Telegram-App (jetzt: Deutsch).",
     },
     "en": {
         "welcome": "Welcome to the media monitor. I report new coverage on these watchlists — "
@@ -84,7 +91,8 @@ _T: dict[str, dict[str, str]] = {
                 "/unsubscribe &lt;id|all&gt; – unsubscribe\n/mute 2h – mute (also 1d)\n"
                 "/unmute – unmute, with a summary\n/recent &lt;id&gt; – the last 10 matches\n"
                 "/quiet 22:00-07:00 – quiet hours (off to turn off)\n"
-                "/digest off|hourly|daily 08:00 – collected alerts\n/help – this help",
+                "/digest off|hourly|daily 08:00 – collected alerts\n"
+                "/language de|en – alert language (groups)\n/help – this help",
         "admin_help": "\n\nAdmins: /feeds – feed health, /reload – reload the config, "
                       "/allow &lt;id&gt; – let a user or chat in",
         "refused": "Sorry, this bot is restricted to approved users. "
@@ -117,6 +125,12 @@ _T: dict[str, dict[str, str]] = {
         "reload_bad": "Config rejected; the last good one stays in force:\n{problems}",
         "feeds_none": "No feed polled yet.",
         "muted_watchlist": "{name} muted for 24 h.",
+        "mute_configured": "This chat gets {name} through the bot's configuration (chats: in the watchlist); only "
+                           "the bot's admins can change that. /mute mutes the whole chat.",
+        "unknown_command": "Unknown command {cmd}. /help lists every command.",
+        "language_set": "Alert language: English.",
+        "bad_language": "Please write: /language de or /language en",
+        "language_private": "In private chats alerts follow your Telegram app's language (now: English).",
     },
 }
 
@@ -124,12 +138,13 @@ _MENU = {
     "de": [("start", "Start und Watchlists"), ("list", "Watchlists und Abos"), ("subscribe", "Watchlist abonnieren"),
            ("unsubscribe", "Abo beenden"), ("mute", "Stumm schalten, z. B. 2h"), ("unmute", "Wieder laut"),
            ("recent", "Letzte Treffer"), ("quiet", "Ruhezeiten, z. B. 22:00-07:00"),
-           ("digest", "Zusammenfassung: off, hourly, daily 08:00"), ("help", "Hilfe")],
+           ("digest", "Zusammenfassung: off, hourly, daily 08:00"), ("language", "Sprache der Meldungen (Gruppen)"),
+           ("help", "Hilfe")],
     "en": [("start", "Start and watchlists"), ("list", "Watchlists and subscriptions"),
            ("subscribe", "Subscribe to a watchlist"), ("unsubscribe", "End a subscription"),
            ("mute", "Mute, e.g. 2h"), ("unmute", "Unmute"), ("recent", "Latest matches"),
            ("quiet", "Quiet hours, e.g. 22:00-07:00"), ("digest", "Digest: off, hourly, daily 08:00"),
-           ("help", "Help")],
+           ("language", "Alert language (groups)"), ("help", "Help")],
 }
 
 
@@ -195,10 +210,19 @@ def _is_allowed(rt: Runtime, update: Update) -> bool:
 
 
 async def _may_change(rt: Runtime, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
-    """In groups only group admins (getChatMember) change subscriptions and settings."""
+    """In groups and channels only their admins (getChatMember) change subscriptions and settings; a
+    channel's readers can press an alert's buttons too. An anonymous admin's message is sent on behalf
+    of the group itself (sender_chat is the group): that is an admin's."""
     chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type not in ("group", "supergroup") or _is_admin(rt, update):
+    if chat is None or chat.type not in ("group", "supergroup", "channel") or _is_admin(rt, update):
         return True
+    message = update.effective_message
+    # not for buttons: the message under a button in a channel is the channel's own post
+    if update.callback_query is None and message is not None and message.sender_chat is not None \
+            and message.sender_chat.id == chat.id:
+        return True
+    if user is None:
+        return False
     member = await context.bot.get_chat_member(chat.id, user.id)
     return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 
@@ -290,8 +314,24 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _reply(update, "\n".join(lines))
 
 
+def _args(context: ContextTypes.DEFAULT_TYPE) -> list[str]:
+    """Command arguments, also when written as a comma list ("dprk-troops,kursk-front")."""
+    return [a for arg in context.args or [] for a in arg.split(",") if a]
+
+
+def _resolve(rt: Runtime, written: str) -> str:
+    """A watchlist id as the user typed it: exact, else ignoring case and the <> copied from /help."""
+    names = _names(rt)
+    if written in names:
+        return written
+    bare = written.strip("<>\"'„“”«»").casefold()
+    found = [i for i in names if i.casefold() == bare]
+    return found[0] if len(found) == 1 else written
+
+
 def _subscribe(rt: Runtime, update: Update, watchlist: str) -> str:
     names = _names(rt)
+    watchlist = _resolve(rt, watchlist)
     if watchlist not in names:
         return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
     added = rt.store.subscribe(_chat_id(update), watchlist, _now())
@@ -306,6 +346,7 @@ def _unsubscribe(rt: Runtime, update: Update, watchlist: str) -> str:
         logger.info("unsubscribed chat=%s watchlist=all count=%d", chat_id, n)
         return _t(update, "unsubscribed_all", n=n)
     names = _names(rt)
+    watchlist = _resolve(rt, watchlist)
     if watchlist not in names and watchlist not in rt.store.subscriptions(chat_id):
         return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
     removed = rt.store.unsubscribe(chat_id, watchlist)
@@ -318,7 +359,7 @@ async def _subscribe_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     if not context.args:
         await _reply(update, _t(update, "which", valid=_valid(rt)), _keyboard(rt, _chat_id(update)))
         return
-    await _reply(update, "\n".join(_subscribe(rt, update, a) for a in context.args))
+    await _reply(update, "\n".join(_subscribe(rt, update, a) for a in _args(context)))
 
 
 async def _unsubscribe_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -326,7 +367,7 @@ async def _unsubscribe_cmd(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     if not context.args:
         await _reply(update, _t(update, "which", valid=_valid(rt) + ", <code>all</code>"))
         return
-    await _reply(update, "\n".join(_unsubscribe(rt, update, a) for a in context.args))
+    await _reply(update, "\n".join(_unsubscribe(rt, update, a) for a in _args(context)))
 
 
 async def _mute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -369,11 +410,12 @@ async def _unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _recent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = _rt(context)
     names = _names(rt)
-    if not context.args or context.args[0] not in names:
-        key = "unknown" if context.args else "which"
-        await _reply(update, _t(update, key, id=_e(context.args[0] if context.args else ""), valid=_valid(rt)))
+    args = _args(context)
+    wl = _resolve(rt, args[0]) if args else ""
+    if wl not in names:
+        key = "unknown" if args else "which"
+        await _reply(update, _t(update, key, id=_e(args[0] if args else ""), valid=_valid(rt)))
         return
-    wl = context.args[0]
     matches = rt.store.recent_matches(wl, 10)
     if not matches:
         await _reply(update, _t(update, "recent_none", name=_e(names[wl])))
@@ -425,6 +467,32 @@ async def _digest(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --------------------------------------------------------------------------- bot-admin commands
+
+
+async def _language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A group's alert language, set by its admins (it was fixed by whoever first used a command)."""
+    rt = _rt(context)
+    chat = update.effective_chat
+    if chat is not None and chat.type == "private":
+        await _reply(update, _t(update, "language_private"))
+        return
+    args = _args(context)
+    code = args[0].casefold()[:2] if args else ""
+    if code not in _T:
+        await _reply(update, _t(update, "bad_language"))
+        return
+    rt.store.update_chat(_chat_id(update), language=code)
+    logger.info("chat language chat=%s language=%s", _chat_id(update), code)
+    await _reply(update, _T[code]["language_set"])
+
+
+async def _unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A command this bot does not have, in a private chat (in groups it may be another bot's)."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    cmd = message.text.split()[0].split("@")[0]
+    await _reply(update, _t(update, "unknown_command", cmd=_e(cmd[:40])))
 
 
 async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -500,9 +568,12 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     elif action == "unsub":
         text = _unsubscribe(rt, update, watchlist)
     elif action == "mute":
-        rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE)
-        logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
-        text = _t(update, "muted_watchlist", name=_names(rt).get(watchlist, watchlist))
+        name = _names(rt).get(watchlist, watchlist)
+        if rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE):
+            logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
+            text = _t(update, "muted_watchlist", name=name)
+        else:  # an alert from before the button was left off for such chats
+            text = _t(update, "mute_configured", name=name)
     else:
         await query.answer()
         return
@@ -532,8 +603,8 @@ def _strip_tags(text: str) -> str:
 def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Register every command and button handler."""
     plain: dict[str, Handler] = {"start": _start, "help": _help, "list": _list, "recent": _recent}
-    changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "mute": _mute,
-                                    "unmute": _unmute, "quiet": _quiet, "digest": _digest}
+    changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "mute": _mute, "unmute": _unmute,
+                                    "quiet": _quiet, "digest": _digest, "language": _language}
     admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow}
     new_only = filters.UpdateType.MESSAGE  # not edits: correcting an old "/unsubscribe all" must not run it again
     for name, fn in plain.items():
@@ -546,6 +617,8 @@ def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("unsubscribe", unsubscribe, filters=new_only))
     app.add_handler(CallbackQueryHandler(_button))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, _migrated))
+    # any other command: in the same group after the commands, so it runs only when none of them took it
+    app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE & new_only, _guard(_unknown)))
     app.add_error_handler(_on_error)
 
 

@@ -602,11 +602,12 @@ class SqliteStore:
         """Watchlists a chat is subscribed to."""
         return {r[0] for r in self._db.execute("SELECT watchlist FROM subscriptions WHERE chat_id=?", (chat_id,))}
 
-    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None) -> None:
-        """Mute one watchlist for one chat (the alert's mute button)."""
+    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None) -> bool:
+        """Mute one watchlist for one chat (the alert's mute button); False when the chat has no
+        subscription to it (it gets the list through `chats:` in the YAML)."""
         with self._tx() as db:
-            db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
-                       (_ts(until), chat_id, watchlist))
+            return db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
+                              (_ts(until), chat_id, watchlist)).rowcount > 0
 
     def watchlist_muted_until(self, chat_id: int, watchlist: str) -> datetime | None:
         """Until when a chat muted one watchlist."""

@@ -52,7 +52,9 @@ def parse_quiet(text: str) -> QuietHours | None:
     value = (text or "").strip().lower()
     if value in ("off", "aus", "none"):
         return None
-    parts = value.replace("–", "-").split("-")
+    for dash in ("–", "—", "‒", "−", " bis ", " to "):  # phones turn "--" into a dash; people write words
+        value = value.replace(dash, "-")
+    parts = value.split("-")
     if len(parts) != 2:
         raise ValueError(f"not a time window: {text!r} (e.g. 22:00-07:00, or off)")
     start, end = parse_clock(parts[0]), parse_clock(parts[1])

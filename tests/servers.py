@@ -362,8 +362,10 @@ class TelegramStub:
             self._updates_cond.notify_all()
 
     def user_message(self, text: str, *, chat_id: int = 1001, user_id: int | None = None,
-                     chat_type: str = "private", lang: str = "de", title: str = "") -> None:
-        """Queue a text message from a user, as Telegram would deliver it."""
+                     chat_type: str = "private", lang: str = "de", title: str = "",
+                     on_behalf_of_chat: bool = False) -> None:
+        """Queue a text message from a user, as Telegram would deliver it. `on_behalf_of_chat`: an anonymous
+        group admin's message (from GroupAnonymousBot, sender_chat the group itself)."""
         user_id = user_id if user_id is not None else chat_id
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
@@ -373,21 +375,30 @@ class TelegramStub:
         entities = []
         if text.startswith("/"):
             entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        self.push_update({"message": {
+        message: dict[str, Any] = {
             "message_id": self._next_message, "date": int(time.time()), "chat": chat, "text": text,
             "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": lang},
             "entities": entities,
-        }})
+        }
+        if on_behalf_of_chat:
+            message["from"] = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+            message["sender_chat"] = dict(chat)
+        self.push_update({"message": message})
 
     def button_press(self, data: str, *, chat_id: int = 1001, user_id: int | None = None,
-                     message_id: int = 1, lang: str = "de") -> None:
-        """Queue a callback query (an inline button pressed)."""
+                     message_id: int = 1, lang: str = "de", chat_type: str = "") -> None:
+        """Queue a callback query (an inline button pressed). Under a channel's post the message is the
+        channel's own (sender_chat is the channel), whoever presses."""
         user_id = user_id if user_id is not None else chat_id
+        chat = {"id": chat_id, "type": chat_type or ("private" if chat_id > 0 else "supergroup")}
+        message: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat, "text": "x"}
+        if chat["type"] == "channel":
+            chat["title"] = "Channel"
+            message["sender_chat"] = dict(chat)
         self.push_update({"callback_query": {
             "id": str(self._next_update), "chat_instance": "1", "data": data,
             "from": {"id": user_id, "is_bot": False, "first_name": "Test", "language_code": lang},
-            "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}, "text": "x"},
+            "message": message,
         }})
 
     def sent_to(self, chat_id: int) -> list[SentMessage]:

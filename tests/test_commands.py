@@ -479,3 +479,63 @@ async def test_unmute_with_a_daily_digest_says_the_alerts_still_wait(start_bot):
     _queue_alerts(bot.rt, USER, 3)
     await bot.rt.deliverer.drain(timeout=5)
     assert "3 kept alerts still wait for your digest" in await bot.say("/unmute", lang="en")
+
+
+async def test_ids_ignore_case_and_commas_and_the_quiet_window_takes_a_phone_dash(start_bot):
+    """What people type: "DPRK-Troops", "a,b", and "22:00—07:00" (iOS turns "--" into an em dash)."""
+    bot = await start_bot()
+    reply = await bot.say("/subscribe DPRK-Troops,KURSK-front")
+    assert bot.rt.store.subscriptions(USER) == {"dprk-troops", "kursk-front"}, reply
+    assert "Unbekannt" not in reply
+    assert "Abbestellt" in await bot.say("/unsubscribe <Kursk-Front>")
+    assert bot.rt.store.subscriptions(USER) == {"dprk-troops"}
+    assert "Ruhezeiten: 22:00-07:00" in await bot.say("/quiet 22:00—07:00")
+    assert "Noch keine Treffer für" in await bot.say("/recent DPRK-TROOPS")
+
+
+async def test_an_unknown_command_gets_an_answer_in_private_and_known_ones_only_theirs(start_bot):
+    bot = await start_bot()
+    assert "Unbekannter Befehl /foo" in await bot.say("/foo bar")
+    before = len(bot.stub.sent_to(USER))
+    assert "/subscribe" in await bot.say("/help")
+    await asyncio.sleep(0.3)
+    assert len(bot.stub.sent_to(USER)) == before + 1  # /help is not also "unknown"
+    await bot.say("/foo", chat_id=GROUP, user_id=66, chat_type="supergroup", wait=False)  # maybe another bot's
+    await asyncio.sleep(0.3)
+    assert bot.stub.sent_to(GROUP) == []
+
+
+async def test_an_anonymous_group_admin_may_change_the_groups_subscriptions(start_bot):
+    bot = await start_bot()
+    reply = await bot.say("/subscribe dprk-troops", chat_id=GROUP, chat_type="supergroup", on_behalf_of_chat=True)
+    assert "Abonniert" in reply
+    assert bot.rt.store.subscriptions(GROUP) == {"dprk-troops"}
+
+
+async def test_a_channel_reader_cannot_mute_or_change_the_channels_language(start_bot):
+    channel = -100999
+    bot = await start_bot()
+    answer = await bot.press("mute:dprk-troops", chat_id=channel, user_id=31337, chat_type="channel", lang="en")
+    assert "only group admins" in answer
+    assert bot.rt.store.chat(channel) is None  # no chat row in the reader's language
+
+
+async def test_the_mute_button_says_so_when_the_chat_gets_the_list_through_the_yaml(start_bot):
+    bot = await start_bot()
+    bot.stub.chat_admins[GROUP] = {55}
+    answer = await bot.press("mute:dprk-troops", chat_id=GROUP, user_id=55)
+    assert "Konfiguration des Bots" in answer  # it used to say "muted" and change nothing
+    await bot.say("/subscribe dprk-troops", chat_id=GROUP, user_id=55, chat_type="supergroup")
+    assert "24 h stumm" in await bot.press("mute:dprk-troops", chat_id=GROUP, user_id=55)
+    assert "dprk-troops" in bot.rt.store.mute_map(GROUP)
+
+
+async def test_group_admins_choose_the_groups_alert_language(start_bot):
+    bot = await start_bot()
+    bot.stub.chat_admins[GROUP] = {55}
+    await bot.say("/help", chat_id=GROUP, user_id=66, chat_type="supergroup", lang="en")  # a member, first
+    assert "nur Gruppen-Admins" in await bot.say("/language de", chat_id=GROUP, user_id=66, chat_type="supergroup")
+    assert bot.rt.store.chat(GROUP)["language"] == "en"
+    assert "Deutsch" in await bot.say("/language de", chat_id=GROUP, user_id=55, chat_type="supergroup")
+    assert bot.rt.store.chat(GROUP)["language"] == "de"
+    assert "Telegram-App" in await bot.say("/language en")  # private chats follow the app

@@ -324,3 +324,20 @@ async def test_a_token_revoked_mid_run_keeps_every_alert_and_stops_sending(runti
     assert [r.state for r in rt.store.outbox_rows()] == ["pending"] * 3
     assert len([c for c in telegram.calls if c[0] == "sendMessage"]) == 1
     assert sum("rejected the bot token" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_the_mute_button_is_offered_only_where_it_works(runtime, telegram):
+    """A chat that gets the list through `chats:` (a channel, most often) has no subscription for the
+    button to mute; in a channel any reader could press it."""
+    rt = runtime()
+    rt.store.ensure_chat(B)
+    rt.store.subscribe(B, "dprk-troops", datetime.now(UTC))
+    queue(rt, [A, B])
+    await rt.deliverer.drain(timeout=10)
+
+    def callbacks(chat: int) -> list[str]:
+        markup = telegram.sent_to(chat)[0].reply_markup or {}
+        return [b.get("callback_data", "") for row in markup.get("inline_keyboard", []) for b in row]
+
+    assert callbacks(A) == [""]  # the article button alone
+    assert callbacks(B) == ["", "mute:dprk-troops"]
