@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 _MUTE_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
@@ -77,7 +77,12 @@ def quiet_end(quiet: QuietHours | None, now: datetime, tz: tzinfo) -> datetime |
         end_day = local.date() + timedelta(days=1) if t >= quiet.start else local.date()
     if not inside:
         return None
-    return datetime.combine(end_day, quiet.end, tzinfo=tz).astimezone(now.tzinfo)
+    end = datetime.combine(end_day, quiet.end, tzinfo=tz)
+    if end.astimezone(UTC) <= now.astimezone(UTC):  # in the hour repeated when clocks go back: the second pass
+        end = end.replace(fold=1)
+        if end.astimezone(UTC) <= now.astimezone(UTC):
+            return None
+    return end.astimezone(now.tzinfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +111,16 @@ def parse_digest(text: str) -> DigestMode:
 
 def next_digest(mode: DigestMode, after: datetime, tz: tzinfo) -> datetime | None:
     """The first digest time strictly after `after`; None when digests are off."""
+    # Arithmetic and comparisons in UTC: on local wall times (same tzinfo) Python ignores the offset, so
+    # the hour repeated when clocks go back was skipped, and a daily slot in it could lie in the past.
     if mode.kind == "hourly":
-        local = after.astimezone(tz)
-        return (local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).astimezone(after.tzinfo)
+        hour = after.astimezone(tz).replace(minute=0, second=0, microsecond=0)  # keeps `fold` in the repeat
+        return (hour.astimezone(UTC) + timedelta(hours=1)).astimezone(after.tzinfo)
     if mode.kind == "daily":
         local = after.astimezone(tz)
         at = mode.at or time(8, 0)
         slot = datetime.combine(local.date(), at, tzinfo=tz)
-        if slot <= local:
+        if slot.astimezone(UTC) <= after.astimezone(UTC):
             slot = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
         return slot.astimezone(after.tzinfo)
     return None

@@ -140,3 +140,27 @@ def test_chat_prefs_from_store_row_ignores_bad_values():
     prefs = ChatPrefs.from_row({"muted_until": MUTED.isoformat(), "quiet": "garbage", "digest": "weekly"})
     assert prefs == ChatPrefs(muted_until=MUTED)
     assert ChatPrefs.from_row(None) == ChatPrefs()
+
+
+@pytest.mark.parametrize(("mode", "created", "expected"), [
+    # clocks go back 2026-10-25 03:00 CEST -> 02:00 CET: the repeated hour is a real hour
+    ("hourly", "2026-10-25T00:10", "2026-10-25T01:00"),  # 02:10 CEST -> 02:00 CET (was 03:00 CET, 1 h 50 late)
+    ("hourly", "2026-10-25T01:10", "2026-10-25T02:00"),  # 02:10 CET -> 03:00 CET
+    ("hourly", "2026-03-29T00:10", "2026-03-29T01:00"),  # 01:10 CET -> 03:00 CEST (02:xx does not exist)
+    # a daily slot inside the repeated hour is never in the past (an alert was sent at once instead of held)
+    ("daily 02:30", "2026-10-25T01:15", "2026-10-26T01:30"),  # 02:15 CET: today's 02:30 CEST has passed
+    ("daily 02:30", "2026-10-24T23:00", "2026-10-25T00:30"),
+    # the slot falls into the gap when clocks go forward: alerts from 03:00-03:30 CEST go with it
+    ("daily 02:30", "2026-03-29T01:15", "2026-03-29T01:30"),
+])
+def test_digest_times_across_daylight_saving_changes(mode, created, expected):
+    after = datetime.fromisoformat(created).replace(tzinfo=UTC)
+    slot = next_digest(parse_digest(mode), after, ZoneInfo("Europe/Berlin"))
+    assert slot == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+    assert slot > after
+
+
+def test_quiet_hours_in_the_repeated_hour_end_at_the_wall_clock_end():
+    quiet = parse_quiet("22:00-02:30")
+    second_pass = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET, the second 02:15 of the night
+    assert quiet_end(quiet, second_pass, ZoneInfo("Europe/Berlin")) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
