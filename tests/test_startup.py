@@ -31,16 +31,21 @@ def _outbox(workdir: Path) -> list[tuple[int, str]]:
         con.close()
 
 
-def _stop(daemon) -> str:  # type: ignore[no-untyped-def]
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
+def _exited(daemon, timeout: float = 15) -> str:  # type: ignore[no-untyped-def]
+    """Wait for the daemon to exit by itself (killed if it does not); its stderr."""
     try:
-        _out, err = daemon.communicate(timeout=12)
+        _out, err = daemon.communicate(timeout=timeout)
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.communicate()
     return str(err)
+
+
+def _stop(daemon) -> str:  # type: ignore[no-untyped-def]
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+    return _exited(daemon, timeout=12)
 
 
 def _closed_port() -> int:
@@ -91,12 +96,7 @@ def test_rejected_token_at_start_is_one_line_and_exit_2(workdir, feed_server, te
     telegram.reject_token = True
     env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
     daemon = _start(["run"], env)
-    try:
-        _out, err = daemon.communicate(timeout=15)
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
+    err = _exited(daemon)
     assert daemon.returncode == 2, err
     assert "rejected the bot token" in err and "TELEGRAM_BOT_TOKEN" in err
     assert "uncaught" not in err and "Traceback" not in err
@@ -126,12 +126,7 @@ def test_health_port_in_use_is_one_line_and_exit_2_before_any_poll(workdir, feed
         taken.listen()
         port = taken.getsockname()[1]
         daemon = _start(["run"], _env(workdir, MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}"))
-        try:
-            _out, err = daemon.communicate(timeout=15)
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.communicate()
+        err = _exited(daemon)
     assert daemon.returncode == 2, err
     assert f"cannot listen on MEDIABOT_HTTP_ADDR=127.0.0.1:{port}" in err
     assert "uncaught" not in err and "Traceback" not in err
@@ -159,12 +154,7 @@ def test_removing_the_lock_file_does_not_let_a_second_daemon_in(workdir, feed_se
         assert _wait(lambda: feed_server.hits("/news.xml") >= 1), "daemon never polled"
         (workdir / "state" / "mediabot.lock").unlink()  # a tidy-up of state/ while it runs
         second = _start(["run"], _env(workdir))
-        try:
-            _out, err2 = second.communicate(timeout=10)
-        finally:
-            if second.poll() is None:
-                second.kill()
-                second.communicate()
+        err2 = _exited(second, timeout=10)
         assert second.returncode == 3, err2
         assert "another mediabot is using the state directory" in err2
     finally:
