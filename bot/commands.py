@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -681,9 +682,49 @@ async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float 
     await app.start()
     if app.updater is not None:
         # bootstrap (deleteWebhook) retried for ever: the same outage may still be going on
-        await app.updater.start_polling(drop_pending_updates=False, bootstrap_retries=-1)
+        await app.updater.start_polling(drop_pending_updates=False, bootstrap_retries=-1,
+                                        error_callback=_polling_failed)
     logger.info("telegram connected bot=@%s", app.bot.username)
     return True
+
+
+_said: dict[str, float] = {}  # what the polling error callback last said, when (monotonic)
+
+
+class _QuietShutdownPoll(logging.Filter):
+    """At stop PTB calls getUpdates once more to confirm what it fetched; when that fails (the other
+    process still polls, Telegram is down) it logs a full traceback at ERROR. Nothing is lost (unconfirmed
+    updates come again next start): one line at WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Error while calling `get_updates` one more time"):
+            error = record.exc_info[1] if record.exc_info else None
+            record.msg, record.args = "telegram: could not confirm the last updates at stop (%s); they may " \
+                                      "be fetched again at the next start", (error,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("telegram.ext.Updater").addFilter(_QuietShutdownPoll())
+
+
+def _polling_failed(exc: Exception) -> None:
+    """getUpdates failed (PTB retries on its own, up to 30 s apart). Its default logs a traceback per try;
+    one line says what to do, and a lasting condition is repeated every ten minutes, not every try."""
+    from telegram.error import Conflict
+
+    if isinstance(exc, Conflict):
+        key, level = "conflict", logging.ERROR
+        text = ("another process is polling Telegram with this bot token (409 Conflict): commands are answered "
+                "there, not here. Stop it, or give each deployment its own bot token")
+    else:
+        key, level = type(exc).__name__, logging.WARNING
+        text = f"telegram polling failed, retrying: {type(exc).__name__}: {exc}"
+    now = time.monotonic()
+    if now - _said.get(key, -1e9) >= 600:
+        _said[key] = now
+        logger.log(level, "%s", text)
 
 
 async def stop_application(app: Any) -> None:

@@ -275,6 +275,7 @@ class TelegramStub:
         self.on_accept: Callable[[SentMessage], None] | None = None  # runs after a message is recorded
         self.delay = 0.0
         self.deleted: set[int] = set()  # message ids a user deleted: editMessageText answers "not found"
+        self.conflict = False  # getUpdates answered 409, as when another process polls with the token
         self.reject_token = False  # every call answered 401 Unauthorized, as for a revoked token
         self.unavailable = 0  # the next N calls are answered 502 Bad Gateway (an outage)
         self._next_message = 1000
@@ -439,6 +440,10 @@ class TelegramStub:
                     self.commands[str(p.get("language_code") or "")] = _as_json(p.get("commands")) or []
             return 200, {"ok": True, "result": True}
         if method == "getUpdates":
+            if self.conflict:
+                time.sleep(0.05)
+                return 409, {"ok": False, "error_code": 409, "description": "Conflict: terminated by other "
+                             "getUpdates request; make sure that only one bot instance is running"}
             return 200, {"ok": True, "result": self._get_updates(p)}
         if method == "getChatMember":
             chat, user = int(p["chat_id"]), int(p["user_id"])

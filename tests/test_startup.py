@@ -192,3 +192,18 @@ def test_a_database_deleted_under_the_daemon_turns_health_red_and_is_logged(work
     finally:
         err = _stop(daemon)
     assert "was deleted while mediabot ran" in err
+
+
+def test_another_process_polling_with_the_token_is_one_clear_error_not_a_traceback_per_try(workdir, feed_server,
+                                                                                          telegram):
+    _feed(workdir, feed_server, [UNRELATED])
+    telegram.conflict = True
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: [m for m, _p, _t in telegram.calls].count("getUpdates") >= 3, timeout=15)
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert err.count("another process is polling Telegram with this bot token") == 1
+    assert "Traceback" not in err and "Exception happened while polling" not in err
