@@ -4,7 +4,7 @@ and several runtimes in one process do not clash). Holds counters only; contains
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,6 +81,11 @@ class Metrics:
     def watch_delivery(self, stats: DeliveryStats) -> None:
         """Export this Deliverer's counters (failed, retried, 429s, chats gone)."""
         self._stats = stats
+
+    def failing_at_start(self, feed_ids: Iterable[str]) -> None:
+        """Feeds whose last poll (before this process) failed: they count until they are polled again."""
+        self._failing.update(feed_ids)
+        self.feeds_failing.set(len(self._failing))
 
     def on_feed(self, outcome: FeedOutcome) -> None:
         """`CycleContext.on_feed` hook: one feed poll finished."""

@@ -39,6 +39,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     gc.freeze()  # the dedup index rebuilt at start lives long: keep it out of every later full collection
     metrics = Metrics()
     _instrument(rt, metrics)
+    metrics.failing_at_start(f.id for f in config.feeds if rt.store.feed_state(f.id, f.url).failures)
     stop = asyncio.Event()
     exit_code = 0
     loop = asyncio.get_running_loop()

@@ -174,3 +174,8 @@ def test_metrics_count_the_feeds_failing_now_not_only_failures_ever():
     m.on_feed(FeedOutcome("b", "ok"))
     text = m.render().decode()
     assert "mediabot_feeds_failing 1.0" in text and "mediabot_feeds_failed_total 3.0" in text
+    restarted = Metrics()
+    restarted.failing_at_start(["a", "c"])  # still in backoff from before the restart
+    assert "mediabot_feeds_failing 2.0" in restarted.render().decode()
+    restarted.on_feed(FeedOutcome("c", "ok"))
+    assert "mediabot_feeds_failing 1.0" in restarted.render().decode()
