@@ -46,6 +46,7 @@ class StorePort(Protocol):
     def save_feed_state(self, s: FeedState) -> None: ...
     def seen_keys(self, keys: Iterable[str]) -> set[str]: ...
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
+    def unmatched_texts(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
@@ -358,11 +359,12 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
               if not is_new and not all(k in seen for k in keys)]
     if edited:
         await ctx.in_store(ctx.store.learn_keys, edited, now)
+    rewritten = await _rewritten(ctx, items, fresh, found)
     new: list[tuple[Item, list[str]]] = []
     known: list[list[Match]] = []  # matches the parse process already found, for the new items
     batch_keys: set[str] = set()
     for index, (it, keys, is_new) in enumerate(zip(items, keyed, fresh, strict=True)):
-        if not is_new or any(k in batch_keys for k in keys):  # repeated inside one document
+        if not (is_new or index in rewritten) or any(k in batch_keys for k in keys):  # repeated inside one document
             continue
         batch_keys.update(keys)
         new.append((it, keys))
@@ -383,6 +385,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         logger.warning("feed burst feed=%s new=%d suppressed=%d reason=%r", spec.id, len(new), suppressed,
                        alertable.burst)
     recipients_cache: dict[str, list[int]] = {}
+    rewritten_keys = {items[i].key for i in rewritten}
     names = {w.id: w for w in ctx.config.watchlists}
     records: list[NewItem] = []
     matched = 0
@@ -406,7 +409,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
             if c not in seen_chats:
                 seen_chats.add(c)
                 unique.append((c, w))
-        records.append(NewItem(it, keys, ms, unique))
+        records.append(NewItem(it, keys, ms, unique, rewritten=it.key in rewritten_keys))
         for m in ms:
             logger.debug("item matched feed=%s item=%s watchlist=%s score=%.0f terms=%s",
                          spec.id, it.key, m.watchlist, m.score, ",".join(m.terms))
@@ -415,6 +418,33 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         for m in ms:
             outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
     return await _succeeded(ctx, spec, state, now, result, outcome, notices, records)
+
+
+async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[bool],
+                     found: list[list[Match]] | None) -> set[int]:
+    """Positions of known items that matched nothing when stored and match now that the outlet rewrote
+    them: a bare "Eilmeldung" filled in under the same guid and link. They never alerted, so they count
+    as new. (Edits of items that did match never alert again: `learn_keys`.)"""
+    known = [i for i, is_new in enumerate(fresh) if not is_new]
+    if not known:
+        return set()
+    stored = await ctx.in_store(ctx.store.unmatched_texts, [items[i].key for i in known])
+    changed = [i for i in known if items[i].key in stored
+               and _squash(stored[items[i].key]) != _squash((items[i].title, items[i].summary))]
+    if not changed:
+        return set()
+    if found is not None:
+        matches = [found[i] for i in changed]
+    else:
+        matches = await asyncio.to_thread(_match_all, ctx.matcher, [items[i] for i in changed])
+    out = {i for i, ms in zip(changed, matches, strict=True) if ms}
+    for i in out:
+        logger.info("rewritten item matches now feed=%s item=%s", items[i].feed_id, items[i].key)
+    return out
+
+
+def _squash(texts: tuple[str, str]) -> tuple[str, ...]:
+    return tuple(" ".join(t.split()).casefold() for t in texts)
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,

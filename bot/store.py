@@ -106,6 +106,9 @@ class NewItem:
     matches: Sequence[Match]
     alert_chats: Sequence[tuple[int, str]]  # (chat id, watchlist) pairs to queue an alert for
     story_id: int | None = None  # an existing story this item joins (near duplicate)
+    # a known item stored without a match that matches since the outlet rewrote it ("Eilmeldung" filled in):
+    # it never alerted, so its unmatched record and seen keys give way to this one
+    rewritten: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +366,18 @@ class SqliteStore:
         seen = self.seen_keys(k for keys in keyed for k in keys)
         return [not any(k in seen for k in keys) for keys in keyed]
 
+    def unmatched_texts(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Item key -> (title, summary) as stored, for the items among `keys` that matched nothing."""
+        out: dict[str, tuple[str, str]] = {}
+        flat = sorted(set(keys))
+        for i in range(0, len(flat), 500):
+            chunk = flat[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.execute(
+                    f"SELECT key, title, summary FROM items WHERE key IN ({marks}) AND story_id IS NULL", chunk):
+                out[r[0]] = (r[1], r[2])
+        return out
+
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int:
         """Remember the unseen keys of items recognised by another key (keys, current headline) when the
         item was edited: an outlet that rewrites headline and slug keeps the guid, and its second feed may
@@ -405,9 +420,12 @@ class SqliteStore:
                 if _plain(n):
                     story_ids.append(0)
                     continue
+                marks = ",".join("?" * len(n.keys))
+                if n.rewritten:
+                    db.execute(f"DELETE FROM seen WHERE key IN ({marks}) AND item_id IS NULL", list(n.keys))
+                    db.execute("DELETE FROM items WHERE key=? AND story_id IS NULL", (n.item.key,))
                 # Checked again inside the transaction: two feeds polled at once may carry the same
                 # article, and only the first to commit may alert.
-                marks = ",".join("?" * len(n.keys))
                 if n.keys and db.execute(f"SELECT 1 FROM seen WHERE key IN ({marks}) LIMIT 1", list(n.keys)).fetchone():
                     story_ids.append(0)
                     continue

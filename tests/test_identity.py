@@ -113,6 +113,24 @@ async def test_edited_item_with_a_new_link_is_known_under_that_link_in_another_f
     assert "nordkoreanische Einheiten" not in out, out
 
 
+async def test_a_breaking_news_item_filled_in_later_alerts_once_when_it_matches(tmp_path, feed_server):
+    """Outlets post a bare "Eilmeldung" and fill it in under the same guid and link. The bare version matches
+    nothing and is recorded as seen; the filled-in one used to count as an edit of a known item and never
+    alerted, although nothing had been sent for it."""
+    spec = _spec(feed_server, "/f.xml")
+    bare = {"title": "Eilmeldung: Ukraine meldet Gefangennahme", "description": "Weitere Informationen folgen.",
+            "guid": "eil-123", "link": "https://x.example/eil-123", "ago": 3}
+    feed_server.routes["/f.xml"] = Route(rss([bare]))
+    assert await _poll(tmp_path, [spec]) == ""
+    filled = dict(bare, title="Ukraine nimmt zwei nordkoreanische Soldaten in Kursk gefangen",
+                  description="Die ukrainische Armee hat bei Kursk zwei Soldaten aus Nordkorea gefangen genommen.")
+    feed_server.routes["/f.xml"] = Route(rss([filled]))
+    assert (await _poll(tmp_path, [spec])).count("zwei nordkoreanische Soldaten in Kursk gefangen") == 1
+    assert "gefangen" not in await _poll(tmp_path, [spec])  # and once only
+    feed_server.routes["/f.xml"] = Route(rss([dict(filled, title=filled["title"] + " (aktualisiert)")]))
+    assert "gefangen" not in await _poll(tmp_path, [spec])  # a later edit of a matched item: never again
+
+
 async def test_a_feed_whose_guids_change_on_every_fetch_adds_no_keys(tmp_path, feed_server):
     """Keys of a known item are learned only when it was edited: a feed that puts the fetch time into the
     guid must not grow the seen table by one key per item and poll."""
