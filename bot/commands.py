@@ -59,6 +59,7 @@ _T: dict[str, dict[str, str]] = {
         "not_subscribed": "{name} war nicht abonniert.",
         "unsubscribed_all": "Alle Abos beendet ({n}).",
         "list_head": "Watchlists (✅ = abonniert):",
+        "list_muted": "stumm bis {until} (/unmute)",
         "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
         "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
@@ -108,6 +109,7 @@ _T: dict[str, dict[str, str]] = {
         "not_subscribed": "You were not subscribed to {name}.",
         "unsubscribed_all": "All subscriptions ended ({n}).",
         "list_head": "Watchlists (✅ = subscribed):",
+        "list_muted": "muted until {until} (/unmute)",
         "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
         "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
@@ -308,10 +310,12 @@ async def _help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = _rt(context)
     subs = rt.store.subscriptions(_chat_id(update))
+    mutes = {w: until for w, until in rt.store.mute_map(_chat_id(update)).items() if until > _now()}
     lines = [_t(update, "list_head")]
     for w in rt.config.watchlists:
         mark = "✅" if w.id in subs else "▫️"
-        lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>) — {_e(w.description)}")
+        muted = f" 🔕 {_t(update, 'list_muted', until=_local(rt, mutes[w.id]))}" if w.id in mutes else ""
+        lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>){muted} — {_e(w.description)}")
     await _reply(update, "\n".join(lines))
 
 

@@ -523,7 +523,14 @@ class HoldRouter:
         self._next_look: dict[int, datetime] = {}
 
     def _until(self, row: OutboxRow, prefs: ChatPrefs, mutes: dict[str, datetime], now: datetime) -> datetime | None:
-        return held_until(prefs, row.created or row.not_before, now, self.tz, mutes.get(row.watchlist))
+        # An alert stands for every list of the chat the item matched ("lists"): a button mute holds it only
+        # while all of them are muted (a Kursk story also on a muted troops list still arrives through Kursk)
+        muted = None
+        if mutes:
+            lists = payload_of(row).get("lists") or [row.watchlist]
+            ends = [mutes.get(w) for w in lists]
+            muted = None if any(e is None or e <= now for e in ends) else min(e for e in ends if e is not None)
+        return held_until(prefs, row.created or row.not_before, now, self.tz, muted)
 
     def route(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:
         """Hold what must wait; merge a chat's backlog into a digest; return what may go now."""

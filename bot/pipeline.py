@@ -403,13 +403,12 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                 chats.extend((c, m.watchlist) for c in recipients_cache[m.watchlist])
         # One alert per chat: a chat reached by two watchlists gets the best-scoring one. (Whether the
         # item repeats a story some chats already have is decided on the writer thread, see _write.)
-        seen_chats: set[int] = set()
-        unique = []
+        lists: dict[int, list[str]] = {}
         for c, w in chats:
-            if c not in seen_chats:
-                seen_chats.add(c)
-                unique.append((c, w))
-        records.append(NewItem(it, keys, ms, unique, rewritten=it.key in rewritten_keys))
+            lists.setdefault(c, []).append(w)
+        unique = [(c, ws[0]) for c, ws in lists.items()]
+        records.append(NewItem(it, keys, ms, unique, rewritten=it.key in rewritten_keys,
+                               chat_lists={c: ws for c, ws in lists.items() if len(ws) > 1}))
         for m in ms:
             logger.debug("item matched feed=%s item=%s watchlist=%s score=%.0f terms=%s",
                          spec.id, it.key, m.watchlist, m.score, ",".join(m.terms))

@@ -12,9 +12,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,7 @@ class NewItem:
     # a known item stored without a match that matches since the outlet rewrote it ("Eilmeldung" filled in):
     # it never alerted, so its unmatched record and seen keys give way to this one
     rewritten: bool = False
+    chat_lists: Mapping[int, Sequence[str]] = field(default_factory=dict)  # chat -> every list of it matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +463,8 @@ class SqliteStore:
                     for chat_id, watchlist in n.alert_chats:
                         body = dict(payload, watchlist=watchlist,
                                     terms=next((m.terms for m in n.matches if m.watchlist == watchlist), []))
+                        if len(lists := n.chat_lists.get(chat_id, ())) > 1:
+                            body["lists"] = list(lists)  # every list of this chat it matched (button mutes)
                         db.execute(
                             """INSERT INTO outbox(chat_id, kind, watchlist, story_id, payload, not_before, created)
                                VALUES(?, 'alert', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",

@@ -528,6 +528,8 @@ async def test_the_mute_button_says_so_when_the_chat_gets_the_list_through_the_y
     await bot.say("/subscribe dprk-troops", chat_id=GROUP, user_id=55, chat_type="supergroup")
     assert "24 h stumm" in await bot.press("mute:dprk-troops", chat_id=GROUP, user_id=55)
     assert "dprk-troops" in bot.rt.store.mute_map(GROUP)
+    listing = await bot.say("/list", chat_id=GROUP, user_id=55, chat_type="supergroup")
+    assert "(<code>dprk-troops</code>) 🔕 stumm bis " in listing and "(/unmute)" in listing  # it was invisible
 
 
 async def test_group_admins_choose_the_groups_alert_language(start_bot):

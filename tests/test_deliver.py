@@ -341,3 +341,28 @@ async def test_the_mute_button_is_offered_only_where_it_works(runtime, telegram)
 
     assert callbacks(A) == [""]  # the article button alone
     assert callbacks(B) == ["", "mute:dprk-troops"]
+
+
+async def test_a_muted_list_does_not_hold_a_story_that_also_came_through_a_list_still_on(runtime, telegram):
+    """The alert is tagged with the item's best-scoring list; muting that list (the alert's button) held
+    a Kursk story for 24 h although the chat still receives kursk-front."""
+    rt = runtime()
+    now = datetime.now(UTC)
+    rt.store.ensure_chat(A)
+    for wl in ("dprk-troops", "kursk-front"):
+        rt.store.subscribe(A, wl, now)
+    assert rt.store.set_watchlist_mute(A, "dprk-troops", now + timedelta(hours=24))
+
+    def item(key: str, title: str) -> Item:
+        return Item(key=key, feed_id="news", title=title, summary="Kiew meldet Gefechte.", link=f"https://n.example/{key}",
+                    canonical_link=f"https://n.example/{key}", guid=key, published=now, lang="de", source="Example")
+
+    both = item("both", "Kursk: Drohnen treffen nordkoreanische Soldaten")
+    only = item("only", "Nordkorea schickt weitere Soldaten nach Russland")
+    rt.store.record_items([NewItem(both, ["both"], [], [(A, "dprk-troops")],
+                                   chat_lists={A: ["dprk-troops", "kursk-front"]}),
+                           NewItem(only, ["only"], [], [(A, "dprk-troops")])], None, now)
+    await rt.deliverer.drain(timeout=10)
+    assert [m.text.split("\n")[0] for m in telegram.sent_to(A)] == [
+        '<b><a href="https://n.example/both">Kursk: Drohnen treffen nordkoreanische Soldaten</a></b>']
+    assert [r.state for r in rt.store.outbox_rows(chat_id=A) if r.kind == "alert"] == ["sent", "held"]
