@@ -263,6 +263,96 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
         old_has(st) for w in marks for st in _stems(w))
 
 
+# What happened, in classes whose members report different events: a copy keeps the event, whatever its
+# wording, so two items where each names an event of a contrasting class the other never mentions are two
+# stories ("sends 3,000 troops" / "pulls 3,000 troops out", "captured" / "killed", "attack on Sudzha" /
+# "recapture of Sudzha"). A withdrawal or a rejection in one headline that the other item never mentions
+# is a reversal or a reaction, not a copy. Actors likewise: each headline naming a leader the other item
+# never mentions ("Putin signs law ratifying pact" / "Kim Jong Un signs decree ratifying pact"). Word
+# lists: `*` marks a prefix; all are compared after the index's folding and stemming. Korean words are
+# shorter than the index keeps.
+_EVENTS = {
+    "deploy": "schick* geschickt entsend* entsandt send sends sent deploy* dispatch* отправ* направ* перебро* "
+              "перебрас* відправ* перекин* перекид*",
+    "withdraw": "abgezog* abzieh* abzug rückzug* zurückgezog* zurückzieh* withdr* pull pulls pulled вывод* "
+                "вывел* выведен* отвод* вивод* вивед* вивел* відвод*",
+    "capture": "gefangen* festgenommen captur* плен* полон*",
+    "killed": "getötet tötet töten tot tote toten gefallen gefallene starb gestorben stirbt killed kill kills "
+              "dead died dies погиб* убит* убил* загин* загибл* вбит* вбил*",
+    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отраз*",
+    "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн*",
+    "reject": "lehnt abgelehnt ablehn* zurückgewiesen reject* refus* отверг* отклон* відкин* відхил*",
+}
+_CONTRASTS = (("deploy", "withdraw"), ("capture", "killed"), ("attack", "recapture"))
+_ONE_SIDED = frozenset({"withdraw", "reject"})
+_ACTORS = {
+    "putin": "putin путин* путін*", "kim": "kim ким кім", "zelensky": "selensk* zelensk* зеленск* зеленськ*",
+    "kremlin": "kreml* кремл*", "lavrov": "lawrow lavrov лавров*", "shoigu": "schoigu shoigu шойгу",
+    "belousov": "beloussow belousov белоусов* білоусов*", "trump": "trump трамп*", "biden": "biden байден*",
+}
+
+
+def _lexicon(classes: Mapping[str, str]) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """(exact stem -> class, (stem prefix, class) pairs) of a word-class table."""
+    exact: dict[str, str] = {}
+    prefixes: list[tuple[str, str]] = []
+    for name, spelled in classes.items():
+        for w in spelled.split():
+            if w.endswith("*"):
+                prefixes.append((fold_word(fold_chars(w[:-1])), name))
+            else:
+                exact.update((st, name) for st in _stems(w))
+    return exact, tuple(prefixes)
+
+
+_EVENT_LEXICON = _lexicon(_EVENTS)
+_ACTOR_LEXICON = _lexicon(_ACTORS)
+
+
+def _classes(stem_: str, lexicon: tuple[dict[str, str], tuple[tuple[str, str], ...]]) -> set[str]:
+    exact, prefixes = lexicon
+    found = {exact[stem_]} if stem_ in exact else set()
+    found.update(name for p, name in prefixes if stem_.startswith(p))
+    return found
+
+
+# German separable verbs put the particle at the end of a headline ("Nordkorea zieht Truppen ab")
+_PULL = frozenset(title_tokens("zieht ziehen zog"))
+_AWAY = frozenset(title_tokens("ab zurück"))
+
+
+def headline_classes(title: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(event classes, actors) a headline names, separable verbs included."""
+    events, actors = word_classes(_stems(title))
+    tokens = set(title_tokens(title))
+    if tokens & _PULL and tokens & _AWAY:
+        events |= {"withdraw"}
+    return events, actors
+
+
+def word_classes(stems: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(event classes, actors) named by a set of stems."""
+    events: set[str] = set()
+    actors: set[str] = set()
+    for st in stems:
+        events |= _classes(st, _EVENT_LEXICON)
+        actors |= _classes(st, _ACTOR_LEXICON)
+    return frozenset(events), frozenset(actors)
+
+
+def events_differ(a: tuple[frozenset[str], frozenset[str]], head_a: tuple[frozenset[str], frozenset[str]],
+                  b: tuple[frozenset[str], frozenset[str]], head_b: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Do two items report different events? Each argument is (event classes, actors), of a whole item
+    or of its headline: only what a headline says counts against the other item, since background
+    sentences name other events ("units withdrawn for recovery" under a report of a village retaken)."""
+    ev_a, ev_b = head_a[0] - b[0], head_b[0] - a[0]  # events each headline names and the other item never does
+    if (ev_a | ev_b) & _ONE_SIDED:
+        return True
+    if any((x in ev_a and y in ev_b) or (y in ev_a and x in ev_b) for x, y in _CONTRASTS):
+        return True
+    return bool(head_a[1] - b[1]) and bool(head_b[1] - a[1])
+
+
 def _weight(ws: Iterable[int], idf: dict[int, float], n: int, df: array[int]) -> float:
     """Summed IDF of word ids in an index of `n` items (`idf` caches it for one check)."""
     total = 0.0
@@ -312,6 +402,9 @@ class StoryIndex:
         self._next = 0
         self._order: deque[int] = deque()
         self._lock = threading.Lock()
+        # word id -> (event classes, actors) for the few words the lexicons name, so an indexed entry's
+        # classes come from its word ids (its text is not kept)
+        self._word_classes: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -329,6 +422,9 @@ class StoryIndex:
                 i = ids[w] = len(self._df)
                 self._df.append(0)
                 self._postings.append(array("i"))
+                named = word_classes((w,))
+                if named[0] or named[1]:
+                    self._word_classes[i] = named
             out.append(i)
         return array("i", sorted(out))
 
@@ -370,6 +466,7 @@ class StoryIndex:
             unseen = _UNSEEN_WEIGHT * math.log((n + 1) / 0.5)
             extra = ((len(ws) - len(a)) * unseen, (len(tws) - len(ta)) * unseen)
             lead_ids: set[int] | None = None  # the first sentence's words, looked up when a copy needs them
+            mine: tuple[tuple[frozenset[str], frozenset[str]], ...] | None = None  # classes: item, headline
             lead_unseen = 0.0
             for eid, shared in counts.most_common(_CANDIDATES):
                 if shared < _MIN_SHARED:
@@ -402,8 +499,26 @@ class StoryIndex:
                         continue
                     if actor_swap(tokens, entry_tokens, ws.__contains__, entry_has):
                         continue
+                    if mine is None:
+                        head = headline_classes(title)
+                        whole = word_classes(ws)
+                        mine = ((whole[0] | head[0], whole[1]), head)
+                    theirs = self._entry_classes(entry.words)
+                    theirs_head = headline_classes(entry.title)
+                    if events_differ(mine[0], mine[1], (theirs[0] | theirs_head[0], theirs[1]), theirs_head):
+                        continue
                     best, best_margin = entry.key, margin
             return best
+
+    def _entry_classes(self, ids: Iterable[int]) -> tuple[frozenset[str], frozenset[str]]:
+        events: set[str] = set()
+        actors: set[str] = set()
+        for i in ids:
+            named = self._word_classes.get(i)
+            if named is not None:
+                events |= named[0]
+                actors |= named[1]
+        return frozenset(events), frozenset(actors)
 
     def _similarity(self, a: set[int], b: set[int], ta: set[int], tb: set[int], idf: dict[int, float],
                     entry: _Entry, extra: tuple[float, float]) -> tuple[float, float]:

@@ -409,3 +409,54 @@ def test_an_alert_deleted_in_the_chat_is_not_edited_again_and_nothing_counts_as_
         assert "send failed" not in result.stderr and '"level": "error"' not in result.stderr
     assert len(telegram.sent_to(-100780)) == 1  # still no second ping
     assert [m for m, _p, _t in telegram.calls].count("editMessageText") == 1
+
+
+@pytest.mark.parametrize(("first", "later", "lang"), [
+    (("Nordkorea schickt weitere 3000 Soldaten nach Russland",
+      "Nordkorea hat nach Angaben des südkoreanischen Geheimdienstes weitere 3000 Soldaten nach Russland geschickt."),
+     ("Nordkorea zieht 3000 Soldaten aus Russland ab",
+      "Nordkorea hat nach Angaben des südkoreanischen Geheimdienstes 3000 Soldaten aus Russland abgezogen."), "de"),
+    (("North Korea sends 3,000 more troops to Russia, Seoul says",
+      "North Korea has sent another 3,000 soldiers to Russia, South Korea's spy agency said on Thursday."),
+     ("North Korea pulls 3,000 troops out of Russia, Seoul says",
+      "North Korea has withdrawn 3,000 soldiers from Russia, South Korea's spy agency said on Thursday."), "en"),
+    (("Kursk: Ukraine meldet Angriff auf Sudscha",
+      "Die ukrainische Armee hat nach eigenen Angaben einen russischen Angriff auf Sudscha abgewehrt."),
+     ("Kursk: Russland meldet Rückeroberung von Sudscha",
+      "Die russische Armee hat nach eigenen Angaben die Stadt Sudscha zurückerobert."), "de"),
+    (("Zelensky offers to swap North Korean prisoners",
+      "Zelensky offered to hand over two captured North Korean soldiers in exchange for Ukrainians held in Russia."),
+     ("Kremlin rejects Zelensky's offer to swap North Korean prisoners",
+      "The Kremlin rejected Zelensky's offer to hand over two captured North Korean soldiers in exchange for "
+      "Ukrainians held in Russia."), "en"),
+    (("Два северокорейских солдата взяты в плен в Курской области",
+      "ВСУ взяли в плен двух военных КНДР в Курской области, сообщил Зеленский."),
+     ("Два северокорейских солдата погибли в Курской области",
+      "Два военных КНДР погибли в Курской области, сообщил Зеленский."), "ru"),
+    (("Putin signs law ratifying pact with North Korea",
+      "Russian President Vladimir Putin signed a law ratifying the mutual defence treaty with North Korea."),
+     ("Kim Jong Un signs decree ratifying pact with Russia",
+      "North Korean leader Kim Jong Un signed a decree ratifying the mutual defence treaty with Russia."), "en"),
+], ids=["de-sent-withdrawn", "en-sent-withdrawn", "de-attack-recapture", "en-offer-rejected", "ru-captured-killed",
+        "en-putin-kim"])
+def test_the_opposite_event_in_the_same_template_is_another_story(first, later, lang):
+    """A bug hunt's wrong merges: the later report reverses, answers or mirrors the first in the same
+    words. Folded, it only showed as a silent edit of the first alert."""
+    index = StoryIndex()
+    index.check(_rec("a", *first, lang=lang), "a")
+    assert index.check(_rec("b", *later, lang=lang, minutes=40), "b") is None
+
+
+def test_a_copy_that_mentions_a_withdrawal_in_its_background_still_folds():
+    """Only what a headline says counts against the other item: a village retaken, with units "withdrawn
+    for recovery" in the teaser, is the same story as the other outlet's report of the village retaken."""
+    index = StoryIndex()
+    index.check(_rec("a", "ССО звільнили село на Курщині, яке обороняли росіяни й північнокорейці",
+                     "Рейнджери 6-го полку Сил спеціальних операцій після артпідготовки зайшли в населений пункт "
+                     "у Курській області та зачистили його. Разом з російськими військовими село тримали "
+                     "підрозділи з КНДР, повідомили в ССО.", lang="uk"), "a")
+    copy = _rec("b", "Рейнджери ССО звільнили на Курщині село, яке утримували росіяни та КНДР",
+                "Бійці 6-го полку Сил спеціальних операцій взяли під контроль село в Курській області, де "
+                "оборонялися російські військові разом із північнокорейськими. Виснажені бригади РФ "
+                "виводяться на відновлення.", lang="uk", minutes=30)
+    assert index.check(copy, "b") == "a"
