@@ -36,6 +36,7 @@ _TRACKING = frozenset(
         "icid", "ncid", "ocid", "ito", "xtor", "wt_mc", "wtmc", "feature", "share", "s_cid",
         "rss", "output", "ns_mchannel", "ns_source", "ns_campaign", "ns_linkname", "ns_fee",
         "_ga", "_gl", "spm", "sr_share", "smid", "partner", "via", "amp", "outputtype",
+        "maca",  # Deutsche Welle: one value per feed on every link (SOURCES.md in ../shared/feeds/real)
     }
 )
 _HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
