@@ -22,7 +22,7 @@ from bot.dedup import canonical_link, identity_keys
 from bot.errors import ParseError
 from bot.fastparse import parse_well_formed
 from bot.models import FeedSpec, Item
-from bot.text import html_to_text
+from bot.text import html_to_text, shorten
 
 MAX_TITLE = 500
 MAX_SUMMARY = 2000
@@ -146,8 +146,8 @@ def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base
         link = urljoin(base, link)
     if not title and not summary:
         return None
-    if not title:
-        title = summary[:120]
+    if not title:  # posts bridged from Telegram channels and social networks: the text is all there is
+        title = shorten(summary, 120)
     published = _struct_to_dt(entry.get("published_parsed")) or _struct_to_dt(entry.get("updated_parsed"))
     return make_item(spec, title, summary, link, guid, published, now,
                      lang=str(entry.get("language") or feed_lang or "").lower()[:8])

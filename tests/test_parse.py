@@ -216,3 +216,16 @@ def test_fixture_parses_to_its_expected_items(expected):
 def test_comparison_signs_in_feed_text_are_text_not_tags(raw, text):
     """Only real tags go: a teaser about losses "<10% and >5%" lost everything between the signs."""
     assert html_to_text(raw) == text
+
+
+def test_an_item_without_a_title_gets_its_text_cut_at_a_word_as_headline():
+    """Posts bridged from Telegram channels have no title: the headline was the first 120 characters,
+    cut inside a word, and the alert then showed the rest of the text starting mid-sentence."""
+    text = ("Ukrainian drones struck a column of North Korean infantry in the Kursk region this morning, "
+            "according to the 225th separate assault battalion. At least twelve were killed.")
+    doc = ('<?xml version="1.0"?><rss version="2.0"><channel><title>c</title><item><description>'
+           f'{text}</description><link>https://t.me/c/2</link></item></channel></rss>').encode()
+    [item] = parse_feed(doc, SPEC, NOW)
+    assert item.title.endswith("…") and len(item.title) <= 120
+    assert text.startswith(item.title[:-1]) and text[len(item.title) - 1] == " "  # cut between words
+    assert item.summary == text
