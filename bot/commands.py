@@ -50,7 +50,7 @@ _T: dict[str, dict[str, str]] = {
         "refused": "Entschuldigung, dieser Bot ist nur für freigeschaltete Nutzer. "
                    "Bitten Sie einen Admin, Sie freizuschalten (Ihre ID: {id}).",
         "admins_only": "Entschuldigung, das dürfen nur die Admins dieses Bots.",
-        "group_admins_only": "In Gruppen dürfen nur Gruppen-Admins die Abos ändern.",
+        "group_admins_only": "In Gruppen und Kanälen dürfen nur deren Admins Abos und Einstellungen ändern.",
         "unknown": "Unbekannte Watchlist „{id}“. Gültig sind: {valid}",
         "which": "Welche Watchlist? Gültig sind: {valid}",
         "subscribed": "Abonniert: {name}",
@@ -100,7 +100,7 @@ _T: dict[str, dict[str, str]] = {
         "refused": "Sorry, this bot is restricted to approved users. "
                    "Please ask an admin to let you in (your id: {id}).",
         "admins_only": "Sorry, only this bot's admins may do that.",
-        "group_admins_only": "In groups only group admins may change the subscriptions.",
+        "group_admins_only": "In groups and channels only their admins may change subscriptions and settings.",
         "unknown": "Unknown watchlist \"{id}\". Valid ones: {valid}",
         "which": "Which watchlist? Valid ones: {valid}",
         "subscribed": "Subscribed: {name}",

@@ -12,7 +12,7 @@ from typing import Any
 _MUTE_RE = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d|w)?\s*$", re.IGNORECASE)
 _MUTE_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_MUTE = timedelta(days=30)
-_CLOCK_RE = re.compile(r"^(\d{1,2})[:.](\d{2})$")
+_CLOCK_RE = re.compile(r"^(\d{1,2})(?:[:.](\d{2})|\s*(?:h|uhr))?$", re.IGNORECASE)
 
 
 def parse_mute(text: str) -> timedelta:
@@ -29,11 +29,11 @@ def parse_mute(text: str) -> timedelta:
 
 
 def parse_clock(text: str) -> time:
-    """`8:00`, `08:00`, `22.30` -> a time of day."""
+    """`8:00`, `08:00`, `22.30`, and a whole hour as `8`, `22` or `8h` -> a time of day."""
     m = _CLOCK_RE.match(text.strip())
-    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+    if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59:
         raise ValueError(f"not a time of day: {text!r} (e.g. 08:00)")
-    return time(int(m.group(1)), int(m.group(2)))
+    return time(int(m.group(1)), int(m.group(2) or 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,7 +224,7 @@ async def test_group_commands_with_bot_name_and_only_group_admins_change(start_b
     bot.stub.chat_admins[GROUP] = {55}
     reply = await bot.say("/subscribe@mediabot_test_bot dprk-troops", chat_id=GROUP, user_id=66,
                           chat_type="supergroup")
-    assert "Gruppen-Admins" in reply
+    assert "nur deren Admins" in reply
     assert bot.rt.store.subscriptions(GROUP) == set()
     reply = await bot.say("/subscribe@mediabot_test_bot dprk-troops", chat_id=GROUP, user_id=55,
                           chat_type="supergroup")
@@ -516,7 +516,7 @@ async def test_a_channel_reader_cannot_mute_or_change_the_channels_language(star
     channel = -100999
     bot = await start_bot()
     answer = await bot.press("mute:dprk-troops", chat_id=channel, user_id=31337, chat_type="channel", lang="en")
-    assert "only group admins" in answer
+    assert "only their admins may change" in answer
     assert bot.rt.store.chat(channel) is None  # no chat row in the reader's language
 
 
@@ -536,7 +536,7 @@ async def test_group_admins_choose_the_groups_alert_language(start_bot):
     bot = await start_bot()
     bot.stub.chat_admins[GROUP] = {55}
     await bot.say("/help", chat_id=GROUP, user_id=66, chat_type="supergroup", lang="en")  # a member, first
-    assert "nur Gruppen-Admins" in await bot.say("/language de", chat_id=GROUP, user_id=66, chat_type="supergroup")
+    assert "nur deren Admins" in await bot.say("/language de", chat_id=GROUP, user_id=66, chat_type="supergroup")
     assert bot.rt.store.chat(GROUP)["language"] == "en"
     assert "Deutsch" in await bot.say("/language de", chat_id=GROUP, user_id=55, chat_type="supergroup")
     assert bot.rt.store.chat(GROUP)["language"] == "de"

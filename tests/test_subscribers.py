@@ -50,7 +50,7 @@ def test_parse_quiet(text, expected):
     assert parse_quiet(text) == expected
 
 
-@pytest.mark.parametrize("text", ["22-07", "25:00-07:00", "22:00", "07:00-07:00", "x-y"])
+@pytest.mark.parametrize("text", ["25-07", "25:00-07:00", "22:00", "07:00-07:00", "x-y"])
 def test_parse_quiet_rejects_bad_windows(text):
     with pytest.raises(ValueError):
         parse_quiet(text)
@@ -82,7 +82,7 @@ def test_parse_digest(text, expected):
     assert str(expected) in ("off", "hourly") or str(expected).startswith("daily ")
 
 
-@pytest.mark.parametrize("text", ["", "weekly", "hourly 08:00", "daily 8"])
+@pytest.mark.parametrize("text", ["", "weekly", "hourly 08:00", "daily 8:7", "daily 25"])
 def test_parse_digest_rejects(text):
     with pytest.raises(ValueError):
         parse_digest(text)
@@ -164,3 +164,17 @@ def test_quiet_hours_in_the_repeated_hour_end_at_the_wall_clock_end():
     quiet = parse_quiet("22:00-02:30")
     second_pass = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET, the second 02:15 of the night
     assert quiet_end(quiet, second_pass, ZoneInfo("Europe/Berlin")) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("written", "start", "end"), [
+    ("22-7", time(22, 0), time(7, 0)), ("22h-7h", time(22, 0), time(7, 0)), ("22 Uhr - 7 Uhr", time(22, 0), time(7, 0)),
+    ("21.30-6", time(21, 30), time(6, 0)),
+])
+def test_quiet_hours_as_whole_hours(written, start, end):
+    assert parse_quiet(written) == QuietHours(start, end)
+
+
+def test_a_daily_digest_at_a_whole_hour():
+    assert parse_digest("daily 8") == parse_digest("daily 08:00")
+    with pytest.raises(ValueError):
+        parse_digest("daily 24")
