@@ -22,7 +22,7 @@ from bot.dedup import canonical_link, identity_keys
 from bot.errors import ParseError
 from bot.fastparse import parse_well_formed
 from bot.models import FeedSpec, Item
-from bot.text import html_to_text, shorten
+from bot.text import html_to_text, repair_mojibake, shorten
 
 MAX_TITLE = 500
 MAX_SUMMARY = 2000
@@ -124,15 +124,21 @@ def _struct_to_dt(value: Any) -> datetime | None:
         return None
 
 
+def _readable(raw: str) -> str:
+    """Feed HTML as plain text, double-encoded UTF-8 repaired before (a no-break space turns into a plain
+    one on the way) and after (mojibake spelled as entities) the HTML is read."""
+    return repair_mojibake(html_to_text(repair_mojibake(raw)))
+
+
 def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base: str,
                    feed_lang: str) -> Item | None:
-    title = html_to_text(str(entry.get("title") or ""))[:MAX_TITLE]
+    title = _readable(str(entry.get("title") or ""))[:MAX_TITLE]
     summary_raw = entry.get("summary") or ""
     if not summary_raw:
         content = entry.get("content") or []
         if content:
             summary_raw = content[0].get("value") or ""
-    summary = html_to_text(str(summary_raw))[:MAX_SUMMARY]
+    summary = _readable(str(summary_raw))[:MAX_SUMMARY]
     link = str(entry.get("link") or "").strip()
     if not link:
         for candidate in entry.get("links") or []:
@@ -185,7 +191,7 @@ def _parse_json_feed(body: bytes, spec: FeedSpec, now: datetime, base: str) -> l
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        title = html_to_text(str(entry.get("title") or ""))[:MAX_TITLE]
+        title = _readable(str(entry.get("title") or ""))[:MAX_TITLE]
         summary = html_to_text(str(entry.get("summary") or entry.get("content_text")
                                    or entry.get("content_html") or ""))[:MAX_SUMMARY]
         if not title and not summary:

@@ -191,3 +191,24 @@ FUNCTION_WORDS = tuple(dict.fromkeys(_FUNCTION_WORD_TEXT.split()))
 def words(text: str) -> list[str]:
     """Split into word tokens (letters and digits); hyphens and punctuation separate words."""
     return _WORD.findall(text)
+
+
+# Text that was UTF-8, decoded once more as Windows-1252 (or Latin-1) on its way into a feed: "fÃ¼r",
+# "â€ž", "ÐœÐ¾ÑÐºÐ²Ð°". Each run that spells one UTF-8 sequence byte by byte (a lead byte's character and
+# its continuation bytes' characters) is decoded back; the rest of the text (a real "–", "é") stays.
+_CP1252_BYTE = {bytes([b]).decode("cp1252"): b for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_CONT = "[\u0080-\u00bf" + "".join(sorted(_CP1252_BYTE)) + "]"
+_MOJIBAKE = re.compile(f"[\u00c2-\u00df]{_CONT}|[\u00e0-\u00ef]{_CONT}{{2}}|[\u00f0-\u00f4]{_CONT}{{3}}")
+
+
+def _utf8_again(m: re.Match[str]) -> str:
+    raw = bytes(_CP1252_BYTE.get(ch, ord(ch)) for ch in m.group())
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return m.group()
+
+
+def repair_mojibake(text: str) -> str:
+    """Undo UTF-8 read as Windows-1252/Latin-1, sequence by sequence; other text is left as it is."""
+    return _MOJIBAKE.sub(_utf8_again, text) if _MOJIBAKE.search(text) else text

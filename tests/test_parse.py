@@ -229,3 +229,28 @@ def test_an_item_without_a_title_gets_its_text_cut_at_a_word_as_headline():
     assert item.title.endswith("…") and len(item.title) <= 120
     assert text.startswith(item.title[:-1]) and text[len(item.title) - 1] == " "  # cut between words
     assert item.summary == text
+
+
+def test_double_encoded_utf8_is_repaired_and_real_accents_stay():
+    """Some publishers' feeds carry UTF-8 read once more as Windows-1252: a Russian headline matched
+    nothing (silent miss) and German ones went out as "kÃ¤mpfen fÃ¼r". Each mis-read sequence is
+    decoded back; characters that are right ("–", "é", a no-break space) stay as they are."""
+    good = "Северокорейские военные воюют в Курской области – «оранжевый» уровень"
+    # as a Windows-1252 reader leaves it: bytes that code page lacks (0x81 in "с") come through as is
+    misread = "".join(chr(b) if b in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([b]).decode("cp1252")
+                      for b in good.encode("utf-8"))
+    doc = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>c</title>'
+           f'<item><title>{misread}</title><description>Nordkoreanische Soldaten kÃ¤mpfen '
+           'fÃ¼r Russland â€“ SÃ¼dkorea: â€žTausende Toteâ€œ. Café – São Paulo.</description>'
+           '<link>https://f.example/a</link></item></channel></rss>').encode()
+    [item] = parse_feed(doc, SPEC, NOW)
+    assert item.title == good
+    assert item.summary == ("Nordkoreanische Soldaten kämpfen für Russland – Südkorea: „Tausende Tote“. "
+                            "Café – São Paulo.")
+
+
+@pytest.mark.parametrize("text", ["café…", "Ça va", "São Paulo – Brasil", "Ã la carte", "naïve Æsir"])
+def test_text_that_only_looks_odd_is_not_repaired(text):
+    from bot.text import repair_mojibake
+
+    assert repair_mojibake(text) == text
