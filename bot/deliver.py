@@ -266,6 +266,17 @@ class HoldStore(Protocol):
                   replaces: Sequence[int] = ()) -> int: ...
 
 
+STORE_RETRY = 5.0  # s between tries while the store cannot record what was sent (a full disk)
+
+
+class _Unrecorded(Exception):
+    """Telegram accepted the message; the store could not record it."""
+
+    def __init__(self, message_id: int | None) -> None:
+        super().__init__("sent but not recorded")
+        self.message_id = message_id
+
+
 TOKEN_RETRY = 300.0  # s between tries while Telegram rejects the token (a fix needs a restart anyway)
 Renderer = Callable[[OutboxRow], Rendered | None]  # None: nothing to send (row is dropped as sent)
 
@@ -313,6 +324,8 @@ class Deliverer:
         self._in_flight_rows: set[int] = set()
         self._routed: set[int] = set()  # rows the router already let through (not routed again)
         self.token_rejected = False  # Telegram refused the token: rows wait, the operator must act
+        self._unrecorded: dict[int, int | None] = {}  # row -> message id: sent, the store could not record it
+        self._store_said = 0.0
 
     def wake(self) -> None:
         """New rows were queued."""
@@ -336,11 +349,20 @@ class Deliverer:
             if deadline is not None and time.monotonic() > deadline:
                 break
             now = self.now()
-            if self.router is not None and time.monotonic() >= self._next_release:
-                self._next_release = time.monotonic() + 1.0
-                if self.router.release(now):
-                    self._dirty = True
-            rows = self._due(now)
+            if self._unrecorded and self.pacer.global_wait() <= 0:
+                self._record_unrecorded()
+            try:
+                if self.router is not None and time.monotonic() >= self._next_release:
+                    self._next_release = time.monotonic() + 1.0
+                    if self.router.release(now):
+                        self._dirty = True
+                rows = self._due(now)
+            except Exception as exc:  # the store cannot be read or written (a full disk): wait, never die
+                self._store_failed(exc)
+                if until_idle:
+                    break
+                await self._sleep(STORE_RETRY)
+                continue
             started = 0
             soonest = 1.0
             leaving: set[int] = set()
@@ -409,8 +431,9 @@ class Deliverer:
                 if fresh:
                     self._routed.update(r.id for r in self.router.route(fresh, now))
                     rows = [r for r in rows if r.id in self._routed]
-            # a row in flight is still pending in the store; it must never be picked up twice
-            self._cache = [r for r in rows if r.id not in self._in_flight_rows]
+            # a row in flight is still pending in the store; it must never be picked up twice, nor one sent
+            # whose record the store could not write
+            self._cache = [r for r in rows if r.id not in self._in_flight_rows and r.id not in self._unrecorded]
         return self._cache
 
     def _forget(self, chat_id: int, row_id: int) -> Callable[[asyncio.Task[None]], None]:
@@ -426,6 +449,40 @@ class Deliverer:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def _deliver(self, row: OutboxRow) -> None:
+        """Send one row and record the outcome. Telegram may accept a message the store then cannot record
+        (a full disk): the row is remembered as sent in memory, so it is never sent again by this process,
+        and nothing more leaves until the store records again (each message sent meanwhile would be sent
+        a second time after a restart)."""
+        try:
+            await self._send_row(row)
+        except _Unrecorded as exc:
+            self._unrecorded[row.id] = exc.message_id
+            self._store_failed(exc.__cause__ or exc)
+        except Exception as exc:  # the store failed while recording a retry or a failure: try again later
+            self._dirty = True
+            self._store_failed(exc)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self.pacer.hold_all(STORE_RETRY)
+        now = time.monotonic()
+        if now - self._store_said >= 60:
+            self._store_said = now
+            logger.error("state store cannot record deliveries, sending paused (%s: %s); %d sent messages are "
+                         "kept in memory until it can", type(exc).__name__, exc, len(self._unrecorded))
+
+    def _record_unrecorded(self) -> None:
+        """Write down what was sent while the store could not record it."""
+        for row_id, message_id in list(self._unrecorded.items()):
+            try:
+                self.store.mark_sent(row_id, message_id, self.now())
+            except Exception as exc:
+                self._store_failed(exc)
+                return
+            del self._unrecorded[row_id]
+        logger.info("state store records again; sending resumes")
+        self._store_said = 0.0
+
+    async def _send_row(self, row: OutboxRow) -> None:
         self._routed.discard(row.id)  # a row deferred below is routed again when due again
         try:
             message = self.render(row)
@@ -496,7 +553,10 @@ class Deliverer:
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=60), "internal error")
             return
         self.token_rejected = False
-        self.store.mark_sent(row.id, message_id, self.now())
+        try:
+            self.store.mark_sent(row.id, message_id, self.now())
+        except Exception as exc:
+            raise _Unrecorded(message_id) from exc
         self.stats.sent += 1
         if self.on_sent:
             self.on_sent(row)

@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import random
+import sqlite3
 from collections.abc import Callable, Container, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.config import Config, Settings, Watchlist
 from bot.dedup import identity_keys
-from bot.errors import ParseError
+from bot.errors import ParseError, StoreError
 from bot.match import Matcher
 from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, OutboxRow, PollReport
 from bot.parse import ParsedFeed, parse_document
@@ -252,15 +253,19 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
     """Poll one feed and record what it brought. Never raises for feed trouble."""
     try:
         outcome = await _poll_feed(ctx, spec, state)
-    except Exception as exc:  # a bug: log with traceback, keep the other feeds going
-        logger.exception("feed poll crashed feed=%s", spec.id)
+    except Exception as exc:  # a bug (with traceback) or a store that cannot be written; the others go on
+        if isinstance(exc, (sqlite3.Error, StoreError)):  # a full disk, a read-only file: words, no traceback
+            logger.error("feed not recorded, the state store cannot be written feed=%s error=%s: %s; it is "
+                         "polled again next time", spec.id, type(exc).__name__, exc)
+        else:
+            logger.exception("feed poll crashed feed=%s", spec.id)
         state.last_error = f"internal error: {type(exc).__name__}: {exc}"[:300]
         state.failures += 1
         state.next_poll = ctx.now() + timedelta(seconds=_backoff(state.failures, None, ctx.settings))
         try:
             ctx.store.save_feed_state(state)
-        except Exception:
-            logger.exception("cannot save feed state feed=%s", spec.id)
+        except Exception as exc2:
+            logger.error("cannot save feed state feed=%s error=%s: %s", spec.id, type(exc2).__name__, exc2)
         outcome = FeedOutcome(spec.id, "error", error=state.last_error)
     if ctx.on_feed:
         ctx.on_feed(outcome)

@@ -3,6 +3,7 @@ store: Telegram's errors become the right outcome, holds and digests, and a cras
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -366,3 +367,26 @@ async def test_a_muted_list_does_not_hold_a_story_that_also_came_through_a_list_
     assert [m.text.split("\n")[0] for m in telegram.sent_to(A)] == [
         '<b><a href="https://n.example/both">Kursk: Drohnen treffen nordkoreanische Soldaten</a></b>']
     assert [r.state for r in rt.store.outbox_rows(chat_id=A) if r.kind == "alert"] == ["sent", "held"]
+
+
+async def test_a_store_that_cannot_record_a_sent_message_never_makes_it_go_again(runtime, telegram, caplog):
+    """A full disk: Telegram accepted the alert, recording it failed, and the row went out again at the
+    next free slot (17 copies to one group in 50 s), each with a "Task exception was never retrieved"."""
+    rt = runtime()
+    queue(rt, [A, B, C])
+
+    def store_breaks(_message: object) -> None:  # after the first message Telegram accepted
+        telegram.on_accept = None
+        rt.store._db.execute("PRAGMA query_only=ON")  # every write fails now, as on a full disk
+
+    telegram.on_accept = store_breaks
+    with caplog.at_level(logging.INFO):
+        drain = asyncio.ensure_future(rt.deliverer.drain(timeout=30))
+        await asyncio.sleep(2.0)
+        assert len(telegram.messages) == 1  # nothing more leaves while nothing can be recorded
+        rt.store._db.execute("PRAGMA query_only=OFF")
+        await drain
+    assert sorted(m.chat_id for m in telegram.messages) == [A, B, C]  # each once
+    assert [r.state for r in rt.store.outbox_rows()] == ["sent"] * 3
+    assert sum("cannot record deliveries" in r.getMessage() for r in caplog.records) == 1
+    assert not any("never retrieved" in r.getMessage() for r in caplog.records)

@@ -468,3 +468,18 @@ async def test_the_cycle_report_names_feeds_left_out_while_they_back_off(rig):
     assert again.feeds_failed == {} and set(again.feeds_waiting) == {"broken", "gone"}
     assert again.feeds_waiting["broken"].startswith("HTTP 500 (1× in a row, next try ")
     assert again.feeds_waiting["gone"].startswith("disabled: gone (410)")
+
+
+async def test_a_store_that_cannot_be_written_is_said_in_words_and_the_feed_is_tried_again(rig, caplog):
+    rig.server.routes["/f"] = Route(body=_good(2, "f"))
+    rig.add("f", "/f")
+    rig.store._db.execute("PRAGMA query_only=ON")  # as on a full disk
+    try:
+        report = await run_cycle(rig.ctx())
+    finally:
+        rig.store._db.execute("PRAGMA query_only=OFF")
+    assert "f" in report.feeds_failed
+    said = [r for r in caplog.records if "state store cannot be written" in r.getMessage()]
+    assert said and said[0].exc_info is None  # one line, not a traceback
+    await run_cycle(rig.ctx(), ignore_schedule=True)
+    assert rig.items("f") == 2  # nothing was lost: the next poll records the items
