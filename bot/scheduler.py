@@ -18,7 +18,6 @@ from bot.errors import ConfigError, TokenRejectedError
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.metrics import Metrics
-    from bot.models import PollReport
 
 logger = logging.getLogger(__name__)
 
@@ -53,24 +52,15 @@ async def run_daemon(settings: Settings, config: Config) -> int:
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     cycle_lock = asyncio.Lock()
-    current: dict[str, asyncio.Task[PollReport]] = {}
+    current: dict[str, asyncio.Future[None]] = {}
     last_tick = [time.monotonic()]
+    cycle_started = [0.0]
 
-    async def tick() -> None:
-        last_tick[0] = time.monotonic()
-        if cycle_lock.locked() or stop.is_set():
-            return
-        problem = rt.store.file_problem()  # said once per change, not once per tick
-        if problem != rt.extras.get("file_problem"):
-            rt.extras["file_problem"] = problem
-            if problem is not None:
-                logger.error("state store: %s", problem)
+    async def cycle() -> None:
         async with cycle_lock:
             started = time.monotonic()
-            task = asyncio.ensure_future(run_cycle(rt.ctx))
-            current["cycle"] = task
             try:
-                report = await task
+                report = await run_cycle(rt.ctx)
             except asyncio.CancelledError:
                 logger.warning("poll cycle cancelled by shutdown; its feeds are polled again next start")
                 return
@@ -78,11 +68,24 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                 metrics.on_cycle(time.monotonic() - started, ok=False)
                 logger.exception("poll cycle crashed")
                 return
-            finally:
-                current.pop("cycle", None)
             metrics.on_cycle(time.monotonic() - started, ok=True)
             if report.queued:
                 rt.deliverer.wake()
+
+    async def tick() -> None:
+        # Returns at once: the cycle runs as its own task, so ticks keep coming during a long cycle (the
+        # health check sees the scheduler alive; APScheduler has no skipped runs to warn about)
+        last_tick[0] = time.monotonic()
+        running = current.get("cycle")
+        if stop.is_set() or (running is not None and not running.done()):
+            return
+        problem = rt.store.file_problem()  # said once per change, not once per tick
+        if problem != rt.extras.get("file_problem"):
+            rt.extras["file_problem"] = problem
+            if problem is not None:
+                logger.error("state store: %s", problem)
+        cycle_started[0] = time.monotonic()
+        current["cycle"] = asyncio.ensure_future(cycle())
 
     async def prune() -> None:
         started = time.monotonic()
@@ -107,7 +110,10 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         age = time.monotonic() - last_tick[0]
         if age > tick_every * 3 + 30:
             return False, f"no poll tick for {age:.0f} s (expected every {tick_every:g} s)"
-        return True, f"last poll tick {age:.0f} s ago" + (" (cycle running)" if cycle_lock.locked() else "")
+        running = current.get("cycle")
+        busy = running is not None and not running.done()
+        during = f" (cycle running for {time.monotonic() - cycle_started[0]:.0f} s)" if busy else ""
+        return True, f"last poll tick {age:.0f} s ago{during}"
 
     def telegram_check() -> tuple[bool, str]:
         if not settings.token:
@@ -172,13 +178,13 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         logger.info("stopping")
         # `stop` is set, so ticks return at once; a cycle already running gets a short grace first
         # (the scheduler's shutdown would cancel it right away).
-        cycle = current.get("cycle")
-        if cycle is not None and not cycle.done():
-            done, _ = await asyncio.wait([cycle], timeout=SHUTDOWN_GRACE / 4)
+        running = current.get("cycle")
+        if running is not None and not running.done():
+            done, _ = await asyncio.wait([running], timeout=SHUTDOWN_GRACE / 4)
             if not done:
-                cycle.cancel()
+                running.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await cycle
+                    await running
         if scheduler.running:
             scheduler.shutdown(wait=False)
         if server is not None:

@@ -207,3 +207,37 @@ def test_another_process_polling_with_the_token_is_one_clear_error_not_a_traceba
     assert daemon.returncode == 0, err
     assert err.count("another process is polling Telegram with this bot token") == 1
     assert "Traceback" not in err and "Exception happened while polling" not in err
+
+
+def test_ticks_go_on_during_a_long_cycle_so_health_stays_green(workdir, feed_server):
+    """A slow host makes a cycle last minutes: the tick job waited inside it, so "last poll tick" grew
+    until /healthz said 503 and a liveness probe restarted a healthy bot (cancelling the cycle)."""
+    import json
+    import urllib.request
+
+    def trickle():  # a feed that takes ~6 s to arrive
+        yield b'<?xml version="1.0"?><rss version="2.0"><channel><title>slow</title>'
+        for _ in range(12):
+            yield b" "
+        yield b"</channel></rss>"
+
+    _feed(workdir, feed_server, [UNRELATED])
+    feed_server.stream("/news.xml", trickle, delay=0.5)
+    port = _closed_port()
+    daemon = _start(["run"], _env(workdir, MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}", MEDIABOT_POLL_INTERVAL="2",
+                                  MEDIABOT_POLL_MIN_INTERVAL="2"))
+    try:
+        def scheduler() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    return str(json.loads(resp.read())["checks"]["scheduler"]["detail"])
+            except OSError:
+                return ""
+
+        assert _wait(lambda: "cycle running for 4 s" in scheduler(), timeout=15), scheduler()
+        detail = scheduler()
+        age = int(detail.split("last poll tick ")[1].split(" s ago")[0])
+        assert age <= 2, detail  # ticks keep coming while the cycle runs
+    finally:
+        err = _stop(daemon)
+    assert "maximum number of running instances" not in err
