@@ -35,9 +35,10 @@ class Runtime:
     bot: Any = None  # telegram.Bot when a token is set
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def swap_config(self, config: Config) -> None:
-        """Install a validated config (atomically: the next cycle sees all of it or none)."""
-        matcher = Matcher(config.watchlists)
+    def swap_config(self, config: Config, matcher: Matcher | None = None) -> None:
+        """Install a validated config (atomically: the next cycle sees all of it or none), with its matcher
+        when it was built already (off the event loop)."""
+        matcher = matcher or Matcher(config.watchlists)
         self.config = config
         self.matcher = matcher
         self.ctx.config = config

@@ -5,6 +5,8 @@ Every problem is reported at once, as `file:line: message`. Nothing here runs at
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
 import os
 import re
@@ -235,9 +237,11 @@ def _compose(path: Path, problems: list[str]) -> _Located | None:
         if size > MAX_YAML_BYTES:
             problems.append(f"{path}:1: {size:,} bytes is too big for a hand-written file (at most {MAX_YAML_BYTES:,})")
             return None
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        problems.append(f"{path}:1: not UTF-8 text ({exc.reason})")
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}; save the file as UTF-8)")
         return None
     except OSError as exc:
         problems.append(f"{path}:1: cannot read ({exc.strerror})")
@@ -844,6 +848,30 @@ class Config:
         return {w.id: w.name for w in self.watchlists}
 
 
+def config_files(directory: Path) -> list[Path]:
+    """The YAML files of a config directory, in order. Hidden files are editors' and file managers' (an
+    Emacs lock `.#kursk.yaml`, macOS `._kursk.yaml`), never the admin's: reading them would reject the
+    whole config while a file is open."""
+    return [p for p in sorted(directory.iterdir())
+            if not p.name.startswith(".") and p.suffix.lower() in (".yaml", ".yml")]
+
+
+def config_signature(directory: Path) -> dict[str, tuple[int, int, str]]:
+    """What the config files are now (modification time, size, content hash), to see any edit: a
+    filesystem with coarse timestamps can keep the mtime across a second write."""
+    out: dict[str, tuple[int, int, str]] = {}
+    with contextlib.suppress(OSError):
+        for p in config_files(directory):
+            try:
+                st = p.stat()
+                digest = hashlib.sha1(p.read_bytes()).hexdigest() if st.st_size <= MAX_YAML_BYTES else ""
+            except OSError:
+                out[p.name] = (0, -1, "")  # unreadable or a dangling link: a change of its own
+                continue
+            out[p.name] = (st.st_mtime_ns, st.st_size, digest)
+    return out
+
+
 def load_config(directory: Path) -> Config:
     """Load feeds.yaml and every other *.yaml in `directory`; ConfigError lists every problem."""
     problems: list[str] = []
@@ -858,11 +886,15 @@ def load_config(directory: Path) -> Config:
     else:
         problems.append(f"{feeds_path}:1: missing; it lists the feeds to poll under `feeds:`")
     watchlists: list[Watchlist] = []
-    for path in sorted(directory.iterdir()):
-        # Hidden files are editors' and file managers' (an Emacs lock `.#kursk.yaml`, macOS `._kursk.yaml`),
-        # never the admin's watchlists: reading them would reject the whole config while a file is open.
-        if (path.name.startswith(".") or path.suffix.lower() not in (".yaml", ".yml")
-                or path.stem.lower() == "feeds" or not path.is_file()):
+    if feeds_path.name == "feeds.yaml" and (directory / "feeds.yml").exists():
+        problems.append(f"{directory / 'feeds.yml'}:1: next to feeds.yaml, which is the one read; remove one of them")
+    for path in config_files(directory):
+        if path.stem.lower() == "feeds":
+            continue
+        if not path.exists():  # a symlink whose target is gone: a watchlist would vanish without a word
+            problems.append(f"{path}:1: a symlink to {os.readlink(path)}, which does not exist")
+            continue
+        if not path.is_file():
             continue
         wl = load_watchlist(path, problems)
         if wl is not None:

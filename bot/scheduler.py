@@ -10,9 +10,9 @@ import logging
 import signal
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bot.config import Config, Settings, load_config
+from bot.config import Config, Settings, config_signature, load_config
 from bot.errors import ConfigError, TokenRejectedError
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ async def run_daemon(settings: Settings, config: Config) -> int:
 
     def hangup() -> None:  # systemd's ExecReload, `kill -HUP`: re-read the YAML now (it used to kill us)
         logger.info("SIGHUP: reloading the config")
-        rt.extras["mtimes"] = _mtimes(settings)
         reload_config(rt, settings)
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
@@ -157,8 +156,8 @@ async def run_daemon(settings: Settings, config: Config) -> int:
                           max_instances=1, coalesce=True, id="poll")
         scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
                           id="prune")
-        rt.extras["mtimes"] = _mtimes(settings)  # the files as loaded: any later edit is a change
-        scheduler.add_job(reload_if_changed, "interval", seconds=3, id="reload")
+        rt.extras["config_files"] = config_signature(settings.watchlists_dir)  # as loaded: a later edit is a change
+        scheduler.add_job(reload_if_changed, "interval", seconds=2, id="reload")
         scheduler.start()
         delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
         if server is not None:
@@ -223,51 +222,74 @@ def _instrument(rt: Runtime, metrics: Metrics) -> None:
     metrics.watch_delivery(rt.deliverer.stats)
 
 
-def _mtimes(settings: Settings) -> dict[str, float]:
-    out = {}
-    for p in sorted(settings.watchlists_dir.glob("*.y*ml")):
-        with contextlib.suppress(OSError):
-            out[p.name] = p.stat().st_mtime
-    return out
-
-
 async def _reload_if_changed(rt: object, settings: Settings) -> None:
+    """Reload once the YAML changed and then held still for one look (every 2 s): a file being uploaded or
+    written in chunks is often valid YAML halfway, and went live half-finished. The reading and the
+    matcher's index are built off the event loop (a big watchlist stalled commands for seconds)."""
     from bot.app import Runtime
 
     assert isinstance(rt, Runtime)
-    current = _mtimes(settings)
-    previous = rt.extras.setdefault("mtimes", current)
-    if current == previous:
+    current = await asyncio.to_thread(config_signature, settings.watchlists_dir)
+    loaded = rt.extras.setdefault("config_files", current)
+    if current == loaded:
+        rt.extras.pop("config_settling", None)
         return
-    rt.extras["mtimes"] = current
-    reload_config(rt, settings)
+    if rt.extras.get("config_settling") != current:  # still changing: look again next time
+        rt.extras["config_settling"] = current
+        return
+    rt.extras["config_files"] = current
+    rt.extras.pop("config_settling", None)
+    prepared = await asyncio.to_thread(_prepare, settings)
+    _apply(rt, settings, *prepared)
 
 
-def reload_config(rt: object, settings: Settings) -> list[str]:
-    """Re-read the YAML; swap it in when valid, keep the last good one otherwise. Returns problems."""
-    from bot.app import Runtime
-
-    assert isinstance(rt, Runtime)
+def _prepare(settings: Settings) -> tuple[Config | None, Any, list[str]]:
+    """Read and validate the YAML and build its matcher: (config, matcher, problems)."""
     try:
         config = load_config(settings.watchlists_dir)
     except ConfigError as exc:
-        problems = exc.problems
+        return None, None, exc.problems
     except Exception as exc:  # a loader bug must not take the running bot down: keep the good config
         logger.exception("config reload failed")
-        problems = [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: {exc}); "
-                    "this is a mediabot bug, please report it with the log"]
-    else:
-        problems = []
-    if problems:
+        return None, None, [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: "
+                            f"{exc}); this is a mediabot bug, please report it with the log"]
+    from bot.match import Matcher
+
+    return config, Matcher(config.watchlists), []
+
+
+def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any, problems: list[str]) -> list[str]:
+    """Swap a prepared config in, or keep the last good one and tell the admins why."""
+    now = datetime.now(UTC)
+    if config is None:
         logger.error("config reload rejected, keeping the last good config: %s", "; ".join(problems))
         text = "Config reload rejected; the last good config stays in force:\n" + "\n".join(problems[:20])
-        rt.store.queue_notice(sorted(settings.admins), text, datetime.now(UTC))
+        rt.store.queue_notice(sorted(settings.admins), text, now)
         rt.deliverer.wake()
         return problems
-    rt.swap_config(config)
+    gone = [(w, rt.store.subscribers(w.id)) for w in rt.config.watchlists if w.id not in config.watchlist_names()]
+    rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
 
     for warning in lint_watchlists(config.watchlists):
         logger.warning("%s", warning)
+    orphaned = [(w, chats) for w, chats in gone if chats or w.chats]
+    if orphaned:  # a file renamed or deleted: its chats would silently get nothing more
+        lines = [f"{w.id} ({w.name}): {len(set(chats) | set(w.chats))} chats" for w, chats in orphaned]
+        logger.warning("watchlists gone from the config while chats still follow them: %s", "; ".join(lines))
+        rt.store.queue_notice(sorted(settings.admins), "Watchlists gone from the config (file renamed or deleted?); "
+                              "the chats that follow them get nothing from them until they are back:\n"
+                              + "\n".join(lines), now)
+        rt.deliverer.wake()
     return []
+
+
+def reload_config(rt: object, settings: Settings) -> list[str]:
+    """Re-read the YAML now (/reload, SIGHUP); swap it in when valid, keep the last good one otherwise.
+    Returns the problems."""
+    from bot.app import Runtime
+
+    assert isinstance(rt, Runtime)
+    rt.extras["config_files"] = config_signature(settings.watchlists_dir)
+    return _apply(rt, settings, *_prepare(settings))

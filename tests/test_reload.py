@@ -41,3 +41,70 @@ def test_broken_edit_is_rejected_with_file_and_line_and_a_good_edit_is_swapped_i
     assert "config reloaded" in err and "watchlists=4" in err
     assert daemon.returncode == 0
 
+
+
+def _runtime(workdir, **settings):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from bot.app import build_runtime
+    from bot.config import config_signature, load_config, load_settings
+
+    write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": "https://n.example/feed.xml"}])
+    s = replace(load_settings({}), watchlists_dir=workdir / "watchlists", state_dir=workdir / "state", token=None,
+                **settings)
+    rt = build_runtime(s, load_config(s.watchlists_dir), force_console=True)
+    rt.extras["config_files"] = config_signature(s.watchlists_dir)  # as the daemon does at start
+    return rt, s
+
+
+async def test_a_watchlist_still_being_written_goes_live_only_once_it_holds_still(workdir):
+    """An upload in chunks: the first half was valid YAML (one group of two) and went live; the second
+    write kept the mtime (a coarse-timestamp filesystem), so the finished file was never read."""
+    from bot.scheduler import _reload_if_changed
+
+    rt, settings = _runtime(workdir)
+    try:
+        path = workdir / "watchlists" / "ort.yaml"
+        path.write_text("description: d\ngroups:\n  ort: [Kursk]\n", encoding="utf-8")
+        stamp = path.stat().st_mtime_ns
+        await _reload_if_changed(rt, settings)
+        path.write_text("description: d\ngroups:\n  ort: [Kursk]\n  krieg: [Krieg]\n", encoding="utf-8")
+        os.utime(path, ns=(stamp, stamp))
+        await _reload_if_changed(rt, settings)
+        assert "ort" not in rt.config.watchlist_names()  # the half file never went live
+        await _reload_if_changed(rt, settings)
+        [ort] = [w for w in rt.config.watchlists if w.id == "ort"]
+        assert set(ort.groups) == {"ort", "krieg"}
+    finally:
+        await rt.aclose()
+
+
+async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins(workdir):
+    from datetime import UTC, datetime
+
+    from bot.scheduler import reload_config
+
+    rt, settings = _runtime(workdir, admins=frozenset({ADMIN}))
+    try:
+        rt.store.ensure_chat(1001)
+        rt.store.subscribe(1001, "kursk-front", datetime.now(UTC))
+        wdir = workdir / "watchlists"
+        (wdir / "kursk-front.yaml").rename(wdir / "kursk.yaml")
+        assert reload_config(rt, settings) == []
+        [notice] = [r for r in rt.store.outbox_rows() if r.kind == "notice"]
+        assert notice.chat_id == ADMIN and "kursk-front" in notice.payload and "1 chats" in notice.payload
+    finally:
+        await rt.aclose()
+
+
+def test_check_rejects_a_dangling_symlink_and_names_the_line_of_a_bad_byte(workdir):
+    from tests.conftest import run_cli
+
+    wdir = workdir / "watchlists"
+    write_feeds_yaml(wdir, [{"id": "n", "url": "https://n.example/feed.xml"}])
+    (wdir / "extra.yaml").symlink_to(workdir / "nowhere.yaml")
+    (wdir / "latin.yaml").write_bytes(b"description: d\ngroups:\n  ort: [K\xfcrsk]\n")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(wdir)})
+    assert result.returncode == 2
+    assert f"{wdir / 'extra.yaml'}:1: a symlink to" in result.stdout
+    assert f"{wdir / 'latin.yaml'}:3: not UTF-8 text" in result.stdout
