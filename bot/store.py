@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from typing import Any
 
 from bot.errors import StoreError, StoreLockedError
 from bot.models import FeedState, Item, Match, OutboxRow
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 
@@ -151,7 +154,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            self._migrate(upgrade=lock)
             st = os.stat(path)
             self._identity = (st.st_dev, st.st_ino)
             # The instance that writes finds out now, not at the first poll's write.
@@ -228,7 +231,10 @@ class SqliteStore:
         finally:
             self._release_lock()
 
-    def _migrate(self) -> None:
+    def _migrate(self, upgrade: bool = True) -> None:
+        """Create or upgrade the schema. `upgrade` False (health, backtest: no instance lock) leaves an
+        existing older store as it is: a newer image's health check must not migrate the store under a
+        running older daemon."""
         has_meta = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
@@ -241,6 +247,8 @@ class SqliteStore:
                 f"{self.path} was written by a newer mediabot (schema {version}, this one knows "
                 f"{SCHEMA_VERSION}); upgrade mediabot or restore a backup made with this version"
             )
+        if version and not upgrade:
+            return
         for target in range(version, SCHEMA_VERSION):
             # executescript commits before it runs, so the script carries its own transaction:
             # a migration and its version bump land together or not at all.
@@ -822,8 +830,29 @@ class SqliteStore:
                 "DELETE FROM stories WHERE created < ? AND id NOT IN (SELECT story_id FROM outbox "
                 "WHERE story_id IS NOT NULL)", (cutoff,)
             ).rowcount
-            counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
+            newest = db.execute("SELECT MAX(first_seen) FROM seen").fetchone()[0]
+            if newest is not None and newest < seen_cutoff:
+                # Every key would go: the clock was set forward (a host that booted with a clock far behind)
+                # or the bot was off for longer than keys are kept. The feeds may still list those items.
+                logger.warning("prune: every seen key is older than %d days (the newest %s); kept, since the "
+                               "clock may have jumped", keep_seen_days or keep_days * 2, newest)
+                counts["seen"] = 0
+            else:
+                counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
         return counts
+
+    def touch_seen(self, keys: Sequence[str], now: datetime, older_than: datetime) -> int:
+        """Keys of items a feed still lists count as seen now when they were last marked before
+        `older_than`: an item a feed keeps for months is never pruned and alerted again. Returns rows."""
+        touched = 0
+        flat = sorted(set(keys))
+        with self._tx() as db:
+            for i in range(0, len(flat), 500):
+                chunk = flat[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                touched += db.execute(f"UPDATE seen SET first_seen=? WHERE first_seen < ? AND key IN ({marks})",
+                                      [_ts(now), _ts(older_than), *chunk]).rowcount
+        return touched
 
 
 class _LockedConnection:

@@ -187,3 +187,53 @@ async def test_a_next_poll_set_by_a_clock_that_ran_ahead_does_not_silence_the_fe
     now = datetime.now(UTC)
     assert feed_due(spec, FeedState("f", spec.url, next_poll=now + timedelta(days=365)), now, ignore_schedule=False)
     assert not feed_due(spec, FeedState("f", spec.url, next_poll=now + timedelta(hours=2)), now, ignore_schedule=False)
+
+
+async def test_an_item_a_feed_keeps_listing_never_alerts_again_however_old_its_key(tmp_path, feed_server):
+    """Seen keys are pruned after twice the retention; a feed that keeps an item longer than that (or a
+    host whose clock was far behind when the item arrived) made it new again and alerted it a second time."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from bot.store import SqliteStore
+
+    spec = _spec(feed_server, "/f.xml")
+    item = dict(STORY, guid="kept", link="https://x.example/kept")
+    feed_server.routes["/f.xml"] = Route(rss([item]))
+    assert _alerts(await _poll(tmp_path, [spec])) == 1
+    db = tmp_path / "state" / "mediabot.db"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE seen SET first_seen='2020-01-01T00:00:00+00:00'")  # recorded long ago (or so it looks)
+    con.commit()
+    con.close()
+    other = {"title": "Wetter", "description": "Sonnig.", "guid": "w", "link": "https://x.example/w", "ago": 1}
+    feed_server.routes["/f.xml"] = Route(rss([item, other]))  # the feed changes, the old item stays listed
+    assert _alerts(await _poll(tmp_path, [spec])) == 0
+    store = SqliteStore(db)
+    try:
+        store.prune(datetime.now(UTC), 30)
+    finally:
+        store.close()
+    feed_server.routes["/f.xml"] = Route(rss([item, other, dict(other, guid="w2", link="https://x.example/w2")]))
+    assert _alerts(await _poll(tmp_path, [spec])) == 0
+
+
+def test_a_prune_that_would_drop_every_seen_key_keeps_them(tmp_path):
+    """A host that booted with its clock a year behind, then synced: every key looks a year old."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import Item
+    from bot.store import NewItem, SqliteStore
+
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    try:
+        then = datetime.now(UTC) - timedelta(days=400)
+        it = Item(key="k", feed_id="f", title="t", summary="", link="https://x.example/k",
+                  canonical_link="https://x.example/k", guid="k", published=then, lang="de", source="S")
+        store.record_items([NewItem(it, ["g:k"], [], [])], None, then)
+        assert store.prune(datetime.now(UTC), 30)["seen"] == 0
+        assert store.seen_keys(["g:k"]) == {"g:k"}
+        store.record_items([NewItem(replace(it, key="n"), ["g:n"], [], [])], None, datetime.now(UTC))
+        assert store.prune(datetime.now(UTC), 30)["seen"] == 1  # with recent keys beside it, the old one goes
+    finally:
+        store.close()

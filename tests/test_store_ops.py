@@ -54,8 +54,9 @@ def test_prune_is_bounded_by_keep_seen_days_when_given(store):
     store.record_items([_new("a")], None, T0)
     store.prune(T0 + timedelta(days=40), keep_days=30, keep_seen_days=90)
     assert store.filter_new([["guid:a"]]) == [False]
+    store.record_items([_new("b")], None, T0 + timedelta(days=91))  # a store in use has recent keys too
     store.prune(T0 + timedelta(days=91), keep_days=30, keep_seen_days=90)
-    assert store.filter_new([["guid:a"]]) == [True]
+    assert store.filter_new([["guid:a"], ["guid:b"]]) == [True, False]
 
 
 def test_reopen_keeps_everything_and_the_schema_version(tmp_path):
@@ -139,6 +140,11 @@ def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
     con.execute("INSERT INTO feeds(id, url) VALUES('news', 'https://moved.example/feed')")
     con.commit()
     con.close()
+    looked = SqliteStore(path, lock=False)  # `mediabot health` of a newer image beside the old daemon
+    try:
+        assert looked.schema_version() == 1 and looked.check_writable()  # looks, does not upgrade
+    finally:
+        looked.close()
     s = SqliteStore(path)
     try:
         assert s.schema_version() == SCHEMA_VERSION == 3
