@@ -26,6 +26,7 @@ from bot.log import setup_logging
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED, EXIT_STORE = 0, 1, 2, 3, 4
 EXIT_PIPE = 141
+MAX_RECORD_CHARS = 1_000_000  # one `mediabot match` input line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,9 +257,13 @@ def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settin
     last_dated: datetime | None = None
     bad = 0
     for lineno, line in enumerate(source, 1):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write one
         if not line.strip():
             continue
         try:
+            if len(line) > MAX_RECORD_CHARS:  # the bot keeps 2,500 characters of an item: this is not one
+                raise ValueError(f"longer than {MAX_RECORD_CHARS:,} characters")
             record = json.loads(line)
             problem = record_problem(record)
         except (ValueError, RecursionError) as exc:  # (RecursionError: arrays nested thousands deep)

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from bot.models import Item
+from bot.models import MAX_SUMMARY, MAX_TITLE, Item
 from bot.text import FUNCTION_WORDS, fold_chars, fold_word, lead, words
 
 _TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "at_", "wt_", "ga_", "hsa_", "oly_")
@@ -616,6 +616,8 @@ def record_problem(record: object) -> str | None:
         return "not a JSON object"
     if record.get("id") is None or not isinstance(record.get("title"), str):
         return "`id` and `title` (text) are required"
+    if isinstance(record["id"], bool) or not isinstance(record["id"], (str, int)) or record["id"] == "":
+        return "`id` must be text or a whole number"
     wrong = [k for k in RECORD_TEXT_FIELDS if record.get(k) is not None and not isinstance(record[k], str)]
     if wrong:
         return f"{', '.join(f'`{k}`' for k in wrong)} must be text"
@@ -646,8 +648,9 @@ def item_from_record(record: Mapping[str, Any], undated: datetime | None = None)
     link = str(record.get("link") or "")
     canon = canonical_link(link)
     return Item(
-        key=str(record.get("id")), feed_id=str(record.get("source") or ""), title=str(record.get("title") or ""),
-        summary=str(record.get("summary") or ""), link=link, canonical_link=canon, guid="",
+        key=str(record.get("id")), feed_id=str(record.get("source") or ""),
+        title=str(record.get("title") or "")[:MAX_TITLE], summary=str(record.get("summary") or "")[:MAX_SUMMARY],
+        link=link, canonical_link=canon, guid="",
         published=published or undated or datetime(1970, 1, 1, tzinfo=UTC), lang=str(record.get("lang") or ""),
         source=str(record.get("source") or ""), dated=published is not None,
     )

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+MAX_TITLE = 500  # characters of a headline kept from a feed (and from a `mediabot match` record)
+MAX_SUMMARY = 2000  # characters of a teaser kept: matching and dedup see no more, in the bot or in `match`
 
 @dataclass(frozen=True, slots=True)
 class FeedSpec:

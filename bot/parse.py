@@ -21,11 +21,8 @@ import feedparser
 from bot.dedup import canonical_link, identity_keys
 from bot.errors import ParseError
 from bot.fastparse import parse_well_formed
-from bot.models import FeedSpec, Item
+from bot.models import MAX_SUMMARY, MAX_TITLE, FeedSpec, Item
 from bot.text import html_to_text, repair_mojibake, shorten
-
-MAX_TITLE = 500
-MAX_SUMMARY = 2000
 
 # feedparser options: we strip HTML to text ourselves and escape everything we send, so its
 # sanitizer and relative-URI rewriting inside content are wasted work (FACTS.md: ~30-40% faster).

@@ -132,6 +132,26 @@ def test_match_survives_lines_that_broke_it(tmp_path: Path):
     assert lines[1]["line"] == 2 and lines[3]["line"] == 4 and "`summary`" in lines[3]["error"]
 
 
+def test_match_reads_items_as_the_bot_does(tmp_path: Path):
+    """`match` is how an admin checks what the bot would do: it kept teasers whole while the bot cuts them
+    at 2,000 characters (a term past that matched in `match` and never alerted), read a 62 MB line for
+    minutes, refused a byte-order mark and took any JSON as `id`."""
+    long_teaser = "Die Lage an der Front bleibt angespannt. " * 60 + "Nordkoreanische Soldaten kämpfen bei Kursk."
+    path = tmp_path / "items.jsonl"
+    path.write_text("\ufeff" + json.dumps({"id": "a", "title": "Lagebericht", "summary": long_teaser}) + "\n"
+                    + json.dumps({"id": "b", "title": "x", "summary": "y" * 1_100_000}) + "\n"
+                    + json.dumps({"id": {"x": 1}, "title": "Kursk"}) + "\n"
+                    + json.dumps({"id": 7, "title": "Nordkoreanische Soldaten kämpfen bei Kursk"}) + "\n",
+                    encoding="utf-8")
+    result = run_cli(["match", "--items", str(path)], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0] == {**lines[0], "id": "a", "watchlists": []}  # the words past 2,000 characters: unseen
+    assert lines[1]["id"] is None and "longer than 1,000,000 characters" in lines[1]["error"]
+    assert lines[2]["id"] is None and "`id` must be text or a whole number" in lines[2]["error"]
+    assert lines[3]["id"] == 7 and lines[3]["watchlists"]
+    assert result.returncode == 1
+
+
 def _dups(items: list[dict[str, object]]) -> list[object]:
     stdin = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
     result = run_cli(["match"], {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")}, input=stdin)
