@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from bot import __version__
 from bot.config import Config, Settings, load_config, load_settings, mask_secret
@@ -51,8 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PIPE
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a mistyped command line; here 2 means a configuration to fix (cron alerts key on
+    it), so usage errors exit 1 as documented."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mediabot",
+    p = _Parser(prog="mediabot",
                                 description="Media-monitoring alert bot: feeds -> watchlists -> Telegram.")
     p.add_argument("--version", action="version", version=f"mediabot {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

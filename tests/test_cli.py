@@ -205,3 +205,10 @@ def test_poll_once_lists_feeds_it_left_out_while_they_back_off(workdir: Path, fe
     assert "polled 1 feeds" in second.stderr
     assert "1 feeds not polled" in second.stderr
     assert "waiting: broken: HTTP 500 (1× in a row, next try " in second.stderr
+
+
+def test_a_mistyped_command_line_exits_1_not_the_config_code_2():
+    for args in (["frobnicate"], ["poll"], ["backtest"], ["match", "--nope"]):
+        result = run_cli(args, {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
+        assert result.returncode == 1, (args, result.stderr)
+        assert "usage: mediabot" in result.stderr
