@@ -695,22 +695,6 @@ async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float 
 _said: dict[str, float] = {}  # what the polling error callback last said, when (monotonic)
 
 
-class _QuietShutdownPoll(logging.Filter):
-    """At stop PTB calls getUpdates once more to confirm what it fetched; when that fails (the other
-    process still polls, Telegram is down) it logs a full traceback at ERROR. Nothing is lost (unconfirmed
-    updates come again next start): one line at WARNING."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("Error while calling `get_updates` one more time"):
-            error = record.exc_info[1] if record.exc_info else None
-            record.msg, record.args = "telegram: could not confirm the last updates at stop (%s); they may " \
-                                      "be fetched again at the next start", (error,)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-logging.getLogger("telegram.ext.Updater").addFilter(_QuietShutdownPoll())
 
 
 def _polling_failed(exc: Exception) -> None:

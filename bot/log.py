@@ -16,6 +16,10 @@ from types import TracebackType
 from typing import IO, Any
 
 _TOKEN_RE = re.compile(r"\d{5,12}:[A-Za-z0-9_-]{30,}")
+# Credentials in URLs (agency feeds with basic auth or an API key), as feed URLs appear in log lines
+_URL_USER_RE = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
+_URL_SECRET_RE = re.compile(r"([?&](?:api[_-]?key|key|token|access_token|auth|password|passwd|pass|secret|sig|"
+                            r"signature)=)[^&#\s\"']+", re.IGNORECASE)
 
 
 class RedactingFilter(logging.Filter):
@@ -28,6 +32,8 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[REDACTED]")
+        text = _URL_USER_RE.sub("[REDACTED]@", text)
+        text = _URL_SECRET_RE.sub(r"\1[REDACTED]", text)
         return _TOKEN_RE.sub("[REDACTED]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -43,6 +49,32 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+class LibraryNoise(logging.Filter):
+    """python-telegram-bot logs some conditions mediabot handles as ERROR with a traceback: a 5xx error page
+    (not JSON) from Telegram or a proxy in front of it, which is retried; a failed confirmation poll at
+    stop, after which the updates simply come again. One WARNING line each."""
+
+    _REWRITES = (
+        ("Can not load invalid JSON data", "telegram answered with something that is not JSON (an error page "
+                                           "from Telegram or a proxy?); retrying"),
+        ("Error while calling `get_updates` one more time", "telegram: could not confirm the last updates at "
+                                                             "stop; they may be fetched again at the next start"),
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("telegram") and record.levelno >= logging.ERROR:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                return True
+            for start, said in self._REWRITES:
+                if message.startswith(start):
+                    record.msg, record.args = said, None
+                    record.exc_info, record.exc_text = None, None
+                    record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
@@ -95,6 +127,7 @@ def setup_logging(level: str = "INFO", secrets: list[str] | None = None, json_li
                                                              "%H:%M:%S")
     )
     redactor = RedactingFilter(secrets or [])
+    handler.addFilter(LibraryNoise())
     handler.addFilter(redactor)
     _install_record_factory(redactor)
     root.addHandler(handler)

@@ -122,3 +122,26 @@ def test_poll_once_at_debug_never_logs_the_token(workdir, feed_server, telegram)
     logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(r["level"] == "debug" for r in logs)  # DEBUG really was on
     assert any("chat unavailable" in r["msg"] for r in logs)
+
+
+def test_credentials_in_feed_urls_are_redacted(stream):
+    """Agency feeds carry basic-auth users or API keys in their URLs, and feed URLs appear in log lines."""
+    setup_logging("INFO", [TOKEN], json_lines=True, stream=stream)
+    logging.getLogger("bot.pipeline").info("feed URL changed in feeds.yaml feed=%s url=%s", "a",
+                                           "https://agency:S3cretPass@feeds.example/a?apikey=K3YSECRET2&lang=de")
+    [record] = _lines(stream)
+    assert "S3cretPass" not in record["msg"] and "K3YSECRET2" not in record["msg"]
+    assert record["msg"].endswith("url=https://[REDACTED]@feeds.example/a?apikey=[REDACTED]&lang=de")
+
+
+def test_an_error_page_from_telegram_is_one_warning_not_an_error_with_a_traceback(stream):
+    """A proxy in front of the Bot API answering 502 with HTML: PTB logged ERROR and a JSONDecodeError
+    traceback on every retry, which pages on-call for a condition the bot rides out."""
+    setup_logging("INFO", [TOKEN], json_lines=True, stream=stream)
+    try:
+        json.loads("<html><head><title>502 Bad Gateway</title></head></html>")
+    except ValueError:
+        logging.getLogger("telegram.request.BaseRequest").exception(
+            'Can not load invalid JSON data: "%s"', "<html><head><title>502 Bad Gateway</title>")
+    [record] = _lines(stream)
+    assert record["level"] == "warning" and "exc" not in record and "not JSON" in record["msg"]
