@@ -73,6 +73,15 @@ class Match:
             seen.setdefault(hit.term, None)
         return list(seen)
 
+    @property
+    def words(self) -> list[str]:
+        """The words the terms took, as the item writes them, distinct and in first-hit order: what an
+        alert shows ("Artilleriegranaten", not the term names "Munition, ammunition")."""
+        seen: dict[str, str] = {}
+        for hit in self.hits:
+            seen.setdefault((hit.text or hit.term).casefold(), hit.text or hit.term)
+        return list(seen.values())
+
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:

@@ -470,7 +470,7 @@ class SqliteStore:
                     payload = _alert_payload(it)
                     for chat_id, watchlist in n.alert_chats:
                         body = dict(payload, watchlist=watchlist,
-                                    terms=next((m.terms for m in n.matches if m.watchlist == watchlist), []))
+                                    terms=next((m.words for m in n.matches if m.watchlist == watchlist), []))
                         if len(lists := n.chat_lists.get(chat_id, ())) > 1:
                             body["lists"] = list(lists)  # every list of this chat it matched (button mutes)
                         db.execute(

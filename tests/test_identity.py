@@ -237,3 +237,16 @@ def test_a_prune_that_would_drop_every_seen_key_keeps_them(tmp_path):
         assert store.prune(datetime.now(UTC), 30)["seen"] == 1  # with recent keys beside it, the old one goes
     finally:
         store.close()
+
+
+async def test_an_alert_names_the_words_it_matched_as_the_item_writes_them(tmp_path, feed_server):
+    """The "matched" line listed term names: a German alert read "Munition, ammunition" for the one word
+    "Artilleriegranaten", and "the war" for "Ukraine"."""
+    spec = _spec(feed_server, "/f.xml")
+    feed_server.routes["/f.xml"] = Route(rss([{
+        "title": "Nordkorea liefert Russland Artilleriegranaten", "guid": "g", "link": "https://x.example/g",
+        "description": "Nordkorea hat Russland nach südkoreanischen Angaben Millionen Artilleriegranaten geliefert.",
+        "ago": 2}]))
+    out = await _poll(tmp_path, [spec])
+    [line] = [ln for ln in out.splitlines() if "Treffer:" in ln]
+    assert "Artilleriegranaten" in line and "ammunition" not in line and "Munition" not in line, line
