@@ -76,7 +76,7 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     source = str(payload.get("source") or "")
     when = ""
     if payload.get("published"):
-        when = datetime.fromisoformat(str(payload["published"])).astimezone(tz).strftime("%d.%m.%Y %H:%M")
+        when = datetime.fromisoformat(str(payload["published"])).astimezone(tz).strftime("%d.%m.%Y %H:%M %Z")
     terms = [str(t) for t in payload.get("terms") or []]
     summary = shorten(str(payload.get("summary") or ""), SUMMARY_CHARS)
     if summary and title and summary.startswith(title):

@@ -390,3 +390,16 @@ async def test_a_store_that_cannot_record_a_sent_message_never_makes_it_go_again
     assert [r.state for r in rt.store.outbox_rows()] == ["sent"] * 3
     assert sum("cannot record deliveries" in r.getMessage() for r in caplog.records) == 1
     assert not any("never retrieved" in r.getMessage() for r in caplog.records)
+
+
+def test_an_alerts_time_names_its_time_zone():
+    """Desks in several countries read one channel: "18:38" alone left them guessing whose clock."""
+    from zoneinfo import ZoneInfo
+
+    from bot.alerts import render_alert
+
+    payload = {"title": "Kursk", "source": "Example", "published": "2026-11-26T17:38:00+00:00"}
+    winter = render_alert(payload, watchlist_name="Kursk", tz=ZoneInfo("Europe/Berlin"))
+    assert "Example · 26.11.2026 18:38 CET" in winter.html
+    summer = render_alert({**payload, "published": "2026-07-01T17:38:00+00:00"}, watchlist_name="Kursk", tz=UTC)
+    assert "01.07.2026 17:38 UTC" in summer.html
