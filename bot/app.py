@@ -51,6 +51,9 @@ class Runtime:
         if self.bot is not None:
             try:
                 await self.bot.shutdown()
+                # A Bot that only sent (poll --once) was never initialised, and its shutdown() returns
+                # without closing anything: close its connection pool too (idempotent).
+                await self.bot.request.shutdown()
             except Exception:
                 logger.warning("telegram client did not shut down cleanly", exc_info=True)
         self.store.close()
