@@ -48,9 +48,9 @@ class StorePort(Protocol):
     def seen_keys(self, keys: Iterable[str]) -> set[str]: ...
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
     def unmatched_texts(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]: ...
-    def touch_seen(self, keys: Sequence[str], now: datetime, older_than: datetime) -> int: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
-                     notices: Sequence[tuple[int, str]] = ()) -> list[int]: ...
+                     notices: Sequence[tuple[int, str]] = (), still_listed: Sequence[str] = (),
+                     touch_before: datetime | None = None) -> list[int]: ...
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
@@ -334,7 +334,7 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
 
 async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
                outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
-               new_items: Sequence[NewItem] = ()) -> FeedOutcome:
+               new_items: Sequence[NewItem] = (), still_listed: Sequence[str] = ()) -> FeedOutcome:
     if state.failures >= FAILING_NOTICE_AFTER:  # the admins were told it failed: tell them it is back
         text = f"Feed {spec.name} ({spec.id}) works again after {state.failures} failed polls."
         notices = [*notices, *((a, text) for a in ctx.settings.admins)]
@@ -347,7 +347,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices)
+    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices, still_listed)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -365,9 +365,8 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
               if not is_new and not all(k in seen for k in keys)]
     if edited:
         await ctx.in_store(ctx.store.learn_keys, edited, now)
+    # items a feed keeps listing stay seen however long it keeps them (and after a clock jump): with the write
     still_listed = [k for keys in keyed for k in keys if k in seen]
-    if still_listed:  # items a feed keeps listing stay seen however long it keeps them (and after a clock jump)
-        await ctx.in_store(ctx.store.touch_seen, still_listed, now, now - timedelta(days=settings.retention_days))
     rewritten = await _rewritten(ctx, items, fresh, found)
     new: list[tuple[Item, list[str]]] = []
     known: list[list[Match]] = []  # matches the parse process already found, for the new items
@@ -425,7 +424,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     for ms in matches:
         for m in ms:
             outcome.by_watchlist[m.watchlist] = outcome.by_watchlist.get(m.watchlist, 0) + 1
-    return await _succeeded(ctx, spec, state, now, result, outcome, notices, records)
+    return await _succeeded(ctx, spec, state, now, result, outcome, notices, records, still_listed)
 
 
 async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[bool],
@@ -456,7 +455,7 @@ def _squash(texts: tuple[str, str]) -> tuple[str, ...]:
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
-           notices: Sequence[tuple[int, str]]) -> int:
+           notices: Sequence[tuple[int, str]], still_listed: Sequence[str] = ()) -> int:
     """Everything one feed's poll writes, on the store's single writer thread, in order: the story
     lookup for matched items, the transaction, the new stories into the dedup index, then "also: ..."
     edits for later copies. Because one thread does this for every feed, a copy of a story that
@@ -472,7 +471,8 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
                 n = replace(n, story_id=story_id, alert_chats=[(c, w) for c, w in n.alert_chats if c not in reached])
             folded.append(n)
         new_items = folded
-    story_ids = ctx.store.record_items(new_items, state, now, notices)
+    story_ids = ctx.store.record_items(new_items, state, now, notices, still_listed,
+                                       now - timedelta(days=ctx.settings.retention_days))
     if ctx.stories is not None:
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:

@@ -383,7 +383,9 @@ class SqliteStore:
             chunk = flat[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for r in self._db.execute(
-                    f"SELECT key, title, summary FROM items WHERE key IN ({marks}) AND story_id IS NULL", chunk):
+                    # "+story_id": look rows up by key; SQLite would pick the story_id index and scan every
+                    # unmatched item (a cycle of 1,000 changed feeds went from 5 s to 17 s)
+                    f"SELECT key, title, summary FROM items WHERE key IN ({marks}) AND +story_id IS NULL", chunk):
                 out[r[0]] = (r[1], r[2])
         return out
 
@@ -411,11 +413,14 @@ class SqliteStore:
         return added
 
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
-                     notices: Iterable[tuple[int, str]] = ()) -> list[int]:
+                     notices: Iterable[tuple[int, str]] = (), still_listed: Sequence[str] = (),
+                     touch_before: datetime | None = None) -> list[int]:
         """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
         in ONE transaction: after a crash either all of it is there or none (and the items are new
         again on the next poll). Returns the story id of each item (0 for items that matched nothing:
-        they get no story, and are written in bulk)."""
+        they get no story, and are written in bulk). `still_listed`: keys of known items the feed still
+        lists; those marked seen before `touch_before` count as seen now, so an item a feed keeps for
+        months is never pruned and alerted again."""
         stamp = _ts(now)
         story_ids: list[int] = []
         with self._tx() as db:
@@ -432,7 +437,7 @@ class SqliteStore:
                 marks = ",".join("?" * len(n.keys))
                 if n.rewritten:
                     db.execute(f"DELETE FROM seen WHERE key IN ({marks}) AND item_id IS NULL", list(n.keys))
-                    db.execute("DELETE FROM items WHERE key=? AND story_id IS NULL", (n.item.key,))
+                    db.execute("DELETE FROM items WHERE key=? AND +story_id IS NULL", (n.item.key,))
                 # Checked again inside the transaction: two feeds polled at once may carry the same
                 # article, and only the first to commit may alert.
                 if n.keys and db.execute(f"SELECT 1 FROM seen WHERE key IN ({marks}) LIMIT 1", list(n.keys)).fetchone():
@@ -484,6 +489,13 @@ class SqliteStore:
                     "VALUES(?, 'notice', '', ?, ?, ?)",
                     (chat_id, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp),
                 )
+            if still_listed and touch_before is not None:
+                flat = sorted(set(still_listed))
+                for i in range(0, len(flat), 500):
+                    chunk = flat[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(f"UPDATE seen SET first_seen=? WHERE key IN ({marks}) AND +first_seen < ?",
+                               [stamp, *chunk, _ts(touch_before)])
             if state is not None:
                 self._save_feed_state(db, state)
         return story_ids
@@ -840,19 +852,6 @@ class SqliteStore:
             else:
                 counts["seen"] = db.execute("DELETE FROM seen WHERE first_seen < ?", (seen_cutoff,)).rowcount
         return counts
-
-    def touch_seen(self, keys: Sequence[str], now: datetime, older_than: datetime) -> int:
-        """Keys of items a feed still lists count as seen now when they were last marked before
-        `older_than`: an item a feed keeps for months is never pruned and alerted again. Returns rows."""
-        touched = 0
-        flat = sorted(set(keys))
-        with self._tx() as db:
-            for i in range(0, len(flat), 500):
-                chunk = flat[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                touched += db.execute(f"UPDATE seen SET first_seen=? WHERE first_seen < ? AND key IN ({marks})",
-                                      [_ts(now), _ts(older_than), *chunk]).rowcount
-        return touched
 
 
 class _LockedConnection:
