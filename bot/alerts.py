@@ -6,11 +6,12 @@ and a message never exceeds Telegram's 4096 characters.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -146,15 +147,20 @@ def render_notice(text: str) -> Rendered:
 _DIGEST_ROOM = MAX_MESSAGE - 200  # the heading line and "… +N more" take the rest
 
 
-def _digest_line(p: Mapping[str, Any], names: Mapping[str, str]) -> tuple[str, str]:
-    """One story of a digest: (HTML, plain text)."""
+def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UTC) -> tuple[str, str]:
+    """One story of a digest: (HTML, plain text), with the time it was published (`tz`; the pager
+    measures in UTC: the same length)."""
     title = shorten(str(p.get("title") or ""), 160)
     link = _safe_url(str(p.get("link") or ""))
     source = str(p.get("source") or "")
     wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
-    item_html = f'• <a href="{_e(link)}">{_e(title)}</a>' if link else f"• {_e(title)}"
+    when = ""
+    if p.get("published"):
+        with contextlib.suppress(TypeError, ValueError):
+            when = datetime.fromisoformat(str(p["published"])).astimezone(tz).strftime("%H:%M ")
+    item_html = f'• {when}<a href="{_e(link)}">{_e(title)}</a>' if link else f"• {when}{_e(title)}"
     item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
-    return item_html, f"• {title} ({source}; {wl}) {link or ''}".rstrip()
+    return item_html, f"• {when}{title} ({source}; {wl}) {link or ''}".rstrip()
 
 
 def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None
@@ -183,7 +189,7 @@ def render_digest(entries: Sequence[Mapping[str, Any]], *, heading: str, tz: tzi
     lines_plain = [f"{heading} — {len(entries)} {words['stories']}"]
     shown = 0
     for p in entries:
-        item_html, item_plain = _digest_line(p, names)
+        item_html, item_plain = _digest_line(p, names, tz)
         if sum(len(x) + 1 for x in lines_html) + len(item_html) > MAX_MESSAGE - 80:
             break
         lines_html.append(item_html)

@@ -403,3 +403,15 @@ def test_an_alerts_time_names_its_time_zone():
     assert "Example · 26.11.2026 18:38 CET" in winter.html
     summer = render_alert({**payload, "published": "2026-07-01T17:38:00+00:00"}, watchlist_name="Kursk", tz=UTC)
     assert "01.07.2026 17:38 UTC" in summer.html
+
+
+def test_a_digest_line_says_when_the_story_was_published():
+    """A digest after quiet hours listed stories without times: which came first overnight was lost."""
+    from zoneinfo import ZoneInfo
+
+    from bot.alerts import render_digest
+
+    entries = [{"title": "Kursk", "source": "A", "watchlist": "kursk-front", "link": "https://a.example/1",
+                "published": "2026-11-26T05:10:00+00:00"}]
+    digest = render_digest(entries, heading="Digest", tz=ZoneInfo("Europe/Berlin"), names={"kursk-front": "Kursk"})
+    assert '• 06:10 <a href="https://a.example/1">Kursk</a> <i>(A; Kursk)</i>' in digest.html
