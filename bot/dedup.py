@@ -273,22 +273,24 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
 # lists: `*` marks a prefix; all are compared after the index's folding and stemming. Korean words are
 # shorter than the index keeps.
 _EVENTS = {
-    "deploy": "schick* geschickt entsend* entsandt send sends sent deploy* dispatch* отправ* направ* перебро* "
-              "перебрас* відправ* перекин* перекид*",
-    "withdraw": "abgezog* abzieh* abzug rückzug* zurückgezog* zurückzieh* withdr* pull pulls pulled вывод* "
-                "вывел* выведен* отвод* вивод* вивед* вивел* відвод*",
-    "capture": "gefangen* festgenommen captur* плен* полон*",
+    "deploy": "schickt* schicken schickte* geschickt entsend* entsandt send sends sent deploy* dispatch* отправ* "
+              "направ* перебро* перебрас* відправ* перекин* перекид*",
+    "withdraw": "abgezog* abzieh* abzug rückzug* zurückgezog* zurückzieh* withdr* pull pulls pulled выводит* "
+                "выводят* вывел* выведен* выведут отводит* отвел* виводит* виводять* вивед* вивел* вивів* відвод*",
+    "capture": "gefangen* festgenommen captur* плен плена пленн* пленен* пленил* полон*",
     "killed": "getötet tötet töten tot tote toten gefallen gefallene starb gestorben stirbt killed kill kills "
-              "dead died dies погиб* убит* убил* загин* загибл* вбит* вбил*",
-    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отраз*",
+              "dead died погиб* убит* убил* загин* загибл* вбит* вбил*",
+    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отразил* отражен*",
     "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн*",
     "reject": "lehnt abgelehnt ablehn* zurückgewiesen reject* refus* отверг* отклон* відкин* відхил*",
 }
 _CONTRASTS = (("deploy", "withdraw"), ("capture", "killed"), ("attack", "recapture"))
 _ONE_SIDED = frozenset({"withdraw", "reject"})
 _ACTORS = {
-    "putin": "putin путин* путін*", "kim": "kim ким кім", "zelensky": "selensk* zelensk* зеленск* зеленськ*",
-    "kremlin": "kreml* кремл*", "lavrov": "lawrow lavrov лавров*", "shoigu": "schoigu shoigu шойгу",
+    # the Kremlin is Putin's office: a copy says one for the other
+    "putin": "putin путин* путін* kreml* кремл*", "kim": "kim ким кім",
+    "zelensky": "selensk* zelensk* зеленск* зеленськ*", "lavrov": "lawrow lavrov лавров*",
+    "shoigu": "schoigu shoigu шойгу",
     "belousov": "beloussow belousov белоусов* білоусов*", "trump": "trump трамп*", "biden": "biden байден*",
 }
 
@@ -331,21 +333,48 @@ def headline_classes(title: str) -> tuple[frozenset[str], frozenset[str]]:
     return events, actors
 
 
+_NAMED: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # stem -> its classes; bounded like _STEMS
+_NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+
 def word_classes(stems: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
     """(event classes, actors) named by a set of stems."""
     events: set[str] = set()
     actors: set[str] = set()
     for st in stems:
-        events |= _classes(st, _EVENT_LEXICON)
-        actors |= _classes(st, _ACTOR_LEXICON)
+        named = _NAMED.get(st)
+        if named is None:
+            found = (frozenset(_classes(st, _EVENT_LEXICON)), frozenset(_classes(st, _ACTOR_LEXICON)))
+            named = found if found[0] or found[1] else _NOTHING
+            if len(_NAMED) > 200_000:
+                _NAMED.clear()
+            _NAMED[st] = named
+        if named is not _NOTHING:
+            events |= named[0]
+            actors |= named[1]
     return frozenset(events), frozenset(actors)
 
 
+def teaser_classes(summary: str) -> str | None:
+    """The events and leaders a teaser names, as one short interned string ("capture deploy|putin"); None
+    for no teaser."""
+    if not summary.strip():
+        return None
+    events, actors = word_classes(_stems(summary))
+    return sys.intern(" ".join(sorted(events)) + "|" + " ".join(sorted(actors)))
+
+
 def events_differ(a: tuple[frozenset[str], frozenset[str]], head_a: tuple[frozenset[str], frozenset[str]],
-                  b: tuple[frozenset[str], frozenset[str]], head_b: tuple[frozenset[str], frozenset[str]]) -> bool:
+                  b: tuple[frozenset[str], frozenset[str]], head_b: tuple[frozenset[str], frozenset[str]],
+                  teasers: tuple[str | None, str | None] = (None, None)) -> bool:
     """Do two items report different events? Each argument is (event classes, actors), of a whole item
     or of its headline: only what a headline says counts against the other item, since background
-    sentences name other events ("units withdrawn for recovery" under a report of a village retaken)."""
+    sentences name other events ("units withdrawn for recovery" under a report of a village retaken).
+    `teasers`: both items' `teaser_classes`; teasers that name the same events and leaders tell one story
+    whatever the headlines' words ("rejects as fake" / "calls it fake", "Putin signs" / "Kremlin: Russia
+    ratifies"), since a list of words never knows every synonym."""
+    if teasers[0] is not None and teasers[0] == teasers[1]:
+        return False
     ev_a, ev_b = head_a[0] - b[0], head_b[0] - a[0]  # events each headline names and the other item never does
     if (ev_a | ev_b) & _ONE_SIDED:
         return True
@@ -384,6 +413,7 @@ class _Entry:
     title_words: array[int]
     numbers: str  # figures in the headline, space-separated (a str: 50 bytes, a frozenset 200+)
     title: str  # the headline as written, folded only for the actor-swap check of a candidate that clears the bar
+    teaser: str | None  # the events and leaders its teaser names ("capture|putin"), None without a teaser
     weights: tuple[float, float, int] | None = None  # (words, title words, index size when computed)
 
 
@@ -506,7 +536,8 @@ class StoryIndex:
                         mine = ((whole[0] | head[0], whole[1]), head)
                     theirs = self._entry_classes(entry.words)
                     theirs_head = headline_classes(entry.title)
-                    if events_differ(mine[0], mine[1], (theirs[0] | theirs_head[0], theirs[1]), theirs_head):
+                    if events_differ(mine[0], mine[1], (theirs[0] | theirs_head[0], theirs[1]), theirs_head,
+                                     (teaser_classes(summary), entry.teaser)):
                         continue
                     best, best_margin = entry.key, margin
             return best
@@ -554,7 +585,8 @@ class StoryIndex:
             eid = self._next
             self._next += 1
             numbers = sys.intern(" ".join(sorted(title_numbers(title))))
-            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers, title)
+            self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers, title,
+                                        teaser_classes(summary))
             self._order.append(eid)
             df, postings = self._df, self._postings
             for i in ids:
