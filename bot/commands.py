@@ -662,20 +662,26 @@ async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float 
     """Check the token (getMe) and start long polling. Network trouble is retried with backoff until it
     works or `stop` is set (False): a Telegram outage at boot must not become a crash loop, and feeds are
     polled and alerts queued meanwhile. A rejected token raises TokenRejectedError: waiting cannot fix it."""
-    from telegram.error import InvalidToken, NetworkError
+    from telegram.error import InvalidToken, RetryAfter, TelegramError
+
+    from bot.deliver import retry_after_seconds
 
     wait = first_wait
     while True:
+        pause = wait
         try:
             await app.initialize()
             break
         except InvalidToken as exc:
             raise TokenRejectedError() from exc
-        except NetworkError as exc:  # includes TimedOut and Telegram's 5xx answers
+        except RetryAfter as exc:  # flood control: wait what Telegram asks, it is not a fault to fix
+            pause = max(wait, retry_after_seconds(exc))
+            logger.warning("telegram asks to wait at start (flood control), retrying in %.0f s", pause)
+        except TelegramError as exc:  # network, timeouts, 5xx and other answers that may pass
             logger.warning("telegram not reachable at start, retrying in %.0f s; feeds are polled and alerts "
-                           "queue meanwhile: %s", wait, exc)
+                           "queue meanwhile: %s", pause, exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=wait)
+            await asyncio.wait_for(stop.wait(), timeout=pause)
         if stop.is_set():
             return False
         wait = min(wait * 2, longest_wait)

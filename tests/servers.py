@@ -275,6 +275,7 @@ class TelegramStub:
         self.on_accept: Callable[[SentMessage], None] | None = None  # runs after a message is recorded
         self.delay = 0.0
         self.deleted: set[int] = set()  # message ids a user deleted: editMessageText answers "not found"
+        self.flood_getme = 0  # the next N getMe calls answered 429 (flood control), retry_after 1
         self.conflict = False  # getUpdates answered 409, as when another process polls with the token
         self.reject_token = False  # every call answered 401 Unauthorized, as for a revoked token
         self.unavailable = 0  # the next N calls are answered 502 Bad Gateway (an outage)
@@ -425,6 +426,10 @@ class TelegramStub:
             self.calls.append((method, p, now))
         if self.delay:
             time.sleep(self.delay)
+        if method == "getMe" and self.flood_getme > 0:
+            self.flood_getme -= 1
+            return 429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                         "parameters": {"retry_after": 1}}
         if method == "getMe":
             return 200, {"ok": True, "result": {"id": 42, "is_bot": True, "first_name": "mediabot",
                                                  "username": "mediabot_test_bot", "can_join_groups": True,

@@ -241,3 +241,19 @@ def test_ticks_go_on_during_a_long_cycle_so_health_stays_green(workdir, feed_ser
     finally:
         err = _stop(daemon)
     assert "maximum number of running instances" not in err
+
+
+def test_flood_control_at_start_is_waited_out_not_an_exit(workdir, feed_server, telegram):
+    """A 429 to getMe at boot stopped the daemon with exit 2, "a configuration to fix": with a restart
+    policy, a crash loop that asked getMe again at each start."""
+    _feed(workdir, feed_server, [UNRELATED])
+    telegram.flood_getme = 1
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: any(m == "getUpdates" for m, _p, _t in telegram.calls), timeout=15), "never connected"
+        assert daemon.poll() is None
+    finally:
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert "flood control" in err and "telegram connected" in err
