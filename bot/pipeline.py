@@ -47,7 +47,7 @@ class StorePort(Protocol):
     def save_feed_state(self, s: FeedState) -> None: ...
     def seen_keys(self, keys: Iterable[str]) -> set[str]: ...
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
-    def unmatched_texts(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+    def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = (), still_listed: Sequence[str] = (),
                      touch_before: datetime | None = None) -> list[int]: ...
@@ -429,13 +429,16 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
 
 async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[bool],
                      found: list[list[Match]] | None) -> set[int]:
-    """Positions of known items that matched nothing when stored and match now that the outlet rewrote
-    them: a bare "Eilmeldung" filled in under the same guid and link. They never alerted, so they count
-    as new. (Edits of items that did match never alert again: `learn_keys`.)"""
+    """Positions of known items that matched nothing when stored (within the dedup window) and match now
+    that the outlet rewrote them: a bare "Eilmeldung" filled in under the same guid and link. They never
+    alerted, so they count as new. (Edits of items that did match never alert again: `learn_keys`.)"""
     known = [i for i, is_new in enumerate(fresh) if not is_new]
     if not known:
         return set()
-    stored = await ctx.in_store(ctx.store.unmatched_texts, [items[i].key for i in known])
+    # only items first seen lately: a placeholder is filled in within hours; an old item a feed keeps and
+    # touches up (or one an upgrade now reads better) must not alert days later
+    since = ctx.now() - timedelta(seconds=ctx.settings.dedup_window)
+    stored = await ctx.in_store(ctx.store.unmatched_texts, [items[i].key for i in known], since)
     changed = [i for i in known if items[i].key in stored
                and _squash(stored[items[i].key]) != _squash((items[i].title, items[i].summary))]
     if not changed:

@@ -250,3 +250,22 @@ async def test_an_alert_names_the_words_it_matched_as_the_item_writes_them(tmp_p
     out = await _poll(tmp_path, [spec])
     [line] = [ln for ln in out.splitlines() if "Treffer:" in ln]
     assert "Artilleriegranaten" in line and "ammunition" not in line and "Munition" not in line, line
+
+
+async def test_an_old_unmatched_item_touched_up_days_later_does_not_alert(tmp_path, feed_server):
+    """The rewritten-item path is for placeholders filled in within hours, not for a ten-day-old item whose
+    teaser an outlet extends (or that an upgrade now reads better): that is old news."""
+    import sqlite3
+
+    spec = _spec(feed_server, "/f.xml")
+    old = {"title": "Lage im Gebiet Kursk", "description": "Die Lage ist unübersichtlich.",
+           "guid": "alt-1", "link": "https://x.example/alt-1", "ago": 3}
+    feed_server.routes["/f.xml"] = Route(rss([old]))
+    assert await _poll(tmp_path, [spec]) == ""
+    con = sqlite3.connect(tmp_path / "state" / "mediabot.db")
+    con.execute("UPDATE items SET first_seen='2020-01-01T00:00:00+00:00'")  # stored ten days, or years, ago
+    con.commit()
+    con.close()
+    feed_server.routes["/f.xml"] = Route(rss([dict(old, description="Nordkoreanische Soldaten kämpfen im Gebiet "
+                                                                    "Kursk an der Seite Russlands.")]))
+    assert "Lage im Gebiet Kursk" not in await _poll(tmp_path, [spec])
