@@ -104,8 +104,8 @@ def parse_digest(text: str) -> DigestMode:
     kind = {"aus": "off", "stündlich": "hourly", "täglich": "daily"}.get(parts[0], parts[0])
     if kind in ("off", "hourly") and len(parts) == 1:
         return DigestMode(kind)
-    if kind == "daily" and len(parts) <= 2:
-        return DigestMode("daily", parse_clock(parts[1]) if len(parts) == 2 else time(8, 0))
+    if kind == "daily" and len(parts) <= 3:  # "daily 8 Uhr"
+        return DigestMode("daily", parse_clock(" ".join(parts[1:])) if len(parts) > 1 else time(8, 0))
     raise ValueError(f"not a digest setting: {text!r} (off, hourly or daily 08:00)")
 
 

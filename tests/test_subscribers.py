@@ -175,6 +175,6 @@ def test_quiet_hours_as_whole_hours(written, start, end):
 
 
 def test_a_daily_digest_at_a_whole_hour():
-    assert parse_digest("daily 8") == parse_digest("daily 08:00")
+    assert parse_digest("daily 8") == parse_digest("daily 08:00") == parse_digest("täglich 8 Uhr")
     with pytest.raises(ValueError):
         parse_digest("daily 24")
