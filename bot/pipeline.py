@@ -50,7 +50,7 @@ class StorePort(Protocol):
     def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None) -> list[int]: ...
+                     touch_before: datetime | None = None, touch_feed: str | None = None) -> list[int]: ...
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
@@ -296,7 +296,10 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
         body = result.body
         digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
         if digest == state.body_hash:
-            return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
+            # the same document, fetched unconditionally (every 4 h, and after the clock jumped ahead): its
+            # items are still listed, so its guid keys stay seen (a feed answering 304 is never parsed)
+            return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"),
+                                    touch_feed=spec.id if full else None)
         try:
             parsed, found = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
         except ParseError as exc:
@@ -334,7 +337,8 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
 
 async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
                outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
-               new_items: Sequence[NewItem] = (), still_listed: Sequence[str] = ()) -> FeedOutcome:
+               new_items: Sequence[NewItem] = (), still_listed: Sequence[str] = (),
+               touch_feed: str | None = None) -> FeedOutcome:
     if state.failures >= FAILING_NOTICE_AFTER:  # the admins were told it failed: tell them it is back
         text = f"Feed {spec.name} ({spec.id}) works again after {state.failures} failed polls."
         notices = [*notices, *((a, text) for a in ctx.settings.admins)]
@@ -347,7 +351,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices, still_listed)
+    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices, still_listed, touch_feed)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -458,7 +462,8 @@ def _squash(texts: tuple[str, str]) -> tuple[str, ...]:
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
-           notices: Sequence[tuple[int, str]], still_listed: Sequence[str] = ()) -> int:
+           notices: Sequence[tuple[int, str]], still_listed: Sequence[str] = (),
+           touch_feed: str | None = None) -> int:
     """Everything one feed's poll writes, on the store's single writer thread, in order: the story
     lookup for matched items, the transaction, the new stories into the dedup index, then "also: ..."
     edits for later copies. Because one thread does this for every feed, a copy of a story that
@@ -475,7 +480,7 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
             folded.append(n)
         new_items = folded
     story_ids = ctx.store.record_items(new_items, state, now, notices, still_listed,
-                                       now - timedelta(days=ctx.settings.retention_days))
+                                       now - timedelta(days=ctx.settings.retention_days), touch_feed)
     if ctx.stories is not None:
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:

@@ -418,13 +418,14 @@ class SqliteStore:
 
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Iterable[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None) -> list[int]:
+                     touch_before: datetime | None = None, touch_feed: str | None = None) -> list[int]:
         """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
         in ONE transaction: after a crash either all of it is there or none (and the items are new
         again on the next poll). Returns the story id of each item (0 for items that matched nothing:
         they get no story, and are written in bulk). `still_listed`: keys of known items the feed still
         lists; those marked seen before `touch_before` count as seen now, so an item a feed keeps for
-        months is never pruned and alerted again."""
+        months is never pruned and alerted again. `touch_feed`: the same for every guid key of that feed
+        (its unchanged document was fetched again: what it lists is not known without parsing it)."""
         stamp = _ts(now)
         story_ids: list[int] = []
         with self._tx() as db:
@@ -500,6 +501,10 @@ class SqliteStore:
                     marks = ",".join("?" * len(chunk))
                     db.execute(f"UPDATE seen SET first_seen=? WHERE key IN ({marks}) AND +first_seen < ?",
                                [stamp, *chunk, _ts(touch_before)])
+            if touch_feed is not None and touch_before is not None:
+                low = f"g:{touch_feed}:"  # guid keys are "g:<feed>:<digest>"; ";" follows ":"
+                db.execute("UPDATE seen SET first_seen=? WHERE key >= ? AND key < ? AND +first_seen < ?",
+                           (stamp, low, low[:-1] + ";", _ts(touch_before)))
             if state is not None:
                 self._save_feed_state(db, state)
         return story_ids

@@ -269,3 +269,35 @@ async def test_an_old_unmatched_item_touched_up_days_later_does_not_alert(tmp_pa
     feed_server.routes["/f.xml"] = Route(rss([dict(old, description="Nordkoreanische Soldaten kämpfen im Gebiet "
                                                                     "Kursk an der Seite Russlands.")]))
     assert "Lage im Gebiet Kursk" not in await _poll(tmp_path, [spec])
+
+
+async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_path, feed_server):
+    """The host's clock jumped months ahead. A feed that had not changed was never parsed again, so its
+    seen keys were pruned (another feed's new item kept the prune guard quiet), and when the feed next
+    changed its old items alerted again. Its unconditional fetch (due after the jump) keeps them seen."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from bot.store import SqliteStore
+
+    spec_a, spec_b = _spec(feed_server, "/a.xml", "a"), _spec(feed_server, "/b.xml", "b")
+    item = dict(STORY, guid="a1", link="https://x.example/a1")
+    feed_server.routes["/a.xml"] = Route(rss([item]), etag='"v1"')
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 1
+    con = sqlite3.connect(tmp_path / "state" / "mediabot.db")  # everything so far looks months old now
+    con.execute("UPDATE seen SET first_seen='2020-01-01T00:00:00+00:00'")
+    con.execute("UPDATE feeds SET last_full_fetch='2020-01-01T00:00:00+00:00'")
+    con.commit()
+    con.close()
+    other = {"title": "Wetter", "description": "Sonnig.", "guid": "b1", "link": "https://x.example/b1", "ago": 1}
+    feed_server.routes["/b.xml"] = Route(rss([other]))  # a fresh key: the prune guard stays quiet
+    assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 0
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    try:
+        store.prune(datetime.now(UTC), 30)
+    finally:
+        store.close()
+    new = {"title": "Börse", "description": "Ruhig.", "guid": "a2", "link": "https://x.example/a2", "ago": 1}
+    feed_server.routes["/a.xml"] = Route(rss([item, new]), etag='"v2"')
+    assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 0
