@@ -276,6 +276,8 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
 async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> FeedOutcome:
     now = ctx.now()
     full = state.last_full_fetch is None or now - state.last_full_fetch >= FULL_FETCH_EVERY
+    # a day without the 4-hourly full fetch: the bot was off, or the clock jumped ahead
+    lapse = state.last_full_fetch is not None and now - state.last_full_fetch > timedelta(days=1)
     result = await ctx.fetcher.fetch(spec, state, conditional=not full)
     now = ctx.now()
     state.last_attempt = now
@@ -296,10 +298,10 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
         body = result.body
         digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
         if digest == state.body_hash:
-            # the same document, fetched unconditionally (every 4 h, and after the clock jumped ahead): its
-            # items are still listed, so its guid keys stay seen (a feed answering 304 is never parsed)
+            # the same document, fetched unconditionally after a lapse (the clock jumped ahead, or the bot was
+            # off): its items are still listed, so their keys stay seen (a feed answering 304 is not parsed)
             return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"),
-                                    touch_feed=spec.id if full else None)
+                                    touch_feed=spec.id if full and lapse else None)
         try:
             parsed, found = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
         except ParseError as exc:

@@ -424,8 +424,9 @@ class SqliteStore:
         again on the next poll). Returns the story id of each item (0 for items that matched nothing:
         they get no story, and are written in bulk). `still_listed`: keys of known items the feed still
         lists; those marked seen before `touch_before` count as seen now, so an item a feed keeps for
-        months is never pruned and alerted again. `touch_feed`: the same for every guid key of that feed
-        (its unchanged document was fetched again: what it lists is not known without parsing it)."""
+        months is never pruned and alerted again. `touch_feed`: the same for every guid key of that feed and
+        every stored item's own key (its unchanged document was fetched again after a lapse: what it lists is
+        not known without parsing it)."""
         stamp = _ts(now)
         story_ids: list[int] = []
         with self._tx() as db:
@@ -505,6 +506,9 @@ class SqliteStore:
                 low = f"g:{touch_feed}:"  # guid keys are "g:<feed>:<digest>"; ";" follows ":"
                 db.execute("UPDATE seen SET first_seen=? WHERE key >= ? AND key < ? AND +first_seen < ?",
                            (stamp, low, low[:-1] + ";", _ts(touch_before)))
+                # and each stored item's own key (a link key for feeds without guids); rare: after a lapse
+                db.execute("UPDATE seen SET first_seen=? WHERE key IN (SELECT key FROM items WHERE feed_id=?) "
+                           "AND +first_seen < ?", (stamp, touch_feed, _ts(touch_before)))
             if state is not None:
                 self._save_feed_state(db, state)
         return story_ids

@@ -271,7 +271,8 @@ async def test_an_old_unmatched_item_touched_up_days_later_does_not_alert(tmp_pa
     assert "Lage im Gebiet Kursk" not in await _poll(tmp_path, [spec])
 
 
-async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_path, feed_server):
+@pytest.mark.parametrize("guid", ["a1", ""], ids=["with-guids", "links-only"])
+async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_path, feed_server, guid):
     """The host's clock jumped months ahead. A feed that had not changed was never parsed again, so its
     seen keys were pruned (another feed's new item kept the prune guard quiet), and when the feed next
     changed its old items alerted again. Its unconditional fetch (due after the jump) keeps them seen."""
@@ -281,7 +282,7 @@ async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_pa
     from bot.store import SqliteStore
 
     spec_a, spec_b = _spec(feed_server, "/a.xml", "a"), _spec(feed_server, "/b.xml", "b")
-    item = dict(STORY, guid="a1", link="https://x.example/a1")
+    item = dict(STORY, guid=guid, link="https://x.example/a1")
     feed_server.routes["/a.xml"] = Route(rss([item]), etag='"v1"')
     feed_server.routes["/b.xml"] = Route(rss([]))
     assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 1
@@ -298,6 +299,6 @@ async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_pa
         store.prune(datetime.now(UTC), 30)
     finally:
         store.close()
-    new = {"title": "Börse", "description": "Ruhig.", "guid": "a2", "link": "https://x.example/a2", "ago": 1}
+    new = {"title": "Börse", "description": "Ruhig.", "guid": guid and "a2", "link": "https://x.example/a2", "ago": 1}
     feed_server.routes["/a.xml"] = Route(rss([item, new]), etag='"v2"')
     assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 0
