@@ -312,7 +312,8 @@ def _lexicon(classes: Mapping[str, str]) -> tuple[dict[str, str], tuple[tuple[st
 
 # Words too ambiguous to split two items (Russian "вывод": withdrawal, or conclusion), yet enough to show
 # that an item mentions the event: in the other item they keep a headline's word from splitting a copy.
-_MENTIONS = {"withdraw": "вывод* вивод*"}
+_MENTIONS = {"withdraw": "вывод* вивод* left leave leaves leaving verlassen verlies* verließ* покинул* покинут* "
+                         "залишил* залишат*"}
 _EVENT_LEXICON = _lexicon(_EVENTS)
 _MENTION_LEXICON = _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") for k in _EVENTS})
 _ACTOR_LEXICON = _lexicon(_ACTORS)

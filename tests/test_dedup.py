@@ -498,8 +498,14 @@ def test_a_copy_that_mentions_a_withdrawal_in_its_background_still_folds():
      ("Разведка Южной Кореи сообщила о выводе солдат КНДР из Курской области",
       "По данным разведки Южной Кореи, около 11 тысяч военных КНДР сняты с передовой из Курской области "
       "после тяжелых потерь."), "ru"),
+    (("North Korean troops withdrawn from Kursk front line after heavy losses, Seoul says",
+      "South Korea's spy agency said North Korean soldiers deployed in Russia's Kursk region suffered heavy "
+      "losses in January."),
+     ("Seoul: North Korean soldiers have left the Kursk front line after heavy losses",
+      "South Korea's spy agency said North Korean soldiers deployed in Russia's Kursk region suffered heavy "
+      "losses in January."), "en"),
 ], ids=["en-rejects-calls", "de-lehnt-ab-weist-zurueck", "en-putin-kremlin", "ru-conclusions",
-        "ru-withdrew-withdrawal"])
+        "ru-withdrew-withdrawal", "en-withdrawn-left"])
 def test_a_copy_worded_differently_still_folds(first, later, lang):
     """Bug hunts: the opposite-events rule split copies whose headlines say the same in other words ("calls
     fake" for "rejects", "weist zurück" for "lehnt ab", the Kremlin for Putin, the noun "вывод" for the verb),
