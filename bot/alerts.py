@@ -75,9 +75,7 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     title = str(payload.get("title") or "")
     link = _safe_url(str(payload.get("link") or ""))
     source = str(payload.get("source") or "")
-    when = ""
-    if payload.get("published"):
-        when = datetime.fromisoformat(str(payload["published"])).astimezone(tz).strftime("%d.%m.%Y %H:%M %Z")
+    when = _published(payload, tz, "%d.%m.%Y %H:%M %Z")
     terms = [str(t) for t in payload.get("terms") or []]
     summary = shorten(str(payload.get("summary") or ""), SUMMARY_CHARS)
     if summary and title and summary.startswith(title):
@@ -144,6 +142,14 @@ def render_notice(text: str) -> Rendered:
     return Rendered(_e(text), text)
 
 
+def _published(payload: Mapping[str, Any], tz: tzinfo, fmt: str) -> str:
+    """When a story was published, in `tz` as `fmt`; "" when the payload has no (readable) date."""
+    if payload.get("published"):
+        with contextlib.suppress(TypeError, ValueError):
+            return datetime.fromisoformat(str(payload["published"])).astimezone(tz).strftime(fmt)
+    return ""
+
+
 _DIGEST_ROOM = MAX_MESSAGE - 200  # the heading line and "… +N more" take the rest
 
 
@@ -154,10 +160,7 @@ def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UT
     link = _safe_url(str(p.get("link") or ""))
     source = str(p.get("source") or "")
     wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
-    when = ""
-    if p.get("published"):
-        with contextlib.suppress(TypeError, ValueError):
-            when = datetime.fromisoformat(str(p["published"])).astimezone(tz).strftime("%H:%M ")
+    when = _published(p, tz, "%H:%M ")
     item_html = f'• {when}<a href="{_e(link)}">{_e(title)}</a>' if link else f"• {when}{_e(title)}"
     item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
     return item_html, f"• {when}{title} ({source}; {wl}) {link or ''}".rstrip()

@@ -702,8 +702,6 @@ async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float 
 _said: dict[str, float] = {}  # what the polling error callback last said, when (monotonic)
 
 
-
-
 def _polling_failed(exc: Exception) -> None:
     """getUpdates failed (PTB retries on its own, up to 30 s apart). Its default logs a traceback per try;
     one line says what to do, and a lasting condition is repeated every ten minutes, not every try."""

@@ -34,6 +34,12 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_CHAT_ID = 2**52  # Telegram: user and chat ids have at most 52 significant bits
 
 
+def split_addr(addr: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' → (host, port); an empty host means all interfaces."""
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def is_chat_id(value: object) -> bool:
     """A number Telegram could use as a user or chat id (and the store's integer column can hold)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < abs(value) < MAX_CHAT_ID
@@ -163,8 +169,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     http_addr = env.get("MEDIABOT_HTTP_ADDR", "").strip() or None
     if http_addr and not re.match(r"^[\w.\-\[\]:]*:\d{1,5}$", http_addr):
         problems.append(f"environment: MEDIABOT_HTTP_ADDR: {http_addr!r} is not host:port")
-    elif http_addr and not 0 < int(http_addr.rsplit(":", 1)[1]) <= 65535:
-        problems.append(f"environment: MEDIABOT_HTTP_ADDR: port {http_addr.rsplit(':', 1)[1]} is not 1 to 65535")
+    elif http_addr and not 0 < split_addr(http_addr)[1] <= 65535:
+        problems.append(f"environment: MEDIABOT_HTTP_ADDR: port {split_addr(http_addr)[1]} is not 1 to 65535")
     api_base = env.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE
     if not re.match(r"^https?://[^\s/]+", api_base):
         problems.append(f"environment: TELEGRAM_API_BASE_URL: {api_base!r} is not an http(s) URL")
@@ -227,7 +233,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that keeps positions; used only through compose()."""
 
 
-MAX_YAML_BYTES = 2 * 1024 * 1024  # hand-written files; a bigger one is a mistake, and reload runs on the event loop
+MAX_YAML_BYTES = 2 * 1024 * 1024  # hand-written files: a bigger one is a mistake (and costs seconds to read)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 

@@ -349,20 +349,29 @@ _NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 def word_classes(stems: Iterable[str], mentions: bool = True) -> tuple[frozenset[str], frozenset[str]]:
     """(event classes, actors) named by a set of stems. `mentions`: also the ambiguous words that show an
     item speaks of an event (for the other item of a pair; a headline's classes leave them out)."""
-    events: set[str] = set()
-    actors: set[str] = set()
     lexicon = _MENTION_LEXICON if mentions else _EVENT_LEXICON
+    found: list[tuple[frozenset[str], frozenset[str]]] = []
     for st in stems:
         named = _NAMED.get((st, mentions))
         if named is None:
-            found = (frozenset(_classes(st, lexicon)), frozenset(_classes(st, _ACTOR_LEXICON)))
-            named = found if found[0] or found[1] else _NOTHING
+            named = (frozenset(_classes(st, lexicon)), frozenset(_classes(st, _ACTOR_LEXICON)))
+            if not (named[0] or named[1]):
+                named = _NOTHING
             if len(_NAMED) > 200_000:
                 _NAMED.clear()
             _NAMED[(st, mentions)] = named
         if named is not _NOTHING:
-            events |= named[0]
-            actors |= named[1]
+            found.append(named)
+    return _union(found)
+
+
+def _union(named: Iterable[tuple[frozenset[str], frozenset[str]]]) -> tuple[frozenset[str], frozenset[str]]:
+    """The (event classes, actors) of several words together."""
+    events: set[str] = set()
+    actors: set[str] = set()
+    for e, a in named:
+        events |= e
+        actors |= a
     return frozenset(events), frozenset(actors)
 
 
@@ -540,14 +549,7 @@ class StoryIndex:
             return best
 
     def _entry_classes(self, ids: Iterable[int]) -> tuple[frozenset[str], frozenset[str]]:
-        events: set[str] = set()
-        actors: set[str] = set()
-        for i in ids:
-            named = self._word_classes.get(i)
-            if named is not None:
-                events |= named[0]
-                actors |= named[1]
-        return frozenset(events), frozenset(actors)
+        return _union(named for i in ids if (named := self._word_classes.get(i)) is not None)
 
     def _similarity(self, a: set[int], b: set[int], ta: set[int], tb: set[int], idf: dict[int, float],
                     entry: _Entry, extra: tuple[float, float]) -> tuple[float, float]:

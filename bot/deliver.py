@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 from bot.alerts import Rendered, digest_pages, labels
 from bot.errors import ChatUnavailableError, DeliveryError, MessageGoneError, RetryLaterError, TokenRejectedError
 from bot.models import OutboxRow
-from bot.subscribers import ChatPrefs, held_until, over_backlog, plan_release
+from bot.subscribers import ChatPrefs, held_until, lists_muted_until, over_backlog, plan_release
 
 logger = logging.getLogger(__name__)
 
@@ -583,13 +583,7 @@ class HoldRouter:
         self._next_look: dict[int, datetime] = {}
 
     def _until(self, row: OutboxRow, prefs: ChatPrefs, mutes: dict[str, datetime], now: datetime) -> datetime | None:
-        # An alert stands for every list of the chat the item matched ("lists"): a button mute holds it only
-        # while all of them are muted (a Kursk story also on a muted troops list still arrives through Kursk)
-        muted = None
-        if mutes:
-            lists = payload_of(row).get("lists") or [row.watchlist]
-            ends = [mutes.get(w) for w in lists]
-            muted = None if any(e is None or e <= now for e in ends) else min(e for e in ends if e is not None)
+        muted = lists_muted_until(mutes, payload_of(row).get("lists") or [row.watchlist], now) if mutes else None
         return held_until(prefs, row.created or row.not_before, now, self.tz, muted)
 
     def route(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bot.config import Settings
+from bot.config import Settings, split_addr
 from bot.metrics import CONTENT_TYPE, Metrics
 
 logger = logging.getLogger(__name__)
@@ -92,12 +92,6 @@ async def heartbeat(state: HealthState, *, scheduler_check: Callable[[], tuple[b
         state.loop_beat = time.monotonic()
         await asyncio.sleep(interval)
         state.loop_lag = max(0.0, loop.time() - expected)
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' → (host, port); an empty host means all interfaces."""
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class HealthServer:

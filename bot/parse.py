@@ -18,7 +18,7 @@ from xml.sax import SAXParseException
 
 import feedparser
 
-from bot.dedup import canonical_link, identity_keys
+from bot.dedup import canonical_link, identity_keys, parse_published
 from bot.errors import ParseError
 from bot.fastparse import parse_well_formed
 from bot.models import MAX_SUMMARY, MAX_TITLE, FeedSpec, Item
@@ -149,8 +149,6 @@ def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base
         link = urljoin(base, link)
     if not title and not summary:
         return None
-    if not title:  # posts bridged from Telegram channels and social networks: the text is all there is
-        title = shorten(summary, 120)
     published = _struct_to_dt(entry.get("published_parsed")) or _struct_to_dt(entry.get("updated_parsed"))
     return make_item(spec, title, summary, link, guid, published, now,
                      lang=str(entry.get("language") or feed_lang or "").lower()[:8])
@@ -158,7 +156,10 @@ def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base
 
 def make_item(spec: FeedSpec, title: str, summary: str, link: str, guid: str,
               published: datetime | None, now: datetime, lang: str = "") -> Item:
-    """Build an Item from already-plain fields: canonical link, identity key, clamped date."""
+    """Build an Item from already-plain fields: canonical link, identity key, clamped date. An item
+    without a title (posts bridged from Telegram channels and social networks) is headed by its text,
+    cut at a word."""
+    title = title or shorten(summary, 120)
     canon = canonical_link(link)
     dated = published is not None
     when = published or now
@@ -189,8 +190,8 @@ def _parse_json_feed(body: bytes, spec: FeedSpec, now: datetime, base: str) -> l
         if not isinstance(entry, dict):
             continue
         title = _readable(str(entry.get("title") or ""))[:MAX_TITLE]
-        summary = html_to_text(str(entry.get("summary") or entry.get("content_text")
-                                   or entry.get("content_html") or ""))[:MAX_SUMMARY]
+        summary = _readable(str(entry.get("summary") or entry.get("content_text")
+                                or entry.get("content_html") or ""))[:MAX_SUMMARY]
         if not title and not summary:
             continue
         link = str(entry.get("url") or entry.get("external_url") or "").strip()
@@ -198,18 +199,11 @@ def _parse_json_feed(body: bytes, spec: FeedSpec, now: datetime, base: str) -> l
             link = urljoin(base, link)
         guid = str(entry.get("id") or "").strip()
         published = _iso_date(entry.get("date_published")) or _iso_date(entry.get("date_modified"))
-        items.append(make_item(spec, title or summary[:120], summary, link, guid, published, now,
+        items.append(make_item(spec, title, summary, link, guid, published, now,
                                lang=str(entry.get("language") or feed_lang).lower()[:8]))
     return items
 
 
 def _iso_date(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    when = parse_published(value) if isinstance(value, str) and value else None
+    return when.astimezone(UTC) if when else None

@@ -29,6 +29,7 @@ from bot.match import Matcher
 from bot.models import FeedSpec, FeedState, FetchResult, Item, Match, OutboxRow, PollReport
 from bot.parse import ParsedFeed, parse_document
 from bot.store import NewItem
+from bot.text import squash
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -446,7 +447,7 @@ async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[b
     since = ctx.now() - timedelta(seconds=ctx.settings.dedup_window)
     stored = await ctx.in_store(ctx.store.unmatched_texts, [items[i].key for i in known], since)
     changed = [i for i in known if items[i].key in stored
-               and _squash(stored[items[i].key]) != _squash((items[i].title, items[i].summary))]
+               and tuple(map(squash, stored[items[i].key])) != (squash(items[i].title), squash(items[i].summary))]
     if not changed:
         return set()
     if found is not None:
@@ -457,10 +458,6 @@ async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[b
     for i in out:
         logger.info("rewritten item matches now feed=%s item=%s", items[i].feed_id, items[i].key)
     return out
-
-
-def _squash(texts: tuple[str, str]) -> tuple[str, ...]:
-    return tuple(" ".join(t.split()).casefold() for t in texts)
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,

@@ -50,26 +50,24 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         reload_config(rt, settings)
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
-    cycle_lock = asyncio.Lock()
     current: dict[str, asyncio.Future[None]] = {}
     last_tick = [time.monotonic()]
     cycle_started = [0.0]
 
-    async def cycle() -> None:
-        async with cycle_lock:
-            started = time.monotonic()
-            try:
-                report = await run_cycle(rt.ctx)
-            except asyncio.CancelledError:
-                logger.warning("poll cycle cancelled by shutdown; its feeds are polled again next start")
-                return
-            except Exception:
-                metrics.on_cycle(time.monotonic() - started, ok=False)
-                logger.exception("poll cycle crashed")
-                return
-            metrics.on_cycle(time.monotonic() - started, ok=True)
-            if report.queued:
-                rt.deliverer.wake()
+    async def cycle() -> None:  # one at a time: tick() starts it only when the last one is done
+        started = time.monotonic()
+        try:
+            report = await run_cycle(rt.ctx)
+        except asyncio.CancelledError:
+            logger.warning("poll cycle cancelled by shutdown; its feeds are polled again next start")
+            return
+        except Exception:
+            metrics.on_cycle(time.monotonic() - started, ok=False)
+            logger.exception("poll cycle crashed")
+            return
+        metrics.on_cycle(time.monotonic() - started, ok=True)
+        if report.queued:
+            rt.deliverer.wake()
 
     async def tick() -> None:
         # Returns at once: the cycle runs as its own task, so ticks keep coming during a long cycle (the

@@ -151,6 +151,16 @@ class ChatPrefs:
         return cls(muted, quiet, digest)
 
 
+def lists_muted_until(mutes: Mapping[str, datetime], lists: Sequence[str], now: datetime) -> datetime | None:
+    """Until when an alert that came through `lists` (every list of the chat the item matched) is held by
+    the chat's button mutes: only while all of them are muted (a Kursk story also on a muted troops list
+    still arrives through Kursk), so until the first of those mutes ends; None when one list is on."""
+    ends = [mutes.get(w) for w in lists]
+    if not ends or any(e is None or e <= now for e in ends):
+        return None
+    return min(e for e in ends if e is not None)
+
+
 def held_until(prefs: ChatPrefs, created: datetime, now: datetime, tz: tzinfo,
                watchlist_muted_until: datetime | None = None) -> datetime | None:
     """When an alert queued at `created` may leave; None = now. The latest of every hold that applies:

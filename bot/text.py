@@ -33,6 +33,11 @@ def html_to_text(value: str) -> str:
     return _WS.sub(" ", value).strip()
 
 
+def squash(text: str) -> str:
+    """Text compared as a reader would: runs of whitespace as one space, case folded."""
+    return " ".join(text.split()).casefold()
+
+
 def shorten(text: str, limit: int) -> str:
     """Cut `text` at a word boundary to at most `limit` characters, adding an ellipsis when cut."""
     if len(text) <= limit:
