@@ -86,6 +86,19 @@ class _Atom:
     later: tuple[int, ...] = ()  # for phrases: an id per later word's (part, threshold, mode), see _rest_score
 
 
+class _WordCache:
+    """What each word of the stream was found to hit, kept between items. Replaced whole when full, never
+    cleared in place (see Matcher._bound_cache)."""
+
+    __slots__ = ("group_keys", "hits", "no_hit", "starts")
+
+    def __init__(self) -> None:
+        self.hits: dict[str, tuple[tuple[_Atom, float], ...]] = {}  # word -> the atoms it hits, with scores
+        self.group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
+        self.no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
+        self.starts: dict[str, tuple[_Atom, ...]] = {}  # a word's first 3 letters -> its prefix candidates
+
+
 # Korean case particles and endings that attach to a noun (북러 조약을, 리창은, 쿠르스크에서), longest first.
 _PARTICLE_LIST = ("이 가 은 는 을 를 의 에 와 과 도 만 로 으로 에서 에게 께서 까지 부터 처럼 보다 서 과의 와의 에서의 "
                   "에서는 에는 으로는 로는 이라고 라고 이다 였다 이었다")
@@ -202,14 +215,11 @@ class Matcher:
         self._exact: dict[str, list[_Atom]] = {}
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
-        self._cache: dict[str, tuple[tuple[_Atom, float], ...]] = {}
+        self._words = _WordCache()
         # The later words of phrases: (part, threshold, exact) -> id, and (id, word) -> score, cached.
         self._part_ids: dict[tuple[str, float, bool], int] = {}
         self._part_of: dict[int, tuple[str, float, bool]] = {}
         self._later_scores: dict[tuple[int, str], float] = {}
-        self._no_hit: set[str] = set()  # words known to match no term: skipped with one set difference
-        self._starts: dict[str, tuple[_Atom, ...]] = {}  # a word's first 3 letters -> its prefix candidates
-        self._group_keys: dict[str, frozenset[tuple[int, str]]] = {}  # word -> (watchlist, group) it may hit
         # How far into the summary each watchlist reads: 0 none (title), 1 its lead, 2 all of it.
         self._reach = [_REACH[w.fields] for w in self.watchlists]
         self._max_reach = max(self._reach, default=_REACH["title+summary"])
@@ -278,17 +288,17 @@ class Matcher:
 
     # -- per word lookup -------------------------------------------------------------------
 
-    def _lookup(self, raw: str) -> tuple[tuple[_Atom, float], ...]:
+    def _lookup(self, raw: str, cache: _WordCache) -> tuple[tuple[_Atom, float], ...]:
         """Atoms whose first part matches a word (as fold_chars left it), with scores. Cached per word."""
-        cached = self._cache.get(raw)
+        cached = cache.hits.get(raw)
         if cached is not None:
             return cached
         word = fold_word(raw)
         found: dict[int, tuple[_Atom, float]] = {}
         start = word[:3]
-        candidates = self._starts.get(start)
+        candidates = cache.starts.get(start)
         if candidates is None:  # the atoms keyed by the word's first 1, 2 and 3 letters, once per start
-            candidates = self._starts[start] = tuple(
+            candidates = cache.starts[start] = tuple(
                 atom for n in range(1, len(start) + 1) for atom in self._prefix[n - 1].get(start[:n], ()))
         for atom in candidates:
             if word.startswith(atom.parts[0]):  # (most candidates share only the first letters)
@@ -313,21 +323,20 @@ class Matcher:
                     found[id(atom)] = (atom, 100.0)
         result = tuple(found.values())
         if result:
-            self._cache[raw] = result
-            self._group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
+            cache.group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
+            cache.hits[raw] = result  # after its group keys: another thread may see the hit at once
         else:
-            self._no_hit.add(raw)
+            cache.no_hit.add(raw)
         return result
 
-    def _bound_cache(self) -> None:
-        """Forget every cached word once the caches hold _CACHE_LIMIT words (a stream's vocabulary keeps
-        growing with names and numbers). Called between items, never inside one: an item's stage 1 holds
-        on to the words it found."""
-        if len(self._cache) + len(self._no_hit) >= _CACHE_LIMIT:
-            self._cache.clear()
-            self._group_keys.clear()
-            self._no_hit.clear()
-            self._starts.clear()
+    def _bound_cache(self) -> _WordCache:
+        """The per-word caches for one item. Once they hold _CACHE_LIMIT words (a stream's vocabulary keeps
+        growing with names and numbers) they are replaced by empty ones, never cleared: the pipeline matches
+        in several threads with one Matcher, and an item keeps the caches it started with to its end."""
+        cache = self._words
+        if len(cache.hits) + len(cache.no_hit) >= _CACHE_LIMIT:
+            cache = self._words = _WordCache()
+        return cache
 
     # -- for admins --------------------------------------------------------------------------
 
@@ -341,7 +350,7 @@ class Matcher:
         taken: dict[tuple[int, Term], Counter[str]] = {}
         spelled: dict[Term, set[str]] = {}
         for title, summary in texts:
-            self._bound_cache()
+            cache = self._bound_cache()
             title_words, summary_words = _fold_fields(title, summary)
             # Shown as written (lower case), not folded: "kämpfen", "курской", not "kaempfen", "курскои".
             written_as: dict[str, str] = {}
@@ -353,7 +362,7 @@ class Matcher:
             seen: set[tuple[int, Term, str]] = set()
             for word in {*title_words, *summary_words}:
                 folded = fold_word(word)
-                for atom, _score in self._lookup(word):
+                for atom, _score in self._lookup(word, cache):
                     if atom.term.mode != "fuzzy" or len(atom.parts) > 1 or folded == atom.parts[0]:
                         continue
                     written = spelled.get(atom.term)
@@ -377,24 +386,24 @@ class Matcher:
             summary = ""  # no watchlist reads past the headline
         elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
             summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
-        self._bound_cache()
+        wcache = self._bound_cache()
         title_words, summary_words = _fold_fields(title, summary)
         # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
         # only for the rule that decides a watchlist's match (see _decide).
         raw: dict[int, dict[str, list[_Entry]]] = {}
-        cache = self._cache
+        cache = wcache.hits
         # Stage 1: which words hit some term, and which watchlists could still match from the groups
         # present. Set operations (in C) over the item's distinct words: words known to match nothing
         # drop out with one difference, and only words never seen before are looked up.
         distinct = set(title_words)
         if summary_words:
             distinct.update(summary_words)
-        hits = distinct - self._no_hit  # the words that hit some term, once the unseen ones are looked up
+        hits = distinct - wcache.no_hit  # the words that hit some term, once the unseen ones are looked up
         for word in hits.difference(cache):  # never seen before (the cache holds the words that hit)
-            if not self._lookup(word):
+            if not self._lookup(word, wcache):
                 hits.discard(word)
         # (watchlist, group) pairs some word may satisfy
-        keys: set[tuple[int, str]] = set().union(*map(self._group_keys.__getitem__, hits))
+        keys: set[tuple[int, str]] = set().union(*map(wcache.group_keys.__getitem__, hits))
         if self._acronym:
             for key in self._acronym_folded & distinct:
                 keys.update((a.watchlist, a.group) for a in self._acronym_by_folded[key])

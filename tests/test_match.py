@@ -812,8 +812,53 @@ def test_word_cache_stays_bounded_and_results_survive_its_clearing(monkeypatch):
         want = [(m.watchlist, m.score, m.hits) for m in Matcher(watchlists).match(title, fresh)]
         assert got == want
         assert bool(got) is (n % 3 == 0)
-        sizes.append(len(long_running._cache) + len(long_running._no_hit))
+        sizes.append(len(long_running._words.hits) + len(long_running._words.no_hit))
     assert max(sizes) <= 40 + 20  # the bound, plus at most one item's words before the next clear
+
+
+def test_threads_sharing_one_matcher_get_every_match_while_its_word_cache_is_renewed(monkeypatch):
+    """The pipeline matches feeds in up to four threads with one Matcher. When one thread renews the full
+    word cache, another thread halfway through an item must still find its matches: an item matched
+    wrongly is stored as seen and never alerts. (Cleared in place, a bound of 60 words gave exceptions
+    and lost matches within a few hundred items.)"""
+    import json
+    import sys
+    import threading
+
+    import bot.match
+
+    rows = [json.loads(line) for line in (ROOT / "bench" / "corpus" / "matching.jsonl").read_text().splitlines()]
+    items = [(r["title"], r["summary"]) for r in rows[:200]]
+    config = load_config(ROOT / "watchlists")
+    want = [[m.watchlist for m in Matcher(config.watchlists).match(t, s)] for t, s in items]
+    monkeypatch.setattr(bot.match, "_CACHE_LIMIT", 60)
+    shared = Matcher(config.watchlists)
+    problems: list[str] = []
+
+    def work(order: list[int]) -> None:
+        for i in order:
+            try:
+                got = [m.watchlist for m in shared.match(*items[i])]
+            except Exception as exc:  # a crash is a lost poll
+                problems.append(f"{i}: {exc!r}")
+                continue
+            if got != want[i]:
+                problems.append(f"{i}: {got} instead of {want[i]}")
+
+    n = len(items)
+    orders = [sorted(range(n), key=lambda i, k=k: (i * (k + 7919)) % n) for k in range(4)]  # each its own order
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often
+    try:
+        threads = [threading.Thread(target=work, args=(order,)) for order in orders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sum(map(bool, want)) > 80  # half the corpus matches something
+    assert problems == []
 
 
 def test_words_taken_are_listed_as_written_not_folded():
