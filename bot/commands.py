@@ -61,6 +61,7 @@ _T: dict[str, dict[str, str]] = {
         "unsubscribed_all": "Alle Abos beendet ({n}).",
         "list_head": "Watchlists (✅ = abonniert):",
         "list_muted": "stumm bis {until} (/unmute)",
+        "paused": "⏸ von den Admins pausiert: sendet zurzeit nichts",
         "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
         "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
@@ -111,6 +112,7 @@ _T: dict[str, dict[str, str]] = {
         "unsubscribed_all": "All subscriptions ended ({n}).",
         "list_head": "Watchlists (✅ = subscribed):",
         "list_muted": "muted until {until} (/unmute)",
+        "paused": "⏸ paused by the admins: sends nothing for now",
         "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
         "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
@@ -275,8 +277,9 @@ def _keyboard(rt: Runtime, chat_id: int) -> InlineKeyboardMarkup:
     rows = []
     for w in rt.config.watchlists:
         if w.id in subs:
-            rows.append([InlineKeyboardButton(f"✅ {w.name}", callback_data=f"unsub:{w.id}")])
-        else:
+            label = f"✅ {w.name}" + ("" if w.enabled else " ⏸")
+            rows.append([InlineKeyboardButton(label, callback_data=f"unsub:{w.id}")])
+        elif w.enabled:  # a paused list is not offered; its subscribers can still leave it
             rows.append([InlineKeyboardButton(f"➕ {w.name}", callback_data=f"sub:{w.id}")])
     return InlineKeyboardMarkup(rows)
 
@@ -316,7 +319,8 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     for w in rt.config.watchlists:
         mark = "✅" if w.id in subs else "▫️"
         muted = f" 🔕 {_t(update, 'list_muted', until=_local(rt, mutes[w.id]))}" if w.id in mutes else ""
-        lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>){muted} — {_e(w.description)}")
+        paused = "" if w.enabled else f" {_t(update, 'paused')}"
+        lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>){muted}{paused} — {_e(w.description)}")
     await _reply(update, "\n".join(lines))
 
 
@@ -342,7 +346,10 @@ def _subscribe(rt: Runtime, update: Update, watchlist: str) -> str:
         return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
     added = rt.store.subscribe(_chat_id(update), watchlist, _now())
     logger.info("subscribed chat=%s watchlist=%s new=%s", _chat_id(update), watchlist, added)
-    return _t(update, "subscribed" if added else "already", name=_e(names[watchlist]))
+    reply = _t(update, "subscribed" if added else "already", name=_e(names[watchlist]))
+    if not rt.config.watchlist(watchlist).enabled:  # subscribed for when the admins switch it back on
+        reply += f" ({_t(update, 'paused')})"
+    return reply
 
 
 def _unsubscribe(rt: Runtime, update: Update, watchlist: str) -> str:

@@ -849,6 +849,9 @@ class Config:
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
 
+    def watchlist(self, watchlist_id: str) -> Watchlist:
+        return next(w for w in self.watchlists if w.id == watchlist_id)
+
     def watchlist_names(self) -> dict[str, str]:
         """Watchlist id -> name, as alerts, digests and commands show it."""
         return {w.id: w.name for w in self.watchlists}

@@ -112,6 +112,26 @@ async def test_subscribe_button_then_list_shows_subscription(start_bot):
     assert "✅ <b>Kursk" in listing and "▫️" in listing
 
 
+async def test_a_paused_watchlist_is_not_offered_and_says_so_where_it_shows(start_bot, workdir):
+    """`enabled: false` stops a list from alerting: /start no longer offers it, /list and /subscribe say
+    it is paused (a journalist would otherwise subscribe and wait for alerts that never come), and its
+    subscribers can still leave it."""
+    path = workdir / "watchlists" / "kursk-front.yaml"
+    path.write_text("enabled: false\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    bot = await start_bot()
+    await bot.say("/start")
+    data = [row[0]["callback_data"] for row in bot.stub.sent_to(USER)[-1].reply_markup["inline_keyboard"]]
+    assert data == ["sub:dprk-troops", "sub:russia-dprk-treaty"]
+    reply = await bot.say("/subscribe kursk-front", lang="en")
+    assert reply.startswith("Subscribed") and "paused by the admins" in reply
+    assert "paused by the admins" not in await bot.say("/subscribe dprk-troops", lang="en")
+    listing = (await bot.say("/list", lang="en")).splitlines()
+    assert [line for line in listing if "paused" in line] == [line for line in listing if "kursk-front" in line]
+    await bot.say("/start")
+    data = [row[0]["callback_data"] for row in bot.stub.sent_to(USER)[-1].reply_markup["inline_keyboard"]]
+    assert data == ["unsub:dprk-troops", "unsub:kursk-front", "sub:russia-dprk-treaty"]
+
+
 async def test_subscribe_and_unsubscribe_commands(start_bot):
     bot = await start_bot()
     assert "Abonniert" in await bot.say("/subscribe dprk-troops")

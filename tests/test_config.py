@@ -190,3 +190,20 @@ def test_check_looks_at_the_state_directory_without_creating_it(workdir, tmp_pat
     result = run_cli(["check"], {**env, "MEDIABOT_STATE_DIR": str(fresh)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert not fresh.exists()  # the bot makes it at its first start; a check changes nothing
+
+
+def test_the_readme_watchlist_example_passes_check_without_a_warning(tmp_path: Path):
+    """An admin copies the README's example to start a list: it must load as documented, every key of it."""
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\nname: Kursk-Front")
+    example = readme[start + len("```yaml\n"): readme.index("```", start + 7)]
+    (tmp_path / "feeds.yaml").write_text("feeds:\n  - id: a\n    url: https://example.org/a.xml\n")
+    (tmp_path / "kursk.yaml").write_text(example, encoding="utf-8")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stdout + result.stderr
+    watchlist = load_config(tmp_path).watchlists[0]
+    assert watchlist.enabled and watchlist.chats == (-1001234567890,)
+    assert [t.threshold for t in watchlist.groups["war"] if t.term == "Offensive"] == [95]
