@@ -566,11 +566,29 @@ def _feed_host(url: str) -> tuple[str, str | None]:
 def _is_private_host(host: str) -> bool:
     if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
         return True
+    return is_private_address(host)
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: an IPv4 address in the last 32 bits
+
+
+def is_private_address(host: str) -> bool:
+    """Is a literal address anything but a public Internet address? Private, loopback, link-local (cloud
+    metadata at 169.254.169.254), carrier-grade NAT, reserved, multicast, and IPv6 forms that carry such
+    an IPv4 address (::ffff:10.0.0.1, 6to4, NAT64). `check` and the fetcher (for every request and
+    redirect, after DNS) both ask this, so a feed `check` accepts is one the fetcher will fetch. A name
+    is False here: the fetcher resolves it."""
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        addr = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_unspecified
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = addr.ipv4_mapped or addr.sixtofour
+        if inner is None and addr in _NAT64:
+            inner = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if inner is not None and is_private_address(str(inner)):
+            return True
+    return not addr.is_global or addr.is_multicast
 
 
 # --------------------------------------------------------------------------- watchlists

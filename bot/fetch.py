@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from bot.config import Settings
+from bot.config import Settings, is_private_address
 from bot.models import FeedSpec, FeedState, FetchResult
 
 logger = logging.getLogger(__name__)
@@ -62,16 +62,6 @@ def _max_age(cache_control: str | None) -> float | None:
         if name.lower() in ("max-age", "s-maxage") and value.strip().isdigit():
             return float(value.strip())
     return None
-
-
-def _is_private_ip(ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip.split("%")[0])
-    except ValueError:
-        return False
-    # Anything not globally routable: private, loopback, link-local (cloud metadata at
-    # 169.254.169.254), carrier-grade NAT 100.64/10, IPv4-mapped IPv6, reserved; and multicast.
-    return not addr.is_global or addr.is_multicast
 
 
 class Fetcher:
@@ -187,7 +177,7 @@ class Fetcher:
             return None
         if host.lower() in ("localhost",) or host.lower().endswith(".localhost"):
             return f"refused: {host} is a loopback address (set allow_private: true to allow)"
-        if _is_private_ip(host.strip("[]")):
+        if is_private_address(host):
             return f"refused: {host} is a private or loopback address (set allow_private: true to allow)"
         try:
             ipaddress.ip_address(host.strip("[]"))
@@ -200,7 +190,7 @@ class Fetcher:
         except (OSError, TimeoutError):
             return None  # let the request fail with a clear DNS error
         for info in infos:
-            if _is_private_ip(str(info[4][0])):
+            if is_private_address(str(info[4][0])):
                 return f"refused: {host} resolves to a private address {info[4][0]} (set allow_private: true to allow)"
         return None
 

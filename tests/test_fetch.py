@@ -128,6 +128,31 @@ async def test_private_link_local_and_loopback_hosts_are_refused(fetcher):
     assert await fetcher._refuse_private("8.8.8.8", allowed=False) is None  # a public literal: no DNS
 
 
+ADDRESSES = {  # host -> private?
+    "100.64.0.1": True, "224.0.0.1": True, "[ff02::1]": True, "[64:ff9b::a00:1]": True,  # NAT64 to 10.0.0.1
+    "[2002:a00:1::1]": True, "[::ffff:10.0.0.1]": True, "10.0.0.1": True, "[fe80::1]": True,
+    "8.8.8.8": False, "[2001:4860:4860::8888]": False, "[64:ff9b::808:808]": False,  # NAT64 to 8.8.8.8
+}
+
+
+@pytest.mark.parametrize(("host", "private"), ADDRESSES.items())
+async def test_check_and_the_fetcher_agree_on_what_a_private_address_is(tmp_path, fetcher, host, private):
+    """A feed `check` accepts must not be refused at every poll (carrier-grade NAT and multicast were), and
+    a feed the fetcher would fetch must not be one `check` rejects (NAT64 to an internal address was)."""
+    from bot.config import load_config
+
+    (tmp_path / "feeds.yaml").write_text(f"feeds:\n  - id: a\n    url: http://{host}/feed.xml\n")
+    (tmp_path / "w.yaml").write_text("description: d\ngroups:\n  a: [Kursk]\n")
+    try:
+        load_config(tmp_path)
+        check_refuses = False
+    except ConfigError as exc:
+        assert "private or loopback" in str(exc)
+        check_refuses = True
+    fetch_refuses = await fetcher._refuse_private(host, allowed=False) is not None
+    assert (check_refuses, fetch_refuses) == (private, private)
+
+
 def test_fetch_timeout_comes_from_the_environment():
     assert load_settings({"MEDIABOT_FETCH_TIMEOUT": "5"}).fetch_timeout == 5.0
     assert load_settings({"MEDIABOT_FETCH_TIMEOUT": "2m"}).fetch_timeout == 120.0
