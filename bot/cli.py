@@ -199,12 +199,11 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
 
 def _prune(store: Any, settings: Settings) -> None:
     import logging
-    import sqlite3
     from datetime import UTC, datetime
 
     try:
         counts = store.prune(datetime.now(UTC), settings.retention_days)
-    except (StoreError, sqlite3.Error) as exc:  # never fail a poll over housekeeping
+    except StoreError as exc:  # never fail a poll over housekeeping
         logging.getLogger(__name__).warning("prune failed: %s", exc)
         return
     if any(counts.values()):

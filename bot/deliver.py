@@ -25,7 +25,15 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
 from bot.alerts import Rendered, digest_pages, labels
-from bot.errors import ChatUnavailableError, DeliveryError, MessageGoneError, RetryLaterError, TokenRejectedError
+from bot.errors import (
+    ChatUnavailableError,
+    DeliveryError,
+    MessageGoneError,
+    MessageRejectedError,
+    RetryLaterError,
+    StoreError,
+    TokenRejectedError,
+)
 from bot.models import OutboxRow
 from bot.subscribers import ChatPrefs, held_until, lists_muted_until, over_backlog, plan_release
 
@@ -235,7 +243,7 @@ def _map_error(exc: Exception) -> DeliveryError:
         text = str(exc).lower()
         if "chat not found" in text or "user is deactivated" in text or "chat_write_forbidden" in text:
             return ChatUnavailableError(f"chat unavailable: {exc}")
-        return DeliveryError(f"rejected by Telegram: {exc}")
+        return MessageRejectedError(f"rejected by Telegram: {exc}")
     if isinstance(exc, (TimedOut, NetworkError)):
         return RetryLaterError(f"network: {exc}", 0.0)
     return DeliveryError(f"{type(exc).__name__}: {exc}")
@@ -458,9 +466,13 @@ class Deliverer:
         except _Unrecorded as exc:
             self._unrecorded[row.id] = exc.message_id
             self._store_failed(exc.__cause__ or exc)
-        except Exception as exc:  # the store failed while recording a retry or a failure: try again later
+        except StoreError as exc:  # the store failed while recording a retry or a failure: try again later
             self._dirty = True
             self._store_failed(exc)
+        except Exception:  # a bug in the bookkeeping: the row stays as the store has it; its chat waits a minute
+            self._dirty = True
+            self.pacer.block(row.chat_id, 60.0)
+            logger.exception("delivery bookkeeping crashed chat=%s row=%s", row.chat_id, row.id)
 
     def _store_failed(self, exc: BaseException) -> None:
         self.pacer.hold_all(STORE_RETRY)
@@ -538,7 +550,7 @@ class Deliverer:
             return
         except DeliveryError as exc:
             self._dirty = True  # the outbox changed in a way the cached due rows don't show
-            if row.attempts >= 4 or "rejected" in str(exc):
+            if row.attempts >= 4 or isinstance(exc, MessageRejectedError):
                 self.stats.failed += 1
                 logger.error("send failed chat=%s row=%s error=%s", row.chat_id, row.id, exc)
                 self.store.mark_failed(row.id, str(exc))
@@ -559,7 +571,10 @@ class Deliverer:
             raise _Unrecorded(message_id) from exc
         self.stats.sent += 1
         if self.on_sent:
-            self.on_sent(row)
+            try:
+                self.on_sent(row)
+            except Exception:  # a metrics hook must not look like a failed delivery
+                logger.exception("on_sent hook failed row=%s", row.id)
         logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
 
 

@@ -2,17 +2,19 @@
 
     BotError
     ├── ConfigError                bad env/YAML; carries every problem with file:line
-    ├── FetchError
-    │   ├── TransientFetchError    timeout, connect, 429, 5xx  -> back off, keep polling
-    │   └── PermanentFetchError    404/410, 401/403, not a feed -> log, slow down / disable
     ├── ParseError                 feed body unusable
-    ├── StoreError                 SQLite failure, or a store written by a newer version
+    ├── StoreError                 any failure of the store (a full disk, a broken file), or a store
+    │   │                          written by a newer version; the database's own errors never escape it
     │   └── StoreLockedError       another instance holds the state directory
-    └── DeliveryError
+    └── DeliveryError              anything else Telegram answered -> retry a few times
         ├── RetryLaterError        RetryAfter or network; carries retry_after
         ├── ChatUnavailableError   Forbidden, chat not found, ChatMigrated
         ├── TokenRejectedError     Telegram refuses the bot token -> keep every row, tell the operator
-        └── MessageGoneError       the alert to edit was deleted or is too old -> stop editing it
+        ├── MessageGoneError       the alert to edit was deleted or is too old -> stop editing it
+        └── MessageRejectedError   Telegram refuses this message (400) -> failed at once, never resent
+
+A feed that cannot be fetched is not an exception: the fetcher returns a FetchResult with the error and
+whether it is worth retrying soon, since most feeds fail now and then and the poll goes on.
 """
 
 from __future__ import annotations
@@ -28,22 +30,6 @@ class ConfigError(BotError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-class FetchError(BotError):
-    """A feed could not be fetched."""
-
-
-class TransientFetchError(FetchError):
-    """Worth retrying later (timeouts, 429, 5xx); `retry_after` in seconds when the server said."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentFetchError(FetchError):
-    """Retrying soon will not help (404, 410, 403, not a feed)."""
 
 
 class ParseError(BotError):
@@ -88,3 +74,7 @@ class TokenRejectedError(DeliveryError):
 
 class MessageGoneError(DeliveryError):
     """The message to edit ("also: …") was deleted in the chat or can no longer be edited."""
+
+
+class MessageRejectedError(DeliveryError):
+    """Telegram refused this message as it is (400 Bad Request): sending it again cannot help."""

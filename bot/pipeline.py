@@ -13,7 +13,6 @@ import json
 import logging
 import multiprocessing
 import random
-import sqlite3
 from collections.abc import Callable, Container, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -256,7 +255,7 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
     try:
         outcome = await _poll_feed(ctx, spec, state)
     except Exception as exc:  # a bug (with traceback) or a store that cannot be written; the others go on
-        if isinstance(exc, (sqlite3.Error, StoreError)):  # a full disk, a read-only file: words, no traceback
+        if isinstance(exc, StoreError):  # a full disk, a read-only file: words, no traceback
             logger.error("feed not recorded, the state store cannot be written feed=%s error=%s: %s; it is "
                          "polled again next time", spec.id, type(exc).__name__, exc)
         else:

@@ -7,6 +7,7 @@ opens cleanly, and every method that changes state commits its own transaction.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -174,8 +175,10 @@ class SqliteStore:
         except (sqlite3.DatabaseError, OSError) as exc:
             self._release_lock()
             raise StoreError(f"{path}: cannot open the state store: {exc}") from exc
-        except StoreError:
+        except StoreError as exc:
             self._release_lock()
+            if isinstance(exc.__cause__, sqlite3.Error):
+                raise StoreError(f"{path}: cannot open the state store: {exc.__cause__}") from exc.__cause__
             raise
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -268,7 +271,7 @@ class SqliteStore:
                     + "INSERT INTO meta(key, value) VALUES('schema_version', '" + str(target + 1) + "') "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value; COMMIT;"
                 )
-            except sqlite3.Error:
+            except StoreError:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
@@ -278,12 +281,16 @@ class SqliteStore:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"store busy or unwritable: {exc}") from exc
+            except StoreError as exc:
+                raise StoreError(f"store busy or unwritable: {exc.__cause__}") from exc.__cause__
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK would
+                # fail and hide the reason ("cannot rollback - no transaction is active")
+                if self._db.in_transaction:
+                    with contextlib.suppress(StoreError):
+                        self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
@@ -868,6 +875,16 @@ class SqliteStore:
         return counts
 
 
+@contextmanager
+def _as_store_error() -> Iterator[None]:
+    """SQLite's errors as StoreError: callers handle a store that fails (a full disk, a read-only or broken
+    file) without knowing which database is behind it."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
 class _LockedConnection:
     """sqlite3.Connection whose statements take the store's lock (re-entrant, so a transaction that
     holds it can run statements)."""
@@ -877,15 +894,15 @@ class _LockedConnection:
         self._lock = lock
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, _as_store_error():
             return self._connection.execute(sql, parameters)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, _as_store_error():
             return self._connection.executemany(sql, rows)
 
     def executescript(self, script: str) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, _as_store_error():
             return self._connection.executescript(script)
 
     @property

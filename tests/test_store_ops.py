@@ -172,3 +172,23 @@ def test_also_edits_wait_behind_new_messages_that_are_due(store):
 
     routed = HoldRouter(store, UTC).route(store.due(t0 + timedelta(minutes=1)), t0 + timedelta(minutes=1))
     assert [r.id for r in routed] == [notice, alert, *edits]  # the router keeps that order
+
+
+def test_a_store_that_cannot_write_fails_with_store_error_whatever_the_call(store):
+    """Callers (the pipeline, the deliverer, commands, housekeeping) handle StoreError: a full disk or a
+    read-only file must never surface as the database's own exception type (a SQLite error took the
+    generic "bug" path, and a store on another database would raise yet other types)."""
+    store.ensure_chat(1)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")  # the file cannot grow: a full disk
+    calls = {
+        "record_items": lambda: store.record_items([_new(f"a{i}", chat=1) for i in range(50)], None, T0),
+        "queue_notice": lambda: store.queue_notice([1], "text " * 2000, T0),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreError, match="full") as info:  # the reason, not a failed rollback
+            call()
+        assert isinstance(info.value.__cause__, sqlite3.Error), name
+    store._db.execute("PRAGMA max_page_count=1073741823")
+    store.record_items([_new("a", chat=1)], None, T0)  # and it works again once it can write
+    assert store.count("items") == 1 and store.pending_count() == 1
