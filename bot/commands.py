@@ -533,7 +533,7 @@ async def _reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     from bot.scheduler import reload_config
 
     rt = _rt(context)
-    problems = reload_config(rt, rt.settings)
+    problems = await reload_config(rt, rt.settings)
     if problems:
         await _reply(update, _t(update, "reload_bad", problems=_e("\n".join(problems[:20]))))
         return

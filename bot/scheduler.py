@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Config, Settings, config_signature, load_config
-from bot.errors import ConfigError, TokenRejectedError
+from bot.errors import ConfigError, StoreError, TokenRejectedError
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -45,9 +45,13 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    reloads: set[asyncio.Task[list[str]]] = set()
+
     def hangup() -> None:  # systemd's ExecReload, `kill -HUP`: re-read the YAML now (it used to kill us)
         logger.info("SIGHUP: reloading the config")
-        reload_config(rt, settings)
+        task = asyncio.ensure_future(reload_config(rt, settings))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     current: dict[str, asyncio.Future[None]] = {}
@@ -85,10 +89,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
         current["cycle"] = asyncio.ensure_future(cycle())
 
     async def prune() -> None:
-        started = time.monotonic()
-        counts = rt.store.prune(datetime.now(UTC), settings.retention_days)
-        logger.info("pruned %s elapsed_ms=%d", " ".join(f"{k}={v}" for k, v in counts.items()),
-                    (time.monotonic() - started) * 1000)
+        await prune_store(rt, settings, datetime.now(UTC))
 
     async def reload_if_changed() -> None:
         await _reload_if_changed(rt, settings)
@@ -212,6 +213,22 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     return exit_code
 
 
+async def prune_store(rt: Runtime, settings: Settings, now: datetime) -> None:
+    """The daemon's housekeeping, every 6 hours, on the store's writer thread: the first prune after a long
+    stop takes seconds, which on the event loop stalled commands and deliveries."""
+    started = time.monotonic()
+    try:
+        counts = await rt.ctx.in_store(rt.store.prune, now, settings.retention_days)
+    except StoreError as exc:  # tried again in 6 hours
+        logger.warning("prune failed: %s", exc)
+        return
+    except Exception:
+        logger.exception("prune failed")
+        return
+    logger.info("pruned %s elapsed_ms=%d", " ".join(f"{k}={v}" for k, v in counts.items()),
+                (time.monotonic() - started) * 1000)
+
+
 def _instrument(rt: Runtime, metrics: Metrics) -> None:
     """Plug the metrics hooks into the pipeline (on_feed) and the deliverer (on_sent, stats); the
     daemon's runtime has no other hooks."""
@@ -220,13 +237,10 @@ def _instrument(rt: Runtime, metrics: Metrics) -> None:
     metrics.watch_delivery(rt.deliverer.stats)
 
 
-async def _reload_if_changed(rt: object, settings: Settings) -> None:
+async def _reload_if_changed(rt: Runtime, settings: Settings) -> None:
     """Reload once the YAML changed and then held still for one look (every 2 s): a file being uploaded or
     written in chunks is often valid YAML halfway, and went live half-finished. The reading and the
     matcher's index are built off the event loop (a big watchlist stalled commands for seconds)."""
-    from bot.app import Runtime
-
-    assert isinstance(rt, Runtime)
     current = await asyncio.to_thread(config_signature, settings.watchlists_dir)
     loaded = rt.extras.setdefault("config_files", current)
     if current == loaded:
@@ -283,11 +297,9 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
     return []
 
 
-def reload_config(rt: object, settings: Settings) -> list[str]:
+async def reload_config(rt: Runtime, settings: Settings) -> list[str]:
     """Re-read the YAML now (/reload, SIGHUP); swap it in when valid, keep the last good one otherwise.
-    Returns the problems."""
-    from bot.app import Runtime
-
-    assert isinstance(rt, Runtime)
-    rt.extras["config_files"] = config_signature(settings.watchlists_dir)
-    return _apply(rt, settings, *_prepare(settings))
+    Read and built off the event loop, like a reload on a change. Returns the problems."""
+    rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
+    prepared = await asyncio.to_thread(_prepare, settings)
+    return _apply(rt, settings, *prepared)

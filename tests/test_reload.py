@@ -3,6 +3,7 @@ bot admins are told in Telegram."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -90,7 +91,7 @@ async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins(w
         rt.store.subscribe(1001, "kursk-front", datetime.now(UTC))
         wdir = workdir / "watchlists"
         (wdir / "kursk-front.yaml").rename(wdir / "kursk.yaml")
-        assert reload_config(rt, settings) == []
+        assert await reload_config(rt, settings) == []
         [notice] = [r for r in rt.store.outbox_rows() if r.kind == "notice"]
         assert notice.chat_id == ADMIN and "kursk-front" in notice.payload and "1 chats" in notice.payload
     finally:
@@ -108,3 +109,75 @@ def test_check_rejects_a_dangling_symlink_and_names_the_line_of_a_bad_byte(workd
     assert result.returncode == 2
     assert f"{wdir / 'extra.yaml'}:1: a symlink to" in result.stdout
     assert f"{wdir / 'latin.yaml'}:3: not UTF-8 text" in result.stdout
+
+
+async def _longest_pause(work) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(the event loop's longest pause while `work()` runs, how long it ran)."""
+    loop = asyncio.get_running_loop()
+    pauses: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = loop.time()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            pauses.append(loop.time() - last)
+            last = loop.time()
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.02)
+    started = loop.time()
+    await work()
+    took = loop.time() - started
+    done.set()
+    await ticking
+    return max(pauses), took
+
+
+async def test_a_reload_leaves_the_event_loop_free(workdir):
+    """/reload and SIGHUP read the YAML and built the matcher on the event loop: with a big watchlist,
+    commands and deliveries stalled for the whole reload. The loop's longest pause while it runs must be
+    a fraction of its time."""
+
+    from bot.scheduler import reload_config
+
+    rt, settings = _runtime(workdir)
+    words = [f"wort{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{i}" for i in range(6000)]
+    (workdir / "watchlists" / "gross.yaml").write_text(
+        "description: d\ngroups:\n  a: [" + ", ".join(words[:3000]) + "]\n  b: [" + ", ".join(words[3000:]) + "]\n",
+        encoding="utf-8")
+
+    try:
+        pause, took = await _longest_pause(lambda: reload_config(rt, settings))
+        assert "gross" in rt.config.watchlist_names()
+        assert took > 0.1 and pause < took / 2, (pause, took)
+    finally:
+        await rt.aclose()
+
+
+async def test_the_daemons_prune_leaves_the_event_loop_free(workdir):
+    """The first prune after a long stop deletes many rows (1.4 s for 300,000 seen keys); it ran on the
+    event loop, where commands and deliveries waited for it."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import Item
+    from bot.scheduler import prune_store
+    from bot.store import NewItem
+
+    rt, settings = _runtime(workdir)
+    old = datetime.now(UTC) - timedelta(days=100)
+
+    def item(n: int) -> NewItem:
+        it = Item(key=f"k{n}", feed_id="n", title=f"Meldung {n}", summary="", link=f"https://n.example/{n}",
+                  canonical_link=f"https://n.example/{n}", guid=f"g{n}", published=old, lang="de", source="N")
+        return NewItem(it, [f"guid:n:{n}", f"link:n.example/{n}"], [], [])
+
+    try:
+        for start in range(0, 30_000, 5_000):
+            rt.store.record_items([item(n) for n in range(start, start + 5_000)], None, old)
+        rt.store.record_items([item(-1)], None, datetime.now(UTC))  # a store in use: its newest key is recent
+        pause, took = await _longest_pause(lambda: prune_store(rt, settings, datetime.now(UTC)))
+        assert rt.store.count("items") == 1
+        assert took > 0.05 and pause < took / 2, (pause, took)
+    finally:
+        await rt.aclose()
