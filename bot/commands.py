@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ParseMode
+from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.alerts import MAX_MESSAGE
@@ -84,6 +85,8 @@ _T: dict[str, dict[str, str]] = {
         "mute_configured": "Dieser Chat bekommt {name} über die Konfiguration des Bots (chats: in der Watchlist); "
                            "das können nur die Bot-Admins ändern. /mute schaltet den ganzen Chat stumm.",
         "unknown_command": "Unbekannter Befehl {cmd}. /help zeigt alle Befehle.",
+        "crashed": "Das hat leider nicht geklappt (ein Fehler im Bot; er steht im Log für die Admins). "
+                   "Bitte später noch einmal versuchen.",
         "language_set": "Sprache der Meldungen: Deutsch.",
         "bad_language": "Bitte so: /language de oder /language en",
         "language_private": "In privaten Chats folgen die Meldungen der Sprache Ihrer Telegram-App (jetzt: Deutsch).",
@@ -134,6 +137,8 @@ _T: dict[str, dict[str, str]] = {
         "mute_configured": "This chat gets {name} through the bot's configuration (chats: in the watchlist); only "
                            "the bot's admins can change that. /mute mutes the whole chat.",
         "unknown_command": "Unknown command {cmd}. /help lists every command.",
+        "crashed": "Sorry, that did not work (a fault in the bot; it is in the log for the admins). "
+                   "Please try again later.",
         "language_set": "Alert language: English.",
         "bad_language": "Please write: /language de or /language en",
         "language_private": "In private chats alerts follow your Telegram app's language (now: English).",
@@ -647,7 +652,18 @@ async def _migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    logger.error("command failed: %s: %s", type(context.error).__name__, context.error)
+    """A handler that crashed is a bug: logged with its traceback, and the user hears that it failed
+    instead of nothing. Without an update it is the long polling's trouble (the network): one line."""
+    if not isinstance(update, Update):
+        logger.error("telegram polling failed: %s: %s", type(context.error).__name__, context.error)
+        return
+    logger.error("command failed: %s: %s", type(context.error).__name__, context.error, exc_info=context.error)
+    if update.callback_query is not None:
+        with contextlib.suppress(TelegramError):
+            await update.callback_query.answer(_t(update, "crashed")[:200])
+        return
+    with contextlib.suppress(TelegramError):
+        await _reply(update, _t(update, "crashed"))
 
 
 async def set_menu(bot: Any) -> None:

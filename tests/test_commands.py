@@ -132,6 +132,23 @@ async def test_a_paused_watchlist_is_not_offered_and_says_so_where_it_shows(star
     assert data == ["unsub:dprk-troops", "unsub:kursk-front", "sub:russia-dprk-treaty"]
 
 
+async def test_a_command_that_fails_tells_the_user_and_logs_the_traceback(start_bot, caplog):
+    """A handler that crashed left the user without any answer and the log without a traceback. Here the
+    store cannot write (as on a full disk) while a journalist subscribes."""
+    bot = await start_bot()
+    bot.rt.store._db.execute("PRAGMA query_only=ON")
+    try:
+        reply = await bot.say("/subscribe kursk-front", lang="en")
+        answer = await bot.press("sub:dprk-troops", lang="en")
+    finally:
+        bot.rt.store._db.execute("PRAGMA query_only=OFF")
+    assert "did not work" in reply and "did not work" in answer
+    failed = [r for r in caplog.records if r.getMessage().startswith("command failed")]
+    assert len(failed) == 2 and all(r.exc_info for r in failed)
+    assert bot.rt.store.subscriptions(USER) == set()
+    assert "Subscribed" in await bot.say("/subscribe kursk-front", lang="en")  # and it works again
+
+
 async def test_subscribe_and_unsubscribe_commands(start_bot):
     bot = await start_bot()
     assert "Abonniert" in await bot.say("/subscribe dprk-troops")
