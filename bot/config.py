@@ -52,7 +52,7 @@ def is_chat_id(value: object) -> bool:
 class Settings:
     """Runtime settings from the environment. `token` is a secret: never log it."""
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a repr ends up in test output and tracebacks
     api_base_url: str = DEFAULT_API_BASE
     watchlists_dir: Path = Path("watchlists")
     state_dir: Path = Path("state")

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any
@@ -39,8 +40,12 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):  # a bad format string: let logging report it as usual
-            return True
+        except (TypeError, ValueError):
+            # A bad format string: logging's own report would print the arguments as they are (a URL with
+            # the token). Keep the message and its arguments, redacted, in plain words instead.
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            message = f"{record.msg} (a log call with a bad format string; its arguments: "
+            message += ", ".join(map(str, args)) + ")"
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.msg = self.redact(message)
@@ -136,6 +141,14 @@ def setup_logging(level: str = "INFO", secrets: list[str] | None = None, json_li
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # An uncaught exception would otherwise print a raw traceback (URLs with the token) to stderr.
     sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        name = args.thread.name if args.thread else "?"
+        logging.getLogger("mediabot").critical("uncaught exception in thread %s", name,
+                                               exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 def _log_uncaught(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:

@@ -84,6 +84,34 @@ def test_token_is_redacted_from_messages_arguments_tracebacks_and_stacks(stream)
     assert all(isinstance(r, dict) for r in _lines(stream))
 
 
+def test_a_log_call_with_a_bad_format_string_never_prints_the_token(stream, capsys, monkeypatch):
+    """A mistyped log call (two %s, one argument) made logging print its own report with the arguments as
+    they were, the token in a URL among them, to stderr. Now it is one redacted line like any other, and
+    an uncaught exception in a thread goes through the log too."""
+    import threading
+
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    setup_logging("INFO", [TOKEN], json_lines=True, stream=stream)
+    url = f"https://api.telegram.org/bot{TOKEN}/getMe"
+    logging.getLogger("bot.test").info("calling %s %s", url)
+    worker = threading.Thread(target=lambda: (_ for _ in ()).throw(ConnectionError(f"cannot reach {url}")))
+    worker.start()
+    worker.join()
+    printed = capsys.readouterr()
+    out = stream.getvalue()
+    assert TOKEN not in out + printed.err + printed.out
+    [bad, thread] = _lines(stream)
+    assert "bad format string" in bad["msg"] and "[REDACTED]" in bad["msg"]
+    assert "uncaught exception in thread" in thread["msg"] and "cannot reach" in out
+
+
+def test_settings_do_not_show_the_token_in_their_repr():
+    from bot.config import load_settings
+
+    settings = load_settings({"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert settings.token == TOKEN and TOKEN not in repr(settings)
+
+
 async def test_ptb_and_httpx_debug_records_never_carry_the_token(stream, telegram, caplog):
     """Force the library loggers to DEBUG (the bot holds them at WARNING) and make real requests; not
     even another handler (here pytest's caplog) sees the token, as records are scrubbed when made."""
