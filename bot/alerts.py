@@ -82,13 +82,16 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
         summary = shorten(summary[len(title):].lstrip(" .:-–"), SUMMARY_CHARS)
     meta = " · ".join(x for x in (source, when) if x)
     watch = f"{watchlist_name} — {words['terms']}: {', '.join(terms[:8])}" if terms else watchlist_name
-    names = [name for name, _ in also]
+    names = list(dict.fromkeys(name for name, _ in also if name != source))  # each outlet once
     also_line = f"{words['also']}: {', '.join(names[:12])}" + (
         f" (+{len(names) - 12} {words['more']})" if len(names) > 12 else ""
-    ) if also else ""
-    own = (fold(title), _headline_words(title))
-    other_headlines = [f"{name}: {shorten(headline, 120)}" for name, headline in also
-                       if headline and not _adds_nothing(headline, *own)][-_HEADLINES:]
+    ) if names else ""
+    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
+    shown: dict[str, str] = {}  # a headline past its rubric -> its line: each different headline once
+    for name, headline in also:
+        if headline and not _adds_nothing(headline, *own):
+            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"{name}: {shorten(headline, 120)}")
+    other_headlines = list(shown.values())[-_HEADLINES:]
 
     def build(title_limit: int, summary_text: str) -> tuple[str, str]:
         t = shorten(title, title_limit)
@@ -128,12 +131,15 @@ def _headline_words(headline: str) -> frozenset[str]:
     return item_words(_RUBRIC.sub("", headline), "")[1]
 
 
-def _adds_nothing(headline: str, lead_folded: str, lead_words: frozenset[str]) -> bool:
+def _adds_nothing(headline: str, lead_folded: str, lead_words: frozenset[str], lead_core: str) -> bool:
     """A copy's headline is not shown under the alert when it is the lead's with small edits: nearly the
-    same characters and, past a rubric, the same words. A headline that swaps a word ("... aus Kursk
-    abgezogen" / "... zurück in Kursk") says something else, and a report folded into the story by
-    mistake must stay visible."""
-    return fuzz.ratio(fold(headline), lead_folded) >= _SAME_HEADLINE and _headline_words(headline) == lead_words
+    same characters and, past a rubric, the same words; or the lead's headline under a rubric of the
+    copy's own ("Staatsbesuch in Nordkorea: " + the agency headline, too long a rubric for the first
+    test). A headline that swaps a word ("... aus Kursk abgezogen" / "... zurück in Kursk") says
+    something else, and a report folded into the story by mistake must stay visible."""
+    if fuzz.ratio(fold(headline), lead_folded) >= _SAME_HEADLINE and _headline_words(headline) == lead_words:
+        return True
+    return bool(lead_core) and fold(_RUBRIC.sub("", headline)) == lead_core
 
 
 def render_notice(text: str) -> Rendered:

@@ -70,7 +70,9 @@ def make_renderer(rt: Runtime) -> Any:
         if row.kind in ("alert", "edit"):
             also: list[tuple[str, str]] = []
             if row.story_id is not None:
-                also = [(s, h) for s, h in rt.store.story_sources(row.story_id) if s != data.get("source")]
+                # every copy but the lead; the lead's outlet too when it ran a second report or an update
+                # under a new link (its headline is shown when it says something else)
+                also = [(s, h) for s, h in rt.store.story_sources(row.story_id) if h or s != data.get("source")]
             # the mute button sets the chat's subscription: a chat fed by `chats:` alone (a channel, whose
             # readers must not change anything) has none, and the button would only pretend to work
             mutable = row.chat_id != CONSOLE_CHAT and row.watchlist in rt.store.subscriptions(row.chat_id)

@@ -549,6 +549,10 @@ class SqliteStore:
                            (json.dumps({**json.loads(payload), **lead}, ensure_ascii=False), oid))
         elif it.source not in {_source_name(s) for s in sources}:
             sources.append([it.source, it.title])  # later copies keep their headline
+        elif it.title not in {lead_title, *(s[1] for s in sources if not isinstance(s, str))} and len(sources) < 100:
+            # An outlet already listed, with another headline: its second report, or its own article
+            # updated under a new link. The headline is kept, so the update is shown, not swallowed.
+            sources.append([it.source, it.title])
         db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources, ensure_ascii=False), story_id))
 
     def queue_notice(self, chat_ids: Iterable[int], text: str, now: datetime) -> None:

@@ -293,6 +293,31 @@ def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_serv
     assert "↳" not in edits[0].text  # a near-identical agency headline is not repeated
 
 
+def test_an_outlet_that_updates_its_own_article_under_a_new_link_shows_the_new_headline(workdir, feed_server,
+                                                                                         telegram):
+    """A feed without guids; the outlet's CMS gives the updated article a new slug and a new headline. The
+    update folds into the story of its first version, and because its outlet was the alert's own, it was
+    shown nowhere: the state of emergency never reached the chat."""
+    env = _two_outlets(workdir, feed_server, telegram, "kursk-front", -100781, ("FAZ.NET", "Outlet B"))
+    body = ("Ukrainische Truppen sind nach russischen Angaben in das Gebiet Kursk vorgedrungen. Das "
+            "Verteidigungsministerium in Moskau sprach von einem Angriff mit bis zu 1000 Soldaten und Panzern. "
+            "Kiew äußerte sich zunächst nicht.")
+    feed_server.routes["/a.xml"] = Route(rss([{"title": "Ukrainische Einheiten dringen in Gebiet Kursk ein",
+                                               "description": body, "link": "https://faz.example/einheiten-1.html",
+                                               "ago": 50}]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    update = "Kursk: Russland ruft Notstand aus – Ukrainer zehn Kilometer vorgerückt"
+    feed_server.routes["/a.xml"] = Route(rss([{"title": update, "link": "https://faz.example/notstand-1.html",
+                                               "description": "Russland hat im Gebiet Kursk den Notstand ausgerufen. "
+                                               + body, "ago": 5}]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(-100781)) == 1  # folded: no second ping
+    [edit] = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert f"↳ FAZ.NET: {update}" in edit.text
+    assert "auch: FAZ.NET" not in edit.text  # the alert's own outlet is not "also"
+
+
 def test_a_copy_with_its_own_headline_edits_the_alert_and_shows_the_headline(workdir, feed_server, telegram):
     """Another outlet runs the agency text under its own headline: no second ping; the first alert is
     edited and names the outlet with its headline, so a fold is never invisible."""
@@ -376,6 +401,11 @@ def test_an_alert_already_sent_keeps_its_lead_when_an_earlier_copy_turns_up(work
     ("Ukraine nimmt zwei nordkoreanische Soldaten gefangen",
      "Ukraine-Krieg: Ukraine nimmt zwei nordkoreanische Soldaten gefangen", False),
     ("Russland meldet Rückeroberung von Sudscha", "Russland meldet Rückeroberung von Sudscha.", False),
+    ("Putin und Kim unterzeichnen Partnerschaftsabkommen",  # a long rubric of the copy's own over the same headline
+     "Staatsbesuch in Nordkorea: Putin und Kim unterzeichnen Partnerschaftsabkommen", False),
+    ("Ukraine-Krieg: Putin und Kim unterzeichnen Partnerschaftsabkommen",
+     "Krieg gegen die Ukraine: Putin und Kim unterzeichnen Partnerschaftsabkommen", False),
+    ("Putin und Kim unterzeichnen Partnerschaftsabkommen", "Putin und Kim unterzeichnen Beistandspakt", True),
 ])
 def test_a_folded_headline_that_swaps_a_word_is_shown_under_the_alert(lead, copy, shown):
     """Nearly the same characters are not enough to hide a copy's headline: one swapped word can turn a
