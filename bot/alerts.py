@@ -159,17 +159,46 @@ def _published(payload: Mapping[str, Any], tz: tzinfo, fmt: str) -> str:
 _DIGEST_ROOM = MAX_MESSAGE - 200  # the heading line and "… +N more" take the rest
 
 
-def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UTC) -> tuple[str, str]:
+def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UTC,
+                 dated: bool = False) -> tuple[str, str]:
     """One story of a digest: (HTML, plain text), with the time it was published (`tz`; the pager
-    measures in UTC: the same length)."""
+    measures in UTC: the same length), and its date when the digest spans days."""
     title = shorten(str(p.get("title") or ""), 160)
     link = _safe_url(str(p.get("link") or ""))
     source = str(p.get("source") or "")
     wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
-    when = _published(p, tz, "%H:%M ")
+    when = _published(p, tz, "%d.%m. %H:%M " if dated else "%H:%M ")
     item_html = f'• {when}<a href="{_e(link)}">{_e(title)}</a>' if link else f"• {when}{_e(title)}"
     item_html += f" <i>({_e(source)}; {_e(wl)})</i>"
     return item_html, f"• {when}{title} ({source}; {wl}) {link or ''}".rstrip()
+
+
+def _digest_copies(p: Mapping[str, Any], also: Sequence[tuple[str, str]], lang: str) -> list[str]:
+    """The lines under a digest's story for the other outlets that carried it (plain text): what an alert
+    shows as "also" and "↳", so a digest reader learns of a copy with a headline of its own too."""
+    title, source = str(p.get("title") or ""), str(p.get("source") or "")
+    names = list(dict.fromkeys(name for name, _ in also if name != source))
+    lines = []
+    if names:
+        more = f" (+{len(names) - 6} {labels(lang)['more']})" if len(names) > 6 else ""
+        lines.append(f"   ➕ {', '.join(names[:6])}{more}")
+    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
+    shown: dict[str, str] = {}
+    for name, headline in also:
+        if headline and not _adds_nothing(headline, *own):
+            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"   ↳ {name}: {shorten(headline, 120)}")
+    return lines + list(shown.values())[-2:]
+
+
+def digest_dated(entries: Sequence[Mapping[str, Any]], tz: tzinfo) -> bool:
+    """Do a digest's stories fall on more than one local day? Then each line shows its date."""
+    return len({_published(p, tz, "%Y-%m-%d") for p in entries} - {""}) > 1
+
+
+def digest_order(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A digest's stories oldest first, as they were published (they were held in the order their feeds
+    answered), undated ones last."""
+    return sorted(entries, key=lambda p: (not p.get("published"), str(p.get("published") or "")))
 
 
 def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None
@@ -189,21 +218,38 @@ def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] 
 
 
 def render_digest(entries: Sequence[Mapping[str, Any]], *, heading: str, tz: tzinfo, lang: str = "de",
-                  names: Mapping[str, str] | None = None) -> Rendered:
-    """Several held alerts as one compact message: one line per story, newest last. (The router pages a
-    long digest with `digest_pages`; the "+N more" here only guards against a page that still overflows.)"""
+                  names: Mapping[str, str] | None = None, total: int | None = None, dated: bool = False,
+                  also: Mapping[int, Sequence[tuple[str, str]]] | None = None) -> Rendered:
+    """Several held alerts as one compact message: one line per story, oldest first, with the outlets
+    that also carried it (`also`: story id -> outlets and headlines, as for an alert) while room is left.
+    `total`: the stories of the whole digest when it is paged ("Digest (1/2) — 21 stories"). (The router
+    pages a long digest with `digest_pages`; the "+N more" here only guards against a page that still
+    overflows.)"""
     words = labels(lang)
     names = names or {}
-    lines_html = [f"<b>{_e(heading)}</b> — {len(entries)} {words['stories']}"]
-    lines_plain = [f"{heading} — {len(entries)} {words['stories']}"]
-    shown = 0
+    zone = _published(entries[0], tz, "%Z") if entries else ""
+    count = f"{total or len(entries)} {words['stories']}" + (f" · {zone}" if zone else "")
+    lines_html = [f"<b>{_e(heading)}</b> — {_e(count)}"]
+    lines_plain = [f"{heading} — {count}"]
+    stories = []
+    size = len(lines_html[0])
     for p in entries:
-        item_html, item_plain = _digest_line(p, names, tz)
-        if sum(len(x) + 1 for x in lines_html) + len(item_html) > MAX_MESSAGE - 80:
+        item_html, item_plain = _digest_line(p, names, tz, dated)
+        if size + len(item_html) + 1 > MAX_MESSAGE - 80:
             break
+        stories.append((p, item_html, item_plain))
+        size += len(item_html) + 1
+    shown = len(stories)
+    for p, item_html, item_plain in stories:  # every story first; the other outlets while room is left
         lines_html.append(item_html)
         lines_plain.append(item_plain)
-        shown += 1
+        story = p.get("story_id")
+        for extra in _digest_copies(p, also.get(story, ()), lang) if also and isinstance(story, int) else ():
+            if size + len(_e(extra)) + 1 > MAX_MESSAGE - 80:
+                break
+            lines_html.append(_e(extra))
+            lines_plain.append(extra)
+            size += len(_e(extra)) + 1
     if shown < len(entries):
         rest = f"… +{len(entries) - shown} {words['more']}"
         lines_html.append(_e(rest))

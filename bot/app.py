@@ -79,8 +79,12 @@ def make_renderer(rt: Runtime) -> Any:
             return render_alert(data, watchlist_name=names.get(row.watchlist, row.watchlist),
                                 tz=rt.settings.tz, lang=lang, also=also, mutable=mutable)
         if row.kind == "digest":
-            return render_digest(data.get("entries", []), heading=str(data.get("heading", "Digest")),
-                                 tz=rt.settings.tz, lang=lang, names=names)
+            entries = data.get("entries", [])
+            stories = {e["story_id"] for e in entries if isinstance(e.get("story_id"), int)}
+            # the copies folded into each story by the time the digest goes out: what an alert shows as "also"
+            copies = {sid: rt.store.story_sources(sid)[1:] for sid in stories}
+            return render_digest(entries, heading=str(data.get("heading", "Digest")), tz=rt.settings.tz, lang=lang,
+                                 names=names, total=data.get("total"), dated=bool(data.get("dated")), also=copies)
         return render_notice(str(data.get("text", "")))
 
     return render

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
-from bot.alerts import Rendered, digest_pages, labels
+from bot.alerts import Rendered, digest_dated, digest_order, digest_pages, labels
 from bot.errors import (
     ChatUnavailableError,
     DeliveryError,
@@ -667,14 +667,16 @@ class HoldRouter:
         """One digest row per message the alerts need ("Digest (2/3)"); returns the first row's id."""
         chat = self.store.chat(chat_id)
         words = labels(str(chat["language"]) if chat else "de")
-        entries = [dict(payload_of(r), watchlist=r.watchlist) for r in rows]
-        row_of = {id(e): r.id for e, r in zip(entries, rows, strict=True)}
+        held = [dict(payload_of(r), watchlist=r.watchlist, story_id=r.story_id) for r in rows]
+        row_of = {id(e): r.id for e, r in zip(held, rows, strict=True)}
+        entries = digest_order(held)
         pages = digest_pages(entries, self.names())
+        dated = digest_dated(entries, self.tz)
         first = 0
         for n, page in enumerate(pages, 1):
             heading = words["digest"] if len(pages) == 1 else f"{words['digest']} ({n}/{len(pages)})"
-            row_id = self.store.queue_row(chat_id, "digest", {"heading": heading, "entries": page}, now,
-                                          replaces=[row_of[id(e)] for e in page])
+            body = {"heading": heading, "entries": page, "total": len(entries), "dated": dated}
+            row_id = self.store.queue_row(chat_id, "digest", body, now, replaces=[row_of[id(e)] for e in page])
             first = first or row_id
         return first
 

@@ -22,7 +22,7 @@ from bot.app import Runtime, build_runtime
 from bot.config import Settings, load_config
 from bot.deliver import Pacer, TelegramSender
 from bot.errors import ChatUnavailableError
-from bot.models import Item
+from bot.models import Item, Match, TermHit
 from bot.store import NewItem, SqliteStore
 from tests.conftest import ROOT, run_cli, write_feeds_yaml
 from tests.servers import FeedServer, Route, TelegramStub, rss
@@ -48,14 +48,19 @@ async def runtime(workdir: Path, telegram: TelegramStub, feed_server: FeedServer
 
 
 def queue(rt: Runtime, chats: list[int], *, title: str = "Nordkoreanische Soldaten bei Kursk", key: str = "k",
-          watchlist: str = "dprk-troops") -> None:
-    """One matching item queued as an alert to each chat (what the pipeline records)."""
+          watchlist: str = "dprk-troops", published: datetime | None = None, source: str = "Example",
+          story_id: int | None = None) -> int:
+    """One matching item queued as an alert to each chat (what the pipeline records); with `story_id`, a
+    copy folded into that story instead. Returns its story id."""
     now = datetime.now(UTC)
     for c in chats:
         rt.store.ensure_chat(c)
     item = Item(key=key, feed_id="news", title=title, summary="Kiew meldet Gefechte.", link=f"https://n.example/{key}",
-                canonical_link=f"https://n.example/{key}", guid=key, published=now, lang="de", source="Example")
-    rt.store.record_items([NewItem(item, [key], [], [(c, watchlist) for c in chats])], None, now)
+                canonical_link=f"https://n.example/{key}", guid=key, published=published or now, lang="de",
+                source=source)
+    alerts = [] if story_id else [(c, watchlist) for c in chats]
+    match = Match(watchlist, 100.0, (TermHit("Kursk", "Kursk", "title", 1, 100.0),))
+    return rt.store.record_items([NewItem(item, [key], [match], alerts, story_id=story_id)], None, now)[0]
 
 
 async def test_429_waits_exactly_retry_after_and_other_chats_go_on(runtime, telegram):
@@ -162,6 +167,38 @@ async def test_quiet_hours_hold_alerts_and_release_them_as_one_digest(runtime, t
     sent = telegram.sent_to(A)
     assert len(sent) == 1 and "3 Meldungen" in sent[0].text
     assert rt.store.outbox_rows("held", A) == []
+
+
+async def test_a_digest_lists_stories_as_they_happened_with_the_outlets_that_also_carried_them(runtime, telegram):
+    """After quiet hours the digest listed stories in the order their feeds answered, with bare times
+    that looked alike across midnight, and never the other outlets: a copy under a headline of its own,
+    which a chat without quiet hours sees under its alert, never reached the digest reader."""
+    rt = runtime(timezone="UTC")
+    night = datetime.now(UTC).replace(hour=23, minute=0, second=0, microsecond=0)
+    if night < datetime.now(UTC):
+        night += timedelta(days=1)
+    clock = [night]
+    rt.deliverer.now = lambda: clock[0]
+    rt.store.ensure_chat(A)
+    rt.store.update_chat(A, quiet="22:00-07:00")
+    early = queue(rt, [A], key="late-feed", title="Drohnenangriff auf Kurtschatow",
+                  published=night - timedelta(hours=1))
+    queue(rt, [A], key="second", title="Nacht der Explosionen in Sudscha", published=night + timedelta(hours=6))
+    queue(rt, [A], key="first", title="Evakuierung im Gebiet Kursk ausgeweitet", published=night - timedelta(hours=2))
+    queue(rt, [A], key="copy", title="Kurtschatow: Drohne trifft Umspannwerk", source="Outlet B", story_id=early,
+          published=night - timedelta(minutes=30))
+    await rt.deliverer.drain(timeout=5)
+    assert telegram.sent_to(A) == []
+    clock[0] = night + timedelta(hours=8)
+    rt.deliverer._next_release = 0.0
+    await rt.deliverer.drain(timeout=5)
+    [digest] = telegram.sent_to(A)
+    lines = digest.text.splitlines()
+    assert lines[0].endswith("3 Meldungen · UTC")
+    day, next_day = (night - timedelta(hours=2)).strftime("%d.%m."), (night + timedelta(hours=6)).strftime("%d.%m.")
+    assert [line[:15] for line in lines if line.startswith("•")] == [
+        f"• {day} 21:00 ", f"• {day} 22:00 ", f"• {next_day} 05:00 "]  # oldest first, dated across midnight
+    assert lines[3:5] == ["   ➕ Outlet B", "   ↳ Outlet B: Kurtschatow: Drohne trifft Umspannwerk"]
 
 
 async def test_a_quiet_chat_is_looked_at_once_a_minute_not_every_second(runtime, telegram):
@@ -415,3 +452,14 @@ def test_a_digest_line_says_when_the_story_was_published():
                 "published": "2026-11-26T05:10:00+00:00"}]
     digest = render_digest(entries, heading="Digest", tz=ZoneInfo("Europe/Berlin"), names={"kursk-front": "Kursk"})
     assert '• 06:10 <a href="https://a.example/1">Kursk</a> <i>(A; Kursk)</i>' in digest.html
+
+
+def test_a_paged_digest_counts_every_story_on_each_page():
+    """"Digest (1/2) — 17 stories" for a digest of 21 read as if the first page were all of it."""
+    from zoneinfo import ZoneInfo
+
+    from bot.alerts import render_digest
+
+    entries = [{"title": "Kursk", "source": "A", "watchlist": "kursk-front", "published": "2026-11-26T05:10:00+00:00"}]
+    page = render_digest(entries, heading="Digest (2/2)", tz=ZoneInfo("Europe/Berlin"), lang="en", total=21)
+    assert page.plain.splitlines()[0] == "Digest (2/2) — 21 stories · CET"
