@@ -43,7 +43,8 @@ RUN groupadd --system --gid 10001 mediabot \
 COPY watchlists/ /app/watchlists/
 WORKDIR /app
 VOLUME ["/app/state"]
-USER mediabot
+# numeric, so Kubernetes runAsNonRoot can verify it without runAsUser
+USER 10001:10001
 # 9108: /healthz and /metrics, served only when MEDIABOT_HTTP_ADDR is set (e.g. 0.0.0.0:9108).
 EXPOSE 9108
 # `mediabot health`: GET /healthz when MEDIABOT_HTTP_ADDR is set (loop, scheduler, store); otherwise

@@ -162,6 +162,10 @@ def test_a_watchlist_id_too_long_for_telegrams_buttons_is_an_error(tmp_path):
     ("MEDIABOT_MAX_BODY_BYTES", "0", "must be from 65536"),  # every feed failed
     ("MEDIABOT_USER_AGENT", "bad\nheader", "printable ASCII"),
     ("TELEGRAM_API_BASE_URL", "not a url", "not an http(s) URL"),
+    # a local Bot API server given without /bot: the token was glued onto the port and retried for ever as
+    # an outage, with /healthz green; with a trailing slash the 404 was blamed on the token
+    ("TELEGRAM_API_BASE_URL", "http://127.0.0.1:8081", "must end in /bot"),
+    ("TELEGRAM_API_BASE_URL", "http://127.0.0.1:8081/", "must end in /bot"),
     ("MEDIABOT_HTTP_ADDR", "127.0.0.1:99999", "is not 1 to 65535"),
     ("MEDIABOT_POLL_MIN_INTERVAL", "10m", "must lie between"),  # with the 5 min default interval
 ])
