@@ -543,3 +543,71 @@ def test_a_copy_worded_differently_still_folds(first, later, lang):
     index = StoryIndex()
     index.check(_rec("a", *first, lang=lang), "a")
     assert index.check(_rec("b", *later, lang=lang, minutes=90), "b") == "a"
+
+
+# Nine reports in the order four outlets carried them, over nine polls; 3, 7 and 8 are copies of 1, 5 and 2.
+# Report 9 is another dispatch than 2 (another person, figure and place) in the same template.
+_STREAM = [
+    ("alpha", "Kiew: 117 nordkoreanische Soldaten bei Belweskirka gefangen genommen, sagt Sammar Volmikir",
+     "Der ukrainische Geheimdienst präsentierte 117 Gefangene aus Nordkorea. Kawes Holsamdra sprach von einem "
+     "Erfolg bei Belweskirka."),
+    ("beta", "Nordkorea schickt weitere Truppen nach Russland: Voltu Ulmmarvas nennt Zahl 288 und Ort Dunquivolka",
+     "Pjöngjang hat nach Angaben von Voltu Ulmmarvas zusätzliche Soldaten entsandt; sie sollen in Dunquivolka "
+     "ausgebildet werden, so Marhol Voldrashi."),
+    ("beta", "Kiew: 117 nordkoreanische Soldaten bei Belweskirka gefangen genommen, sagt Sammar Volmikir",
+     "Der ukrainische Geheimdienst präsentierte 117 Gefangene aus Nordkorea. Kawes Holsamdra sprach von einem "
+     "Erfolg bei Belweskirka."),
+    ("gamma", "North Korean troops spotted near Holfeldraovo in Kursk region, commander Samkir Yakwesqui says 186 "
+     "wounded", "According to Samkir Yakwesqui, soldiers from North Korea are fighting alongside Russia near "
+     "Holfeldraovo. Zorulm Ganwestem confirmed 186 casualties."),
+    ("gamma", "Ukraine says it captured 161 North Korean soldiers at Marfellenovo, Polmar Lenfelwes reports",
+     "Ukrainian intelligence showed 161 prisoners from North Korea. Perzor Yakkatos called it a success near "
+     "Marfellenovo."),
+    ("delta", "North Korea sends more troops to Russia: Temvol Polquinov cites 256 soldiers trained at Beldunvolovo",
+     "Pyongyang dispatched additional soldiers according to Temvol Polquinov; they train at Beldunvolovo, Toswes "
+     "Weskafel said."),
+    ("delta", "Ukraine says it captured 161 North Korean soldiers at Marfellenovo, Polmar Lenfelwes reports",
+     "Ukrainian intelligence showed 161 prisoners from North Korea. Perzor Yakkatos called it a success near "
+     "Marfellenovo."),
+    ("alpha", "Nordkorea schickt weitere Truppen nach Russland: Voltu Ulmmarvas nennt Zahl 288 und Ort Dunquivolka",
+     "Pjöngjang hat nach Angaben von Voltu Ulmmarvas zusätzliche Soldaten entsandt; sie sollen in Dunquivolka "
+     "ausgebildet werden, so Marhol Voldrashi."),
+    ("alpha", "Nordkorea schickt weitere Truppen nach Russland: Quilen Kashitem nennt Zahl 341 und Ort Ganmitemka",
+     "Pjöngjang hat nach Angaben von Quilen Kashitem zusätzliche Soldaten entsandt; sie sollen in Ganmitemka "
+     "ausgebildet werden, so Marhol Voldrashi."),
+]
+
+
+async def test_the_running_bot_folds_as_match_and_a_restarted_bot_do(workdir, feed_server):
+    """The running bot's dedup index held only each story's first report, while the index rebuilt at start
+    (and `mediabot match`) holds every copy; word rarities differed, so a report a restarted bot keeps
+    apart was folded by one that ran on: report 9 never alerted. Every fold must not depend on restarts."""
+    from bot.app import build_runtime
+    from bot.config import load_config, load_settings
+    from bot.pipeline import run_cycle
+
+    lang = {"alpha": "de", "beta": "de", "gamma": "en", "delta": "en"}
+    write_feeds_yaml(workdir / "watchlists", [{"id": f, "url": feed_server.url(f"/{f}.xml"), "name": f.title(),
+                                               "lang": lang[f]} for f in lang])
+    settings = load_settings({"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"),
+                              "MEDIABOT_STATE_DIR": str(workdir / "state")})
+    rt = build_runtime(settings, load_config(settings.watchlists_dir), force_console=True)
+    carried: dict[str, list[dict[str, object]]] = {f: [] for f in lang}
+    try:
+        for n, (feed, title, summary) in enumerate(_STREAM, 1):
+            carried[feed].insert(0, {"title": title, "description": summary, "link": f"https://{feed}.example/{n}",
+                                     "guid": f"{feed}{n}", "ago": 30})
+            for f, items in carried.items():
+                feed_server.routes[f"/{f}.xml"] = Route(rss(items))
+            await run_cycle(rt.ctx, ignore_schedule=True)
+        stored = list(rt.store.story_items_since(datetime.now(UTC) - timedelta(days=1)))
+    finally:
+        await rt.aclose()
+    assert len(stored) == 9
+    offline, first_of = StoryIndex(), {}
+    for n, (item, _sid) in enumerate(stored):
+        first_of[n] = offline.check(item, n)
+    live = [sid for _item, sid in stored]
+    grouping = [live.index(sid) for sid in live]  # each report -> the first report of its story, as stored
+    assert grouping == [n if first_of[n] is None else first_of[n] for n in range(9)]
+    assert grouping[-1] == 8  # report 9 is its own story
