@@ -261,6 +261,10 @@ class OutboxStore(Protocol):
     def migrate_chat(self, old: int, new: int) -> None: ...
     def forget_message(self, chat_id: int, message_id: int) -> None: ...
     def next_due(self) -> datetime | None: ...
+    def pending_edit_chats(self, story_id: int) -> set[int]: ...
+    def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime,
+                  watchlist: str = "", story_id: int | None = None, message_id: int | None = None,
+                  replaces: Sequence[int] = ()) -> int: ...
 
 
 class HoldStore(Protocol):
@@ -570,11 +574,27 @@ class Deliverer:
         except Exception as exc:
             raise _Unrecorded(message_id) from exc
         self.stats.sent += 1
+        if row.kind in ("alert", "edit") and row.story_id is not None and message_id:
+            self._catch_up(row, message, message_id)
         if self.on_sent:
             try:
                 self.on_sent(row)
             except Exception:  # a metrics hook must not look like a failed delivery
                 logger.exception("on_sent hook failed row=%s", row.id)
+
+    def _catch_up(self, row: OutboxRow, sent: Rendered, message_id: int) -> None:
+        """A copy of the story recorded while this alert (or its last edit) was on its way: the pipeline
+        queued no edit for it (the row was not sent yet, or an edit was already waiting), so the message
+        would never name that outlet. Rendered again now, a difference means an edit is due."""
+        assert row.story_id is not None
+        now_shown = self.render(row)
+        if now_shown is None or now_shown.html == sent.html:
+            return
+        if row.chat_id in self.store.pending_edit_chats(row.story_id):
+            return
+        self.store.queue_row(row.chat_id, "edit", payload_of(row), self.now(), watchlist=row.watchlist,
+                             story_id=row.story_id, message_id=message_id)
+        self._dirty = True
         logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
 
 

@@ -463,3 +463,30 @@ def test_a_paged_digest_counts_every_story_on_each_page():
     entries = [{"title": "Kursk", "source": "A", "watchlist": "kursk-front", "published": "2026-11-26T05:10:00+00:00"}]
     page = render_digest(entries, heading="Digest (2/2)", tz=ZoneInfo("Europe/Berlin"), lang="en", total=21)
     assert page.plain.splitlines()[0] == "Digest (2/2) — 21 stories · CET"
+
+
+async def test_a_copy_recorded_while_the_alert_is_on_its_way_still_reaches_the_message(runtime, telegram):
+    """The pipeline edits only alerts already sent, and skips a chat whose edit is already waiting. A copy
+    recorded while the alert (or that edit) was in flight was never named in the message: 2 to 36 chats per
+    kill -9 chaos run lacked an outlet."""
+    from bot.pipeline import _queue_also_edits
+
+    rt = runtime()
+    story = queue(rt, [A], key="lead", title="Nordkoreanische Soldaten bei Kursk")
+    copies = iter([("Outlet B", "b1"), ("Outlet C", "c1")])
+
+    def copy_lands(_accepted: object) -> None:  # in Telegram's thread, before the bot hears back
+        outlet = next(copies, None)
+        if outlet is not None:
+            queue(rt, [A], key=outlet[1], source=outlet[0], story_id=story, title=f"{outlet[0]}: Soldaten in Kursk")
+            _queue_also_edits(rt.ctx, story, datetime.now(UTC))
+
+    telegram.on_accept = copy_lands
+    try:
+        await rt.deliverer.drain(timeout=10)
+    finally:
+        telegram.on_accept = None
+    [alert] = telegram.sent_to(A)
+    edits = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert edits and "Outlet B" in edits[-1].text and "Outlet C" in edits[-1].text  # the alert, then its edit
+    assert len(edits) <= 2 and "Outlet B" not in alert.text
