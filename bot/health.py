@@ -70,6 +70,18 @@ async def heartbeat(state: HealthState, *, scheduler_check: Callable[[], tuple[b
     Telegram counts as unhealthy only when it rejected the token: an outage there is not cured by a restart."""
     loop = asyncio.get_running_loop()
     next_store = 0.0
+    probe: asyncio.Future[tuple[bool, str, int | None]] | None = None
+
+    def probe_store() -> tuple[bool, str, int | None]:
+        # Off the loop: the probe waits for the store (another process holding its write lock, a long
+        # write of the pipeline), and the loop must go on answering commands and sending meanwhile.
+        try:
+            writable = store_check()
+            return writable, "writable" if writable else "not writable (locked by another process, or a "\
+                "full or read-only disk)", outbox_depth() if metrics is not None else None
+        except Exception as exc:  # a closed or broken store: report, never crash the daemon
+            return False, f"error: {type(exc).__name__}: {exc}"[:200], None
+
     while True:
         expected = loop.time() + interval
         now = time.monotonic()
@@ -77,18 +89,20 @@ async def heartbeat(state: HealthState, *, scheduler_check: Callable[[], tuple[b
         state.scheduler_alive, state.scheduler_detail = ok, detail
         if telegram_check is not None:
             state.telegram_ok, state.telegram_detail = telegram_check()
-        if now >= next_store:
-            next_store = now + STORE_CHECK_EVERY
-            try:
-                writable = store_check()
-                state.store_detail = "writable" if writable else "not writable"
-                if metrics is not None:
-                    metrics.outbox_depth.set(outbox_depth())
-            except Exception as exc:  # a closed or broken store: report, never crash the daemon
-                writable = False
-                state.store_detail = f"error: {type(exc).__name__}: {exc}"[:200]
-            state.store_ok = writable
+        if probe is not None and probe.done():
+            writable, store_detail, depth = probe.result()
+            if writable != (state.store_ok or not state.store_checked):  # said once per change
+                (logger.info if writable else logger.error)("state store %s", store_detail)
+            state.store_ok, state.store_detail = writable, store_detail
             state.store_checked = time.monotonic()
+            if metrics is not None and depth is not None:
+                metrics.outbox_depth.set(depth)
+            probe = None
+        elif probe is not None and now - next_store > STORE_STALE_AFTER - STORE_CHECK_EVERY:
+            state.store_detail = f"no answer for {now - next_store + STORE_CHECK_EVERY:.0f} s (locked?)"
+        if probe is None and now >= next_store:
+            next_store = now + STORE_CHECK_EVERY
+            probe = asyncio.ensure_future(asyncio.to_thread(probe_store))
         state.loop_beat = time.monotonic()
         await asyncio.sleep(interval)
         state.loop_lag = max(0.0, loop.time() - expected)

@@ -140,6 +140,9 @@ class StoredMatch:
     published: datetime
 
 
+_BUSY_MS = 30_000  # how long a statement waits for another process's lock before it fails
+
+
 class SqliteStore:
     """The default store: one SQLite file in the state directory."""
 
@@ -159,7 +162,8 @@ class SqliteStore:
             raise StoreError(f"{path.parent}: cannot use the state directory: {exc.strerror or exc} (it must be "
                              "writable by the user mediabot runs as; in the container uid 10001)") from exc
         try:
-            connection = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+            connection = sqlite3.connect(str(path), timeout=_BUSY_MS / 1000, isolation_level=None,
+                                         check_same_thread=False)
             connection.row_factory = sqlite3.Row
             self._db = _LockedConnection(connection, self._lock)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -235,10 +239,14 @@ class SqliteStore:
                 self._lock_fd = None
 
     def close(self) -> None:
-        """Checkpoint and close; safe to call twice."""
+        """Checkpoint and close; safe to call twice. The checkpoint waits at most a second for readers in
+        other processes (an online backup): a stop must fit in Docker's 10 s, and the WAL is checkpointed
+        at the next start anyway."""
         try:
             if getattr(self, "_db", None) is not None:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with contextlib.suppress(StoreError):
+                    self._db.execute("PRAGMA busy_timeout=1000")
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
         finally:
@@ -321,16 +329,21 @@ class SqliteStore:
         problem = self.file_problem()
         if problem is not None:
             raise StoreError(problem)
-        try:
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO meta(key, value) VALUES('health', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    (_ts(datetime.now(UTC)),),
-                )
-            return True
-        except (StoreError, sqlite3.Error):
-            return False
+        with self._lock:  # a probe waits 5 s for another process's lock, not the 30 s writes wait
+            try:
+                self._db.execute("PRAGMA busy_timeout=5000")
+                with self._tx() as db:
+                    db.execute(
+                        "INSERT INTO meta(key, value) VALUES('health', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                        (_ts(datetime.now(UTC)),),
+                    )
+                return True
+            except StoreError:
+                return False
+            finally:
+                with contextlib.suppress(StoreError):
+                    self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
     # -- feeds -----------------------------------------------------------------------------
 

@@ -179,3 +179,60 @@ def test_metrics_count_the_feeds_failing_now_not_only_failures_ever():
     assert "mediabot_feeds_failing 2.0" in restarted.render().decode()
     restarted.on_feed(FeedOutcome("c", "ok"))
     assert "mediabot_feeds_failing 1.0" in restarted.render().decode()
+
+
+async def test_a_store_locked_by_another_process_is_blamed_on_the_store_and_the_loop_goes_on(tmp_path, caplog):
+    """An operator's sqlite3 session holding the write lock: the health probe ran on the event loop and
+    waited there for up to 30 s, so /healthz blamed the loop, commands and sends stopped, and nothing
+    was logged."""
+    import asyncio
+    import sqlite3
+
+    from bot.health import heartbeat
+    from bot.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    other = sqlite3.connect(tmp_path / "state" / "mediabot.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+    state = HealthState()
+    beat = asyncio.ensure_future(heartbeat(state, scheduler_check=lambda: (True, "ok"),
+                                           store_check=store.check_writable, outbox_depth=lambda: 0, interval=0.05))
+    try:
+        longest = 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while loop.time() < deadline and not state.store_checked:
+            before = loop.time()
+            await asyncio.sleep(0.05)
+            longest = max(longest, loop.time() - before)
+        healthy, body = state.report()
+        assert not healthy and body["checks"]["loop"]["ok"] and not body["checks"]["store"]["ok"]
+        assert "locked" in body["checks"]["store"]["detail"]
+        assert longest < 1.0  # the loop went on while the probe waited (5 s)
+        assert any("state store not writable" in r.getMessage() for r in caplog.records)
+    finally:
+        beat.cancel()
+        other.execute("ROLLBACK")
+        other.close()
+        store.close()
+
+
+def test_closing_the_store_does_not_wait_for_a_reader_in_another_process(tmp_path):
+    """An online backup reading the store made the stop take 30 s (the checkpoint waited for the reader),
+    past Docker's 10 s."""
+    import sqlite3
+
+    from bot.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    store.ensure_chat(1)
+    reader = sqlite3.connect(tmp_path / "state" / "mediabot.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM chats").fetchone()  # a read snapshot, as a backup holds
+    try:
+        started = time.monotonic()
+        store.close()
+        assert time.monotonic() - started < 5
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
