@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run, "poll": _cmd_poll, "check": _cmd_check, "match": _cmd_match,
         "demo": _cmd_demo, "backtest": _cmd_backtest, "health": _cmd_health,
     }[args.command]
+    if args.command in ("run", "poll"):
+        _catch_early_signals()
     try:
         return int(handler(args))
     except KeyboardInterrupt:
@@ -49,6 +52,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not fail a second time.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
+
+
+EARLY_SIGNALS: list[int] = []  # SIGTERM/SIGINT that came before `run` or `poll` had its own handlers
+
+
+def _catch_early_signals() -> None:
+    """Remember a stop that comes while the config loads and the store opens. As PID 1 in a container a
+    signal without a handler is dropped, so `docker stop` in the first second waited out its timeout (and
+    elsewhere a SIGHUP then killed the daemon). The command's own handlers look at EARLY_SIGNALS."""
+    def early(signum: int, _frame: object) -> None:
+        EARLY_SIGNALS.append(signum)
+
+    signal.signal(signal.SIGTERM, early)
+    signal.signal(signal.SIGINT, early)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the config being loaded is already the newest
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,7 +181,11 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     settings, config = loaded
-    return asyncio.run(_poll_once(settings, config))
+    with asyncio.Runner() as runner:
+        code = runner.run(_poll_once(settings, config))
+        if code > 128:  # stopped by a signal: a cancelled feed may still be parsing in a worker thread
+            _exit_now_if_threads_linger(code)
+        return code
 
 
 async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout) -> int:
@@ -174,12 +196,39 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
         rt = build_runtime(settings, config, console_stream=stream)
     except StoreError as exc:
         return _refused(exc)
+    # SIGTERM (a pod deleted, a deadline) or Ctrl-C: stop polling, let the sends in flight settle, close
+    # the store; what was recorded stays, unsent alerts wait for the next run. (Killed outright, the
+    # sends in flight went out again next time; as PID 1 in a container the signal was ignored.)
+    stopped: list[int] = list(EARLY_SIGNALS)
+    cycle = asyncio.ensure_future(run_cycle(rt.ctx, ignore_schedule=True))
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        stopped.append(signum)
+        cycle.cancel()
+        rt.deliverer.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    if stopped:
+        on_signal(stopped[0])
     try:
-        report = await run_cycle(rt.ctx, ignore_schedule=True)
-        stats = await rt.deliverer.drain(timeout=600)
-        _prune(rt.store, settings)  # cron mode has no 6-hourly job: keep the store bounded here
+        try:
+            report = await cycle
+        except asyncio.CancelledError:
+            report = None
+        if not stopped:
+            stats = await rt.deliverer.drain(timeout=600)
+            _prune(rt.store, settings)  # cron mode has no 6-hourly job: keep the store bounded here
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
         await rt.aclose()
+    if stopped or report is None:
+        name = signal.Signals(stopped[0]).name if stopped else "a signal"
+        print(f"mediabot: stopped by {name}; what was recorded is kept, alerts not yet sent go out on the next run",
+              file=sys.stderr)
+        return 128 + (stopped[0] if stopped else signal.SIGTERM)
     polled = len(report.feeds_ok) + len(report.feeds_not_modified) + len(report.feeds_failed)
     print(f"polled {polled} feeds: {len(report.feeds_ok)} updated, {len(report.feeds_not_modified)} unchanged, "
           f"{len(report.feeds_failed)} failed; {report.new_items} new items, {report.matched} matched, "
@@ -218,12 +267,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     settings, config = loaded
-    from bot.scheduler import run_daemon
+    from bot.scheduler import ABANDONED, run_daemon
 
     try:
-        return asyncio.run(run_daemon(settings, config))
+        with asyncio.Runner() as runner:
+            code = runner.run(run_daemon(settings, config, EARLY_SIGNALS))
+            if ABANDONED:
+                _exit_now_if_threads_linger(code)
+            return code
     except StoreError as exc:
         return _refused(exc)
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """After a stop, a worker thread may still be parsing or matching a big feed for a cycle that was
+    cancelled. Waiting for it (as the interpreter does) made a stop take longer than the 10 s a container
+    gets; its feed is polled again at the next start, and everything else is already closed and logged."""
+    import logging
+    import threading
+
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    if busy:
+        logging.getLogger(__name__).info("not waiting for %d worker threads of the cancelled cycle", len(busy))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _refused(exc: StoreError) -> int:

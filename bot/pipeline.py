@@ -146,8 +146,8 @@ class CycleContext:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        if self._parser is not None:
-            self._parser.shutdown(wait=True, cancel_futures=True)
+        if self._parser is not None:  # not waiting: after a cancelled cycle, a big feed may still be parsing
+            self._parser.shutdown(wait=False, cancel_futures=True)
             self._parser = None
 
 

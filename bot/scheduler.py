@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 8.0  # seconds; the whole stop must fit in 10 s
+ABANDONED: list[float] = []  # when a stop cancelled a running cycle (the command line then does not wait for it)
 
 
-async def run_daemon(settings: Settings, config: Config) -> int:
-    """Run until SIGTERM/SIGINT. Returns the exit code: 0, or 2 when the health address cannot be
+async def run_daemon(settings: Settings, config: Config, early_signals: Sequence[int] = ()) -> int:
+    """Run until SIGTERM/SIGINT (also one that came during start-up: `early_signals`, read once this
+    function's handlers are in place). Returns the exit code: 0, or 2 when the health address cannot be
     listened on or Telegram rejects the token (configuration an operator must fix)."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -44,6 +47,9 @@ async def run_daemon(settings: Settings, config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if early_signals:  # a stop that came while the runtime was built
+        logger.info("stop requested during start-up")
+        stop.set()
 
     reloads: set[asyncio.Task[list[str]]] = set()
 
@@ -181,6 +187,7 @@ async def run_daemon(settings: Settings, config: Config) -> int:
             done, _ = await asyncio.wait([running], timeout=SHUTDOWN_GRACE / 4)
             if not done:
                 running.cancel()
+                ABANDONED.append(time.monotonic())  # its parse or match may go on in a worker thread
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await running
         if scheduler.running:

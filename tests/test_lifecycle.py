@@ -223,3 +223,56 @@ def test_a_state_directory_that_cannot_be_used_is_one_line_and_exit_4(workdir, f
         result = run_cli(args, env, timeout=30)
         assert result.returncode == 4, (args, result.stderr)
         assert "cannot use the state directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_poll_once_stops_cleanly_on_sigterm_and_the_next_run_finishes_the_work(workdir, feed_server):
+    """`poll --once` had no signal handling: killed at once outside a container (the sends in flight went
+    out twice), ignored as PID 1 in one (the CronJob's deadline waited for SIGKILL)."""
+
+    write_feeds_yaml(workdir / "watchlists", [{"id": "slow", "url": feed_server.url("/slow.xml"), "lang": "de"}])
+    body = rss([{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/1",
+                 "guid": "1", "ago": 5}])
+    feed_server.stream("/slow.xml", lambda: iter([body[:40], body[40:]]), delay=30)  # hangs mid-body
+    env = _env(workdir, MEDIABOT_FETCH_TIMEOUT="120")
+    poll = _start(["poll", "--once"], env)
+    try:
+        assert _wait(lambda: feed_server.hits("/slow.xml") >= 1, timeout=15)
+        started = time.monotonic()
+        poll.send_signal(signal.SIGTERM)
+        _out, err = poll.communicate(timeout=15)
+    finally:
+        if poll.poll() is None:
+            poll.kill()
+            poll.communicate()
+    assert poll.returncode == 128 + signal.SIGTERM and time.monotonic() - started < 10
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    feed_server.routes.pop("/slow.xml", None)
+    feed_server.routes["/slow.xml"] = Route(body)
+    again = run_cli(["poll", "--once"], env)
+    assert again.returncode == 0 and "1 new items, 1 matched" in again.stderr
+
+
+async def test_a_stop_that_came_during_start_up_stops_the_daemon_at_once(workdir, caplog):
+    """As PID 1 a SIGTERM without a handler is dropped: one in the first second (config, store, index)
+    was lost, and the container was killed after its timeout. The command line now catches it early and
+    the daemon stops as soon as it is up."""
+    import logging
+
+    from bot.config import load_config, load_settings
+    from bot.scheduler import run_daemon
+
+    write_feeds_yaml(workdir / "watchlists", [{"id": "n", "url": "https://n.example/feed.xml"}])
+    settings = load_settings(_env(workdir))
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        code = await run_daemon(settings, load_config(settings.watchlists_dir), [signal.SIGTERM])
+    assert code == 0 and time.monotonic() - started < 10
+    assert "stop requested during start-up" in caplog.text and "stopped" in caplog.text
+
+
+def test_signals_before_the_daemon_is_up_are_caught_not_fatal():
+    """SIGTERM is remembered and SIGHUP ignored while the command loads (a SIGHUP then killed the daemon)."""
+    code = ("import os, signal; from bot.cli import EARLY_SIGNALS, _catch_early_signals; _catch_early_signals(); "
+            "os.kill(os.getpid(), signal.SIGHUP); os.kill(os.getpid(), signal.SIGTERM); print(EARLY_SIGNALS)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == f"[{int(signal.SIGTERM)}]"
