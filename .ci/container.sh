@@ -1,5 +1,5 @@
 #!/bin/sh
-# CI: build the mediabot image and run `mediabot check` and `mediabot demo` inside it.
+# CI: build the mediabot image and run `mediabot check`, `mediabot demo` and `mediabot health` inside it.
 #
 # No Docker engine runs here: buildah builds and runs with --isolation chroot. The base image is a
 # Debian bookworm minbase with python3 + python3-venv made by debootstrap and `podman import`,

@@ -66,6 +66,7 @@ _T: dict[str, dict[str, str]] = {
         "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
         "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
+        "unmuted_one": "Wieder laut. Die aufbewahrte Meldung kommt gleich.",
         "unmuted_none": "Wieder laut. Während der Stummschaltung kam nichts.",
         "unmuted_kept": "Wieder laut. {n} aufbewahrte Meldungen warten noch auf die Zusammenfassung oder das Ende "
                         "der Ruhezeit.",
@@ -119,6 +120,7 @@ _T: dict[str, dict[str, str]] = {
         "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
         "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
+        "unmuted_one": "Unmuted. The kept alert follows.",
         "unmuted_none": "Unmuted. Nothing arrived while muted.",
         "unmuted_kept": "Unmuted. {n} kept alerts still wait for your digest or the end of quiet hours.",
         "recent_none": "No matches yet for {name}.",
@@ -421,7 +423,7 @@ async def _unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     freed = release_held(rt, chat_id)
     logger.info("unmuted chat=%s released=%d", chat_id, freed)
     still = 0 if freed else len(rt.store.outbox_rows("held", chat_id))  # waiting for quiet hours or the digest
-    await _reply(update, _t(update, "unmuted", n=freed) if freed else
+    await _reply(update, _t(update, "unmuted_one") if freed == 1 else _t(update, "unmuted", n=freed) if freed else
                  _t(update, "unmuted_kept", n=still) if still else _t(update, "unmuted_none"))
 
 

@@ -163,7 +163,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"environment: MEDIABOT_TIMEZONE: unknown time zone {tz!r}")
         tz = "Europe/Berlin"
     level = env.get("MEDIABOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):  # (CRITICAL would hide every error)
         problems.append(f"environment: MEDIABOT_LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
         level = "INFO"
     http_addr = env.get("MEDIABOT_HTTP_ADDR", "").strip() or None

@@ -397,11 +397,6 @@ class SqliteStore:
             seen.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
         return seen
 
-    def filter_new(self, keyed: Sequence[Sequence[str]]) -> list[bool]:
-        """For each item's identity keys: True when none of them was seen before."""
-        seen = self.seen_keys(k for keys in keyed for k in keys)
-        return [not any(k in seen for k in keys) for keys in keyed]
-
     def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]:
         """Item key -> (title, summary) as stored, for the items among `keys` that matched nothing and were
         first seen after `since`."""
@@ -579,7 +574,7 @@ class SqliteStore:
             )
 
     def count(self, table: str) -> int:
-        """Row count of a table (for tests, metrics and benchmarks)."""
+        """Row count of a table (for tests)."""
         if table not in ("items", "seen", "matches", "stories", "outbox", "chats", "subscriptions", "feeds"):
             raise ValueError(table)
         return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
@@ -687,12 +682,6 @@ class SqliteStore:
         with self._tx() as db:
             return db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
                               (_ts(until), chat_id, watchlist)).rowcount > 0
-
-    def watchlist_muted_until(self, chat_id: int, watchlist: str) -> datetime | None:
-        """Until when a chat muted one watchlist."""
-        row = self._db.execute("SELECT muted_until FROM subscriptions WHERE chat_id=? AND watchlist=?",
-                               (chat_id, watchlist)).fetchone()
-        return _dt(row[0]) if row else None
 
     def deactivate_chat(self, chat_id: int) -> None:
         """The chat is gone (403): stop sending; pending alerts to it fail."""
