@@ -3,21 +3,62 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from bot.alerts import Rendered, render_alert, render_digest, render_notice
 from bot.config import Config, Settings
 from bot.dedup import StoryIndex
-from bot.deliver import ConsoleSender, Deliverer, HoldRouter, Pacer, Sender, TelegramSender, payload_of
+from bot.deliver import (
+    ConsoleSender,
+    Deliverer,
+    HoldRouter,
+    HoldStore,
+    OutboxStore,
+    Pacer,
+    Sender,
+    TelegramSender,
+    payload_of,
+)
 from bot.fetch import Fetcher
 from bot.match import Matcher
-from bot.models import OutboxRow
-from bot.pipeline import CONSOLE_CHAT, CycleContext
-from bot.store import SqliteStore
+from bot.models import FeedState, Item, OutboxRow
+from bot.pipeline import CONSOLE_CHAT, CycleContext, StorePort
+from bot.store import SqliteStore, StoredMatch
 
 logger = logging.getLogger(__name__)
+
+
+class Store(StorePort, OutboxStore, HoldStore, Protocol):
+    """Everything the rest of mediabot asks of its state store: the pipeline's, the deliverer's and the
+    router's ports, plus what commands, health, backtests and housekeeping use. SqliteStore is the one
+    implementation; another (PostgreSQL) is a class with these methods, raising StoreError for any failure
+    of its own. Two assumptions it must keep: one instance writes a database at a time (the dedup index
+    lives in that process's memory, and `record_items` relies on writes not interleaving), and `chat()`
+    gives a chat's settings as SQLite stores them (timestamps as ISO text, which ChatPrefs.from_row reads)."""
+
+    def update_chat(self, chat_id: int, **fields: Any) -> None: ...
+    def subscriptions(self, chat_id: int) -> set[str]: ...
+    def subscribe(self, chat_id: int, watchlist: str, now: datetime) -> bool: ...
+    def unsubscribe(self, chat_id: int, watchlist: str | None) -> int: ...
+    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None) -> bool: ...
+    def ensure_chat(self, chat_id: int, type_: str = "private", title: str = "", language: str = "de",
+                    now: datetime | None = None) -> None: ...
+    def is_allowed(self, chat_id: int) -> bool: ...
+    def story_sources(self, story_id: int) -> list[tuple[str, str]]: ...
+    def story_items_since(self, since: datetime) -> Iterator[tuple[Item, int]]: ...
+    def items_since(self, since: datetime) -> Iterator[Item]: ...
+    def matched_since(self, watchlist: str, since: datetime) -> set[str]: ...
+    def recent_matches(self, watchlist: str, limit: int = 10) -> list[StoredMatch]: ...
+    def feed_states(self) -> list[FeedState]: ...
+    def pending_count(self, chat_id: int | None = None) -> int: ...
+    def prune(self, now: datetime, keep_days: int, keep_seen_days: int | None = None) -> dict[str, int]: ...
+    def schema_version(self) -> int: ...
+    def file_problem(self) -> str | None: ...
+    def check_writable(self) -> bool: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -26,7 +67,7 @@ class Runtime:
 
     settings: Settings
     config: Config
-    store: SqliteStore
+    store: Store
     fetcher: Fetcher
     matcher: Matcher
     sender: Sender

@@ -1,7 +1,9 @@
 """SQLite state: schema and migrations, feed state, seen items, matches, stories, chats, outbox.
 
-All SQL lives here, behind the methods of `SqliteStore`; a PostgreSQL store for several instances
-would be another class with the same methods. WAL mode: a crash (even kill -9) leaves a store that
+All SQL lives here, behind the methods of `SqliteStore`, which `bot.app.Store` lists (mypy checks this
+class against it). A PostgreSQL store would be another class with those methods; it still serves one
+instance at a time (the dedup index is in the process's memory), so several instances need that index
+in the database first. Every failure leaves as StoreError. WAL mode: a crash (even kill -9) leaves a store that
 opens cleanly, and every method that changes state commits its own transaction.
 """
 
