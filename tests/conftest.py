@@ -67,3 +67,15 @@ def run_cli(args: list[str], env: dict[str, str], *, input: str | None = None,
     full_env.update(env)
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=full_env, input=input,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def stop_daemon(daemon: subprocess.Popen[str], timeout: float = 15) -> str:
+    """SIGTERM a daemon a test started and return its stderr; a daemon that does not stop in time is
+    killed (so a failing test never leaves it holding the state directory and ports) and the test fails."""
+    daemon.terminate()
+    try:
+        return daemon.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        err = daemon.communicate()[1]
+        raise AssertionError(f"the daemon did not stop within {timeout} s of SIGTERM:\n{err[-3000:]}") from None

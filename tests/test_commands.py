@@ -16,7 +16,7 @@ from bot.app import Runtime, build_runtime
 from bot.commands import make_application, start_application, stop_application
 from bot.config import Settings, load_config
 from bot.pipeline import run_cycle
-from tests.conftest import write_feeds_yaml
+from tests.conftest import stop_daemon, write_feeds_yaml
 from tests.servers import FeedServer, Route, TelegramStub, rss
 
 ADMIN = 900
@@ -403,8 +403,7 @@ def test_daemon_answers_commands_and_delivers(workdir, telegram, feed_server):
         assert telegram.wait_for(lambda: len(telegram.sent_to(USER)) == 3, timeout=15)
         assert "Nordkoreanische Soldaten" in telegram.sent_to(USER)[2].text
     finally:
-        daemon.terminate()
-        _out, err = daemon.communicate(timeout=15)
+        err = stop_daemon(daemon, timeout=15)
     assert daemon.returncode == 0, err
     assert TelegramStub.TOKEN not in err
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli, write_feeds_yaml
+from tests.conftest import run_cli, stop_daemon, write_feeds_yaml
 from tests.servers import FeedServer, Route, TelegramStub, rss
 
 CHANNEL = -1001234567890
@@ -135,6 +135,5 @@ def test_second_instance_on_same_state_dir_refuses(workdir, feed_server):
         assert second.returncode == 3
         assert "another mediabot" in second.stderr
     finally:
-        daemon.terminate()
-        _out, err = daemon.communicate(timeout=10)
+        err = stop_daemon(daemon, timeout=10)
     assert daemon.returncode == 0, err

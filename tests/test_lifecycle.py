@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import ROOT, run_cli, write_feeds_yaml
+from tests.conftest import ROOT, run_cli, stop_daemon, write_feeds_yaml
 from tests.servers import FeedServer, Route, TelegramStub, rss
 from tests.test_e2e import MATCHING, UNRELATED
 
@@ -89,8 +89,7 @@ def test_second_run_on_the_same_state_dir_refuses_with_a_clear_message(workdir, 
         assert "another mediabot" in err2 and f"pid {daemon.pid}" in err2
         assert "twice" in err2
     finally:
-        daemon.terminate()
-        _out, err = daemon.communicate(timeout=10)
+        err = stop_daemon(daemon, timeout=10)
     assert daemon.returncode == 0, err
 
 

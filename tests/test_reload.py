@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, write_feeds_yaml
+from tests.conftest import ROOT, stop_daemon, write_feeds_yaml
 from tests.servers import Route, rss
 
 ADMIN = 777
@@ -22,8 +22,10 @@ def test_broken_edit_is_rejected_with_file_and_line_and_a_good_edit_is_swapped_i
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
            "MEDIABOT_WATCHLISTS_DIR": str(wdir), "MEDIABOT_STATE_DIR": str(workdir / "state"),
            "MEDIABOT_ADMINS": str(ADMIN), "MEDIABOT_LOG_LEVEL": "INFO"}
-    daemon = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = workdir / "daemon.log"  # read while it runs: a pipe is only read at the end (and may fill up)
+    with log.open("w") as log_file:
+        daemon = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     try:
         assert telegram.wait_for(lambda: feed_server.hits("/n.xml") >= 1, timeout=15)
         time.sleep(1.5)  # let the daemon take its first look at the files
@@ -34,12 +36,11 @@ def test_broken_edit_is_rejected_with_file_and_line_and_a_good_edit_is_swapped_i
         assert "rejected" in notice and f"{broken}:5:" in notice
         assert daemon.poll() is None  # still running on the last good config
         broken.write_text("description: x\ngroups:\n  a: [Kursk]\n", encoding="utf-8")
-        time.sleep(7)  # two reload intervals; the log is read after the daemon stops
+        assert telegram.wait_for(lambda: "watchlists=4" in log.read_text(), timeout=20)  # the good edit is in
         assert daemon.poll() is None
     finally:
-        daemon.terminate()
-        _out, err = daemon.communicate(timeout=15)
-    assert "config reloaded" in err and "watchlists=4" in err
+        stop_daemon(daemon, timeout=15)
+    assert "config reloaded" in log.read_text()
     assert daemon.returncode == 0
 
 
