@@ -726,11 +726,13 @@ class SqliteStore:
     # -- outbox ----------------------------------------------------------------------------
 
     def due(self, now: datetime, limit: int = 500) -> list[OutboxRow]:
-        """Pending rows whose time has come, oldest first; "also: …" edits after every new message, so a
-        story carried by many outlets (an edit per copy and chat) cannot hold back the next story."""
+        """Pending rows whose time has come: "also: …" edits after every new message, so a story carried by
+        many outlets (an edit per copy and chat) cannot hold back the next story; alerts in the order their
+        items were published (one cycle writes them in the order the feeds answered, and a chat saw the
+        times jump back); then the oldest first."""
         rows = self._db.execute(
             "SELECT * FROM outbox WHERE state='pending' AND not_before <= ? "
-            "ORDER BY kind = 'edit', not_before, id LIMIT ?",
+            "ORDER BY kind = 'edit', json_extract(payload, '$.published'), not_before, id LIMIT ?",
             (_ts(now), limit),
         )
         return [_row(r) for r in rows]

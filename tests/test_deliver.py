@@ -490,3 +490,14 @@ async def test_a_copy_recorded_while_the_alert_is_on_its_way_still_reaches_the_m
     edits = [m for m in telegram.messages if m.method == "editMessageText"]
     assert edits and "Outlet B" in edits[-1].text and "Outlet C" in edits[-1].text  # the alert, then its edit
     assert len(edits) <= 2 and "Outlet B" not in alert.text
+
+
+async def test_alerts_waiting_together_go_out_in_the_order_they_were_published(runtime, telegram):
+    """One cycle writes alerts in the order the feeds answered: a chat saw 17:05, 17:10, then 17:05 again."""
+    rt = runtime()
+    now = datetime.now(UTC)
+    for key, minutes in (("b", 10), ("c", 5), ("a", 30)):
+        queue(rt, [A], key=key, title=f"Meldung {key} aus Kursk", published=now - timedelta(minutes=minutes))
+    await rt.deliverer.drain(timeout=10)
+    sent = [next(k for k in "abc" if f"Meldung {k} aus" in m.text) for m in telegram.sent_to(A)]
+    assert sent == ["a", "b", "c"]
