@@ -244,12 +244,11 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
     return absent(old, b, b_has) and absent(new, a, a_has)
 
 
-def _own_words(tokens: tuple[str, ...], other_has: Callable[[str], bool]) -> bool:
-    """Does a headline name someone or something (a word of three letters or more, not a figure) that
-    the other item never mentions? With other figures in each headline, that is another report in the
-    same template ("X nennt Zahl 288 und Ort Y" / "Z nennt Zahl 341 und Ort W"), not a copy."""
-    return any(not w.isdigit() and w not in _NUMBER_WORDS and len(w) >= _MIN_WORD
-               and not any(other_has(st) for st in _stems(w)) and _stems(w) for w in tokens)
+def _own_words(headline_stems: Iterable[str], other_has: Callable[[str], bool]) -> bool:
+    """Does a headline (its stems) name someone or something, not a figure, that the other item never
+    mentions? With other figures in each headline, that is another report in the same template ("X nennt
+    Zahl 288 und Ort Y" / "Z nennt Zahl 341 und Ort W"), not a copy."""
+    return any(not st.isdigit() and st not in _NUMBER_WORDS and not other_has(st) for st in headline_stems)
 
 
 # Words that announce more of the same ("drei weitere Dörfer", "another strike", "ещё три села"): a
@@ -546,7 +545,7 @@ class StoryIndex:
                     if actor_swap(tokens, entry_tokens, ws.__contains__, entry_has):
                         continue
                     if numbers and entry.numbers and not numbers & frozenset(entry.numbers.split()) and \
-                            _own_words(tokens, entry_has) and _own_words(entry_tokens, ws.__contains__):
+                            _own_words(tws, entry_has) and _own_words(_stems(entry.title), ws.__contains__):
                         continue
                     if mine is None:
                         head = headline_classes(title)

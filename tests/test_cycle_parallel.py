@@ -51,8 +51,9 @@ def test_poll_once_with_sixty_feeds_uses_the_parse_process_from_the_cli(workdir,
     feeds = []
     for i in range(60):
         feed_server.routes[f"/f{i}.xml"] = Route(rss([
-            {"title": f"Nordkoreanische Soldaten kämpfen im Gebiet Kursk, Lage {i}",
-             "description": f"Kiew: Truppen aus Nordkorea an der Seite Russlands, Abschnitt {i * 7919}.",
+            # one agency text under sixty outlets' links (numbered headlines would be sixty situation reports)
+            {"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+             "description": "Kiew: Truppen aus Nordkorea kämpfen an der Seite Russlands im Gebiet Kursk.",
              "link": f"https://x{i}.example/1", "guid": f"g{i}", "ago": 3},
             {"title": f"Wetter in Region {i}", "link": f"https://x{i}.example/2", "guid": f"w{i}", "ago": 4},
         ]))
