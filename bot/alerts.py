@@ -201,14 +201,15 @@ def digest_order(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return sorted(entries, key=lambda p: (not p.get("published"), str(p.get("published") or "")))
 
 
-def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None
-                 ) -> list[list[Mapping[str, Any]]]:
-    """Split a digest's stories into as many messages as they need, so none is left out."""
+def digest_pages(entries: Sequence[Mapping[str, Any]], names: Mapping[str, str] | None = None,
+                 dated: bool = False) -> list[list[Mapping[str, Any]]]:
+    """Split a digest's stories into as many messages as they need, so none is left out (`dated`: as
+    the lines will be rendered, with their dates)."""
     pages: list[list[Mapping[str, Any]]] = []
     page: list[Mapping[str, Any]] = []
     size = 0
     for p in entries:
-        cost = len(_digest_line(p, names or {})[0]) + 1
+        cost = len(_digest_line(p, names or {}, dated=dated)[0]) + 1
         if page and size + cost > _DIGEST_ROOM:
             pages.append(page)
             page, size = [], 0

@@ -690,8 +690,8 @@ class HoldRouter:
         held = [dict(payload_of(r), watchlist=r.watchlist, story_id=r.story_id) for r in rows]
         row_of = {id(e): r.id for e, r in zip(held, rows, strict=True)}
         entries = digest_order(held)
-        pages = digest_pages(entries, self.names())
         dated = digest_dated(entries, self.tz)
+        pages = digest_pages(entries, self.names(), dated)
         first = 0
         for n, page in enumerate(pages, 1):
             heading = words["digest"] if len(pages) == 1 else f"{words['digest']} ({n}/{len(pages)})"

@@ -501,3 +501,22 @@ async def test_alerts_waiting_together_go_out_in_the_order_they_were_published(r
     await rt.deliverer.drain(timeout=10)
     sent = [next(k for k in "abc" if f"Meldung {k} aus" in m.text) for m in telegram.sent_to(A)]
     assert sent == ["a", "b", "c"]
+
+
+def test_a_long_digest_over_several_days_loses_no_story_to_its_dates():
+    """Pages were measured without the date each line gets when a digest spans days: the last stories of a
+    full page were cut to "… +N more", and their rows were already merged into the digest."""
+    from zoneinfo import ZoneInfo
+
+    from bot.alerts import digest_dated, digest_order, digest_pages, render_digest
+
+    tz, names = ZoneInfo("Europe/Berlin"), {"kursk-front": "Kursk front"}
+    start = datetime(2024, 8, 10, 20, tzinfo=UTC)
+    entries = digest_order([{"title": f"Gefechte bei Sudscha, Lage {i}", "link": f"https://t.me/s/x/{i}",
+                             "source": "Tagesschau", "published": (start + timedelta(hours=i)).isoformat(),
+                             "watchlist": "kursk-front", "story_id": i + 1} for i in range(120)])
+    dated = digest_dated(entries, tz)
+    pages = digest_pages(entries, names, dated)
+    shown = [render_digest(page, heading="Digest", tz=tz, names=names, total=120, dated=dated).plain.count("\n• ")
+             for page in pages]
+    assert dated and sum(shown) == 120 and len(pages) > 1
