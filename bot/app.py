@@ -156,8 +156,11 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
         clock = now or (lambda: datetime.now(UTC))
         stories = StoryIndex(window=settings.dedup_window)
         since = datetime.now(UTC) - timedelta(seconds=settings.dedup_window)
+        indexed: set[int] = set()
         for item, story_id in store.story_items_since(since):  # dedup survives restarts
-            stories.add_item(item, story_id)
+            if story_id not in indexed:  # each story's first item, as the running bot indexes them
+                indexed.add(story_id)
+                stories.add_item(item, story_id)
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
                            console=console, stories=stories, now=clock)
         # mute, quiet hours, digests and backlogs concern Telegram chats only

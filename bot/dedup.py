@@ -640,8 +640,9 @@ class StoryIndex:
         """For `mediabot match`: the earlier item id of the same story, or None; remembers this one."""
         key = self.nearest(item.title, item.summary, item.lang, item.published)
         if key is not None:
-            # Later copies point at the first item of the story, so chains do not drift.
-            self.add(key, item.title, item.summary, item.lang, item.published)
+            # Later copies point at the first item of the story, so chains do not drift. Only a story's
+            # first item is indexed, as in the bot: a story's own copies must not make its words look
+            # common (in a small index, the twelfth copy of one story no longer folded).
             return key
         self.add(item_id, item.title, item.summary, item.lang, item.published)
         return None

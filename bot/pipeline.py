@@ -479,9 +479,9 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
         new_items = folded
     story_ids = ctx.store.record_items(new_items, state, now, notices, still_listed,
                                        now - timedelta(days=ctx.settings.retention_days), touch_feed)
-    if ctx.stories is not None:  # every matched item, copies too: as the index rebuilt at start and `match` hold
+    if ctx.stories is not None:  # a new story's first item; its copies stay out (see StoryIndex.check)
         for n, sid in zip(new_items, story_ids, strict=True):
-            if sid and n.matches:
+            if sid and n.story_id is None and n.matches:
                 ctx.stories.add_item(n.item, sid)
     for story_id in dict.fromkeys(n.story_id for n in new_items if n.story_id is not None):
         _queue_also_edits(ctx, story_id, now)  # once per story, however many copies this feed carried

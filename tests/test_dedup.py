@@ -611,3 +611,24 @@ async def test_the_running_bot_folds_as_match_and_a_restarted_bot_do(workdir, fe
     grouping = [live.index(sid) for sid in live]  # each report -> the first report of its story, as stored
     assert grouping == [n if first_of[n] is None else first_of[n] for n in range(9)]
     assert grouping[-1] == 8  # report 9 is its own story
+
+
+def test_an_agency_story_carried_by_many_outlets_in_a_fresh_index_is_one_story():
+    """A fresh install's first poll: one dpa text under a dozen outlets, some with a rubric, each adding a
+    sentence of its own. With every copy indexed, the story's own words soon looked common, and the sixth
+    and twelfth copies alerted again; only a story's first report is indexed."""
+    rubrics = ["", "Krieg gegen die Ukraine: ", "", "Ukraine-Krieg: ", "", "Liveticker: "]
+    when = "Unterdessen Gleichzeitig Derweil Außerdem Zudem Ferner Später Zuvor Abends Morgens Nachts Mittags"
+    said = ("warnte forderte erklärte betonte kritisierte bestätigte dementierte lobte verurteilte begrüßte "
+            "bezweifelte ankündigte")
+    who = "Scholz Macron Stoltenberg Baerbock Pistorius Biden Duda Orban Meloni Tusk Rutte Sunak"
+    own = [f" {a} {b} {c}." for a, b, c in zip(when.split(" "), said.split(" "), who.split(" "), strict=True)]
+    text = ("Kiew (dpa) - Die ukrainischen Truppen sind nach Angaben von Präsident Wolodymyr Selenskyj im russischen "
+            "Gebiet Kursk weiter vorgerückt. Es seien zwei weitere Ortschaften eingenommen worden, sagte er in seiner "
+            "abendlichen Videobotschaft.")
+    index = StoryIndex()
+    folds = [index.check(item_from_record({"id": n, "title": rubrics[n % 6] + "Selenskyj: Ukrainische Truppen rücken "
+                                           "im Gebiet Kursk weiter vor", "summary": text + sentence, "lang": "de",
+                                           "published": "2024-08-12T20:00:00Z"}), n)
+             for n, sentence in enumerate(own)]
+    assert folds == [None] + [0] * 11
