@@ -545,7 +545,8 @@ class StoryIndex:
                     if actor_swap(tokens, entry_tokens, ws.__contains__, entry_has):
                         continue
                     if numbers and entry.numbers and not numbers & frozenset(entry.numbers.split()) and \
-                            _own_words(tws, entry_has) and _own_words(_stems(entry.title), ws.__contains__):
+                            _own_words(tws, entry_has) and _own_words(_stems(entry.title), ws.__contains__) and \
+                            _own_words(_stems(summary), entry_has):  # (the same teaser: a copy, re-headlined)
                         continue
                     if mine is None:
                         head = headline_classes(title)

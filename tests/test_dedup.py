@@ -632,3 +632,21 @@ def test_an_agency_story_carried_by_many_outlets_in_a_fresh_index_is_one_story()
                                            "published": "2024-08-12T20:00:00Z"}), n)
              for n, sentence in enumerate(own)]
     assert folds == [None] + [0] * 11
+
+
+@pytest.mark.parametrize(("first", "second", "teaser", "lang"), [
+    ("Минобороны: ВСУ потеряли в Курской области более 12 тысяч военных",
+     "Потери ВСУ в Курской области превысили 12 000 человек",
+     "Потери ВСУ на курском направлении превысили 12 тысяч военнослужащих, сообщило Минобороны России.", "ru"),
+    ("Ukraine schießt Su-34 über Kursk ab", "Dritter Kampfbomber in einem Monat: Ukraine meldet Abschuss über Kursk",
+     "Die ukrainische Luftwaffe hat über dem Gebiet Kursk einen Kampfbomber vom Typ Su-34 abgeschossen. Es wäre "
+     "der dritte in diesem Monat.", "de"),
+])
+def test_one_agency_teaser_under_headlines_that_write_a_figure_differently_is_one_story(first, second, teaser, lang):
+    """The template rule (other figures, and names the other item lacks) split re-headlined copies whose teaser
+    is the same text: '12 тысяч' / '12 000', a model number / an ordinal."""
+    index = StoryIndex()
+    assert index.check(item_from_record({"id": "a", "title": first, "summary": teaser, "lang": lang,
+                                         "published": "2024-11-20T08:00:00Z"}), "a") is None
+    assert index.check(item_from_record({"id": "b", "title": second, "summary": teaser, "lang": lang,
+                                         "published": "2024-11-20T08:20:00Z"}), "b") == "a"
