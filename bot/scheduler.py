@@ -256,10 +256,18 @@ async def _reload_if_changed(rt: Runtime, settings: Settings) -> None:
     if rt.extras.get("config_settling") != current:  # still changing: look again next time
         rt.extras["config_settling"] = current
         return
-    rt.extras["config_files"] = current
-    rt.extras.pop("config_settling", None)
-    prepared = await asyncio.to_thread(_prepare, settings)
-    _apply(rt, settings, *prepared)
+    async with _reload_lock(rt):
+        rt.extras["config_files"] = current
+        rt.extras.pop("config_settling", None)
+        prepared = await asyncio.to_thread(_prepare, settings)
+        _apply(rt, settings, *prepared)
+
+
+def _reload_lock(rt: Runtime) -> asyncio.Lock:
+    """One reload at a time (SIGHUP, /reload, the file watch): read in threads, an older read finishing
+    last would put the older files in force, and the watch would then see nothing left to reload."""
+    lock: asyncio.Lock = rt.extras.setdefault("reload_lock", asyncio.Lock())
+    return lock
 
 
 def _prepare(settings: Settings) -> tuple[Config | None, Any, list[str]]:
@@ -307,6 +315,7 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
 async def reload_config(rt: Runtime, settings: Settings) -> list[str]:
     """Re-read the YAML now (/reload, SIGHUP); swap it in when valid, keep the last good one otherwise.
     Read and built off the event loop, like a reload on a change. Returns the problems."""
-    rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
-    prepared = await asyncio.to_thread(_prepare, settings)
-    return _apply(rt, settings, *prepared)
+    async with _reload_lock(rt):
+        rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
+        prepared = await asyncio.to_thread(_prepare, settings)
+        return _apply(rt, settings, *prepared)

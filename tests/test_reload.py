@@ -182,3 +182,24 @@ async def test_the_daemons_prune_leaves_the_event_loop_free(workdir):
         assert took > 0.05 and pause < took / 2, (pause, took)
     finally:
         await rt.aclose()
+
+
+async def test_the_last_reload_asked_for_wins_when_reloads_overlap(workdir):
+    """SIGHUP, /reload and the file watch read in threads: a big list's read finished last and put the
+    deleted list back in force, and the watch then saw nothing left to reload."""
+    from bot.scheduler import reload_config
+
+    rt, settings = _runtime(workdir)
+    words = [f"wort{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{i}" for i in range(40000)]
+    big = workdir / "watchlists" / "gross.yaml"
+    big.write_text("description: d\ngroups:\n  a: [" + ", ".join(words[:20000]) + "]\n  b: [" + ", ".join(words[20000:])
+                   + "]\n", encoding="utf-8")
+    try:
+        first = asyncio.ensure_future(reload_config(rt, settings))
+        await asyncio.sleep(0.3)  # the first reload is reading the big list (about 2 s)
+        big.unlink()  # the admin deletes it and reloads again
+        second = asyncio.ensure_future(reload_config(rt, settings))
+        assert await first == [] and await second == []
+        assert "gross" not in rt.config.watchlist_names()
+    finally:
+        await rt.aclose()
