@@ -890,3 +890,29 @@ def test_an_explanation_quotes_the_words_as_written():
     (match,) = m.match("DPRK's KN-23s hit ‘Kharkiv’, Kyiv says", "Kim’s missiles again")
     assert [(h.text, h.field, h.position) for h in match.hits] == [
         ("DPRK's", "title", 0), ("KN-23s", "title", 1), ("Kharkiv", "title", 4)]
+
+
+@pytest.mark.parametrize(("title", "summary"), [
+    ("25 Jahre nach der Kursk-Katastrophe: Angehörige erinnern an die Toten",
+     "Das russische Atom-U-Boot sank im August 2000 in der Barentssee nach der Explosion eines Torpedos. Die Armee "
+     "lehnte Hilfe aus dem Ausland tagelang ab."),
+    ("Годовщина трагедии «Курска»: в Мурманске вспомнили погибших",
+     "В августе 2000 года в Баренцевом море затонула атомная подводная лодка. Военные и родственники возложили цветы."),
+    ("Kursk tragedy, 25 years on: Putin's first crisis still haunts families",
+     "The nuclear submarine went down in the Barents Sea in August 2000 after a torpedo blast; the army refused "
+     "foreign help for days."),
+])
+def test_the_kursk_submarine_told_in_a_lead_is_not_front_news(title, summary):
+    """The submarine vetoes the Kursk list only in a headline (Zelensky's speech recalls it in its lead); its
+    anniversaries and films, whose leads tell the disaster, must still stay out."""
+    matcher = Matcher(load_config(ROOT / "watchlists").watchlists)
+    assert "kursk-front" not in [m.watchlist for m in matcher.match(title, summary)]
+
+
+def test_a_front_story_that_recalls_the_submarine_in_its_lead_alerts():
+    matcher = Matcher(load_config(ROOT / "watchlists").watchlists)
+    found = matcher.match("Selenskyj: Kursk war Putins Anfang – und wird sein Ende",
+                          "Vor 24 Jahren sei der Untergang des U-Boots der Beginn von Putins Herrschaft gewesen, nun "
+                          "stehe Kursk für die Katastrophe seines Krieges. Die ukrainische Armee kontrolliere 1000 "
+                          "Quadratkilometer der russischen Region.")
+    assert "kursk-front" in [m.watchlist for m in found]
