@@ -174,10 +174,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_base = env.get("TELEGRAM_API_BASE_URL", "").strip() or DEFAULT_API_BASE
     if not re.match(r"^https?://[^\s/]+", api_base):
         problems.append(f"environment: TELEGRAM_API_BASE_URL: {api_base!r} is not an http(s) URL")
-    elif not api_base.endswith("/bot"):  # the token is appended as it is: ".../bot" + "123:ABC" + "/getMe"
+    elif not api_base.endswith("/bot") and "{token}" not in api_base:
+        # python-telegram-bot appends the token (".../bot" + "123:ABC" + "/getMe"), or puts it where {token} is
+        # (Telegram's test environment: https://api.telegram.org/bot{token}/test)
         problems.append(f"environment: TELEGRAM_API_BASE_URL: {api_base!r} must end in /bot, as "
-                        f"{DEFAULT_API_BASE} does (a local Bot API server: http://host:8081/bot); the token is "
-                        "appended to it")
+                        f"{DEFAULT_API_BASE} does (a local Bot API server: http://host:8081/bot), or say where the "
+                        "token goes with {token}")
     user_agent = env.get("MEDIABOT_USER_AGENT", "").strip() or DEFAULT_USER_AGENT
     if not user_agent.isprintable() or not user_agent.isascii():
         problems.append("environment: MEDIABOT_USER_AGENT: only printable ASCII can go into an HTTP header")

@@ -211,3 +211,9 @@ def test_the_readme_watchlist_example_passes_check_without_a_warning(tmp_path: P
     watchlist = load_config(tmp_path).watchlists[0]
     assert watchlist.enabled and watchlist.chats == (-1001234567890,)
     assert [t.threshold for t in watchlist.groups["war"] if t.term == "Offensive"] == [95]
+
+
+def test_a_base_url_that_says_where_the_token_goes_is_accepted():
+    """python-telegram-bot's {token} form is the way to Telegram's test environment."""
+    assert load_settings({"TELEGRAM_API_BASE_URL": "https://api.telegram.org/bot{token}/test"}).api_base_url.endswith(
+        "{token}/test")
