@@ -574,6 +574,7 @@ class Deliverer:
         except Exception as exc:
             raise _Unrecorded(message_id) from exc
         self.stats.sent += 1
+        logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
         if row.kind in ("alert", "edit") and row.story_id is not None and message_id:
             self._catch_up(row, message, message_id)
         if self.on_sent:
@@ -595,7 +596,7 @@ class Deliverer:
         self.store.queue_row(row.chat_id, "edit", payload_of(row), self.now(), watchlist=row.watchlist,
                              story_id=row.story_id, message_id=message_id)
         self._dirty = True
-        logger.debug("sent chat=%s row=%s kind=%s", row.chat_id, row.id, row.kind)
+        logger.debug("catch-up edit queued chat=%s story=%s", row.chat_id, row.story_id)
 
 
 _LOOK_AGAIN = timedelta(minutes=1)

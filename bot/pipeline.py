@@ -8,6 +8,7 @@ this module only queues outbox rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -146,8 +147,13 @@ class CycleContext:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        if self._parser is not None:  # not waiting: after a cancelled cycle, a big feed may still be parsing
-            self._parser.shutdown(wait=False, cancel_futures=True)
+        if self._parser is not None:
+            # Not waiting, and the worker ended: after a cancelled cycle a big feed may still be parsing, and a
+            # worker left behind outlived mediabot, holding the caller's stdout and stderr open (a cron job hung).
+            for worker in list(getattr(self._parser, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    worker.terminate()
+            self._parser.shutdown(wait=True, cancel_futures=True)  # quick once the worker is gone
             self._parser = None
 
 
