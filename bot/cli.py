@@ -221,9 +221,9 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
             stats = await rt.deliverer.drain(timeout=600)
             _prune(rt.store, settings)  # cron mode has no 6-hourly job: keep the store bounded here
     finally:
+        await rt.aclose()  # (a signal meanwhile still finds the handler: no death by SIGTERM while closing)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await rt.aclose()
     if stopped or report is None:
         name = signal.Signals(stopped[0]).name if stopped else "a signal"
         print(f"mediabot: stopped by {name}; what was recorded is kept, alerts not yet sent go out on the next run",
