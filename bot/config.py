@@ -533,7 +533,7 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
             r.err(m["identity"].line, f"{what}.identity must be one of {', '.join(IDENTITIES)}")
             identity = "auto"
         interval = r.duration(m, "interval", what, 10, 7 * 86400, None)
-        cap = r.number(m, "max_new_alerts", what, 0, 10000, None, whole=True)
+        cap = r.number(m, "max_new_alerts", what, 1, 10000, None, whole=True)  # (0 silenced the feed)
         feeds.append(
             FeedSpec(
                 id=fid,
@@ -841,6 +841,11 @@ def _can_match(r: _Reader, line: int, what: str, spelling: str, mode: str) -> bo
     """Report a spelling that cannot work: an invalid regex, a regex that matches empty text (it would
     match every item), or a word with no letter or digit (folding drops it, so it would never match)."""
     if mode == "regex":
+        if any(ord(ch) < 32 for ch in spelling):  # YAML read "\b" in double quotes as a backspace
+            r.err(line, f"{what}: the regular expression {spelling!r} holds a control character: in double quotes "
+                        "YAML reads \\b as a backspace and \\d as an error; write regexes in single quotes "
+                        "('\\bFAA\\b')")
+            return False
         import re2
 
         options = re2.Options()

@@ -84,6 +84,20 @@ def test_a_regex_that_matches_empty_text_would_alert_on_everything(tmp_path: Pat
     assert any(p.startswith(f"{d / 'k.yaml'}:4:") and "matches empty text" in p for p in problems)
 
 
+def test_a_regex_in_double_quotes_that_yaml_turned_into_a_backspace_is_an_error(tmp_path: Path):
+    """"\bFAA\b" in double quotes is a backspace to YAML: check said OK and the term never matched."""
+    d = _dir(tmp_path, {"k.yaml": 'description: x\ngroups:\n  a:\n    - {term: "\\bFAA\\b", mode: regex}\n'})
+    [problem] = _problems(d)
+    assert problem.startswith(f"{d / 'k.yaml'}:4:") and "single quotes" in problem
+
+
+def test_a_feed_capped_at_zero_new_alerts_is_an_error(tmp_path: Path):
+    """`max_new_alerts: 0` passed check and silenced the feed, with an admin notice on every poll."""
+    d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a: [Kursk]\n"})
+    (d / "feeds.yaml").write_text("feeds:\n  - id: f\n    url: https://f.example/rss\n    max_new_alerts: 0\n")
+    assert any(":4:" in p and "max_new_alerts" in p for p in _problems(d))
+
+
 def test_a_bad_regex_alias_is_reported_at_its_own_line_once_and_quietly(tmp_path: Path,
                                                                        capfd: pytest.CaptureFixture[str]):
     d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a:\n    - term: 'KN-?23'\n      mode: regex\n"
