@@ -335,7 +335,9 @@ async def test_group_upgraded_when_the_supergroup_already_has_the_alert_sends_it
     old, new = -555, -1000555
     telegram.migrated[old] = new
     rt.store.ensure_chat(old, "group", language="en")
-    rt.store.update_chat(old, quiet="22:00-07:00", allowed=1)
+    hour = datetime.now(rt.settings.tz).hour  # quiet hours that are not now: the test ran red from 22:00 to 07:00
+    quiet = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"
+    rt.store.update_chat(old, quiet=quiet, allowed=1)
     rt.store.subscribe(old, "dprk-troops", datetime.now(UTC))
     rt.store.ensure_chat(new, "supergroup")  # a member's /help in the supergroup made a fresh row
     rt.store.subscribe(new, "dprk-troops", datetime.now(UTC))
@@ -346,7 +348,7 @@ async def test_group_upgraded_when_the_supergroup_already_has_the_alert_sends_it
     assert {r.state for r in rt.store.outbox_rows(chat_id=old)} == {"merged"}
     # The group's settings moved with it, although the supergroup's row was made first.
     moved = rt.store.chat(new)
-    assert (moved["language"], moved["quiet"], moved["allowed"]) == ("en", "22:00-07:00", 1)
+    assert (moved["language"], moved["quiet"], moved["allowed"]) == ("en", quiet, 1)
 
 
 async def test_a_token_revoked_mid_run_keeps_every_alert_and_stops_sending(runtime, telegram, caplog):
