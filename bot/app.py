@@ -106,7 +106,7 @@ def make_renderer(rt: Runtime) -> Any:
     def render(row: OutboxRow) -> Rendered | None:
         data = payload_of(row)
         chat = rt.store.chat(row.chat_id) if row.chat_id != CONSOLE_CHAT else None
-        lang = str(chat["language"]) if chat else "de"
+        lang = str(chat["language"]) if chat else rt.settings.language  # a `chats:` channel, the terminal
         names = rt.config.watchlist_names()
         if row.kind in ("alert", "edit"):
             also: list[tuple[str, str]] = []
@@ -165,7 +165,7 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
                            console=console, stories=stories, now=clock)
         # mute, quiet hours, digests and backlogs concern Telegram chats only
         # digests are paged with the names they will show (ctx.config is swapped on reload)
-        router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold,
+        router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold, settings.language,
                                                  names=lambda: ctx.config.watchlist_names())
         rt = Runtime(settings, config, store, fetcher, matcher, sender,
                      Deliverer(store, sender, lambda r: None, now=clock,

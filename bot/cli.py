@@ -149,7 +149,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
           f"(min {settings.poll_min_interval:g}s, max {settings.poll_max_interval:g}s)")
     print(f"  MEDIABOT_ADMINS={','.join(map(str, sorted(settings.admins))) or '(none)'}  "
           f"MEDIABOT_ALLOWED_USERS={'(open bot)' if not settings.allowed else len(settings.allowed)}  "
-          f"MEDIABOT_TIMEZONE={settings.timezone}")
+          f"MEDIABOT_TIMEZONE={settings.timezone}  MEDIABOT_LANGUAGE={settings.language}")
     return EXIT_OK
 
 

@@ -161,10 +161,14 @@ _MENU = {
 }
 
 
+_DEFAULT = {"language": "de"}  # MEDIABOT_LANGUAGE, set by make_application
+
+
 def _lang(update: Update) -> str:
+    """The user's app language when the bot speaks it, else the deployment's (MEDIABOT_LANGUAGE)."""
     user = update.effective_user
-    code = (user.language_code or "") if user else ""
-    return "en" if code.lower().startswith("en") else "de"
+    code = (user.language_code or "").lower()[:2] if user else ""
+    return code if code in ("de", "en") else _DEFAULT["language"]
 
 
 def _t(update: Update, key: str, **kw: Any) -> str:
@@ -672,13 +676,14 @@ async def set_menu(bot: Any) -> None:
     """The command menu in German (also the default) and English."""
     for lang in ("de", "en"):
         await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU[lang]], language_code=lang)
-    await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU["de"]])
+    await bot.set_my_commands([BotCommand(c, d) for c, d in _MENU[_DEFAULT["language"]]])
 
 
 def make_application(rt: Runtime) -> Any:
     """The Application with its handlers; nothing goes over the network yet."""
     app = Application.builder().bot(rt.bot).build()
     app.bot_data["rt"] = rt
+    _DEFAULT["language"] = rt.settings.language
     add_handlers(app)
     return app
 

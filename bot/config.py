@@ -62,6 +62,7 @@ class Settings:
     poll_min_interval: float = 60.0
     poll_max_interval: float = 3600.0
     timezone: str = "Europe/Berlin"
+    language: str = "de"  # chats with no language of their own: channels and groups in `chats:`, the terminal
     recent_window: float = 6 * 3600.0  # a new feed may alert only on items this recent
     burst_cap: int = 20  # a known feed alerting on more new items than this at once is a burst
     dedup_window: float = 48 * 3600.0
@@ -162,6 +163,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(f"environment: MEDIABOT_TIMEZONE: unknown time zone {tz!r}")
         tz = "Europe/Berlin"
+    language = env.get("MEDIABOT_LANGUAGE", "de").strip().lower() or "de"
+    if language not in ("de", "en"):
+        problems.append(f"environment: MEDIABOT_LANGUAGE: {language!r} is not de or en")
+        language = "de"
     level = env.get("MEDIABOT_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):  # (CRITICAL would hide every error)
         problems.append(f"environment: MEDIABOT_LOG_LEVEL: {level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -194,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_min_interval=min_interval,
         poll_max_interval=max_interval,
         timezone=tz,
+        language=language,
         recent_window=duration("MEDIABOT_RECENT_WINDOW", 6 * 3600.0),
         burst_cap=integer("MEDIABOT_BURST_CAP", 20),
         dedup_window=duration("MEDIABOT_DEDUP_WINDOW", 48 * 3600.0),

@@ -606,10 +606,11 @@ class HoldRouter:
     """Applies each chat's mute, quiet hours and digest setting to due alerts (decisions in
     `bot.subscribers`), and turns a backlog over `threshold` into one digest instead of a flood."""
 
-    def __init__(self, store: HoldStore, tz: tzinfo, threshold: int = 10,
+    def __init__(self, store: HoldStore, tz: tzinfo, threshold: int = 10, language: str = "de",
                  names: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.store = store
         self.tz = tz
+        self.language = language  # for a chat with none of its own (a `chats:` channel)
         self.threshold = threshold
         self.names = names or dict  # watchlist id -> name, as the digest will show it (for paging)
         # chat -> when its held alerts next need a look. `release` runs every second; without this it
@@ -687,7 +688,7 @@ class HoldRouter:
     def _queue_digest(self, chat_id: int, rows: Sequence[OutboxRow], now: datetime) -> int:
         """One digest row per message the alerts need ("Digest (2/3)"); returns the first row's id."""
         chat = self.store.chat(chat_id)
-        words = labels(str(chat["language"]) if chat else "de")
+        words = labels(str(chat["language"]) if chat else self.language)
         held = [dict(payload_of(r), watchlist=r.watchlist, story_id=r.story_id) for r in rows]
         row_of = {id(e): r.id for e, r in zip(held, rows, strict=True)}
         entries = digest_order(held)

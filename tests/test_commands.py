@@ -577,3 +577,13 @@ async def test_group_admins_choose_the_groups_alert_language(start_bot):
     assert "Deutsch" in await bot.say("/language de", chat_id=GROUP, user_id=55, chat_type="supergroup")
     assert bot.rt.store.chat(GROUP)["language"] == "de"
     assert "Telegram-App" in await bot.say("/language en")  # private chats follow the app
+
+
+async def test_an_english_newsroom_sets_the_language_for_everyone_the_bot_cannot_ask(start_bot):
+    """MEDIABOT_LANGUAGE=en: a user whose app speaks neither German nor English got German replies and menus,
+    and so did every channel fed through `chats:`."""
+    bot = await start_bot(language="en")
+    assert "Welcome" in await bot.say("/start", lang="fr")
+    assert "Willkommen" in await bot.say("/start", lang="de")  # an app in German still gets German
+    assert [c["command"] for c in bot.stub.commands[""]][:2] == ["start", "list"]
+    assert any(c["description"] == "Help" for c in bot.stub.commands[""])

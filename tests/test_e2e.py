@@ -85,6 +85,10 @@ def test_poll_once_without_token_prints_alerts(workdir, feed_server):
     assert result.returncode == 0, result.stderr
     assert "Nordkoreanische Soldaten kämpfen im Gebiet Kursk" in result.stdout
     assert "Bundesliga" not in result.stdout
+    assert "— Treffer: " in result.stdout  # the default language
+    again = run_cli(["poll", "--once"], {**env, "MEDIABOT_STATE_DIR": str(workdir / "state-en"),
+                                         "MEDIABOT_LANGUAGE": "en"})
+    assert again.returncode == 0 and "— matched: " in again.stdout and "Treffer" not in again.stdout
 
 
 def test_first_poll_of_a_new_feed_does_not_flood(workdir, feed_server, telegram):
