@@ -131,6 +131,26 @@ def make_renderer(rt: Runtime) -> Any:
     return render
 
 
+def _tell_admins_of_unreachable_chats(rt: Runtime) -> Any:
+    """A chat a watchlist's `chats:` names that the bot cannot post to (not added to the channel, removed
+    from the group): its alerts were dropped with a log line only, and /feeds looked all green. The admins
+    are told once per chat and process; a private user who blocked the bot is no news."""
+    told: set[int] = set()
+
+    def chat_gone(chat_id: int, reason: str) -> None:
+        lists = [w.id for w in rt.config.watchlists if chat_id in w.chats]
+        if not lists or chat_id in told or not rt.settings.admins:
+            return
+        told.add(chat_id)
+        rt.store.queue_notice(sorted(rt.settings.admins), f"Cannot post to chat {chat_id} ({reason[:200]}), which "
+                              f"{', '.join(lists)} sends alerts to through chats:. Its alerts are dropped until the "
+                              "bot may post there: add the bot to the group, or as an admin to the channel.",
+                              datetime.now(UTC))
+        rt.deliverer.wake()
+
+    return chat_gone
+
+
 def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str] | None = None,
                   force_console: bool = False, now: Any = None) -> Runtime:
     """Open the store (taking the instance lock), the HTTP pool and the sender."""
@@ -173,6 +193,7 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
                                pacer=Pacer(per_second=10_000, chat_interval=0.0) if console else Pacer(),
                                router=router), ctx, bot)
         rt.deliverer.render = make_renderer(rt)
+        rt.deliverer.on_chat_gone = _tell_admins_of_unreachable_chats(rt)
         return rt
     except BaseException:
         store.close()

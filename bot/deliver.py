@@ -326,6 +326,7 @@ class Deliverer:
         self.max_in_flight = max_in_flight
         self.stats = DeliveryStats()
         self.on_sent = on_sent
+        self.on_chat_gone: Callable[[int, str], None] | None = None  # (chat id, why): a chat that can't be reached
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
@@ -551,6 +552,11 @@ class Deliverer:
             self.stats.chats_gone += 1
             logger.warning("chat unavailable, subscriptions deactivated chat=%s reason=%s", row.chat_id, exc)
             self.store.deactivate_chat(row.chat_id)
+            if self.on_chat_gone is not None:
+                try:
+                    self.on_chat_gone(row.chat_id, str(exc))
+                except Exception:
+                    logger.exception("on_chat_gone hook failed chat=%s", row.chat_id)
             return
         except DeliveryError as exc:
             self._dirty = True  # the outbox changed in a way the cached due rows don't show

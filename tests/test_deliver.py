@@ -522,3 +522,19 @@ def test_a_long_digest_over_several_days_loses_no_story_to_its_dates():
     shown = [render_digest(page, heading="Digest", tz=tz, names=names, total=120, dated=dated).plain.count("\n• ")
              for page in pages]
     assert dated and sum(shown) == 120 and len(pages) > 1
+
+
+async def test_a_chats_channel_the_bot_cannot_post_to_is_reported_to_the_admins_once(runtime, telegram, workdir):
+    """Alerts to a channel in a watchlist's chats: that the bot was never added to were dropped with a log
+    line only; the admins heard nothing. A private user who blocked the bot is no news to them."""
+    channel, admin = -1001999, 4242
+    path = workdir / "watchlists" / "dprk-troops.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
+    rt = runtime(admins=frozenset({admin}))
+    telegram.forbidden.update({channel, A})
+    queue(rt, [channel, A], key="one")
+    await rt.deliverer.drain(timeout=10)
+    queue(rt, [channel], key="two", title="Weitere nordkoreanische Soldaten bei Kursk")
+    await rt.deliverer.drain(timeout=10)
+    [notice] = telegram.sent_to(admin)
+    assert str(channel) in notice.text and "dprk-troops" in notice.text and str(A) not in notice.text
