@@ -293,7 +293,12 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
         text = "Config reload rejected; the last good config stays in force:\n" + "\n".join(problems[:20])
         rt.store.queue_notice(sorted(settings.admins), text, now)
         rt.deliverer.wake()
+        rt.extras["config_rejected"] = True
         return problems
+    if rt.extras.pop("config_rejected", False):  # the admins' last word from the bot was the rejection
+        rt.store.queue_notice(sorted(settings.admins), f"Config reload accepted: the edited files are in force "
+                              f"({len(config.feeds)} feeds, {len(config.watchlists)} watchlists).", now)
+        rt.deliverer.wake()
     gone = [(w, rt.store.subscribers(w.id)) for w in rt.config.watchlists if w.id not in config.watchlist_names()]
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))

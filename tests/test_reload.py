@@ -37,6 +37,9 @@ def test_broken_edit_is_rejected_with_file_and_line_and_a_good_edit_is_swapped_i
         assert daemon.poll() is None  # still running on the last good config
         broken.write_text("description: x\ngroups:\n  a: [Kursk]\n", encoding="utf-8")
         assert telegram.wait_for(lambda: "watchlists=4" in log.read_text(), timeout=20)  # the good edit is in
+        # ... and the admins, whose last word from the bot was the rejection, hear so
+        assert telegram.wait_for(lambda: len(telegram.sent_to(ADMIN)) == 2, timeout=10)
+        assert "accepted" in telegram.sent_to(ADMIN)[1].text and "4 watchlists" in telegram.sent_to(ADMIN)[1].text
         assert daemon.poll() is None
     finally:
         stop_daemon(daemon, timeout=15)
