@@ -421,9 +421,18 @@ def release_held(rt: Runtime, chat_id: int) -> int:
 async def _unmute(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = _rt(context)
     chat_id = _chat_id(update)
-    rt.store.update_chat(chat_id, muted_until=None)
-    for watchlist in rt.store.mute_map(chat_id):
-        rt.store.set_watchlist_mute(chat_id, watchlist, None)
+    names = [_resolve(rt, a) for a in _args(context)]
+    if names:  # `/unmute kursk-front`: that list's button mute only (it lifted every mute, the chat's too)
+        unknown = [n for n in names if n not in _names(rt)]
+        if unknown:
+            await _reply(update, _t(update, "unknown", id=_e(unknown[0]), valid=_valid(rt)))
+            return
+        for watchlist in names:
+            rt.store.set_watchlist_mute(chat_id, watchlist, None)
+    else:
+        rt.store.update_chat(chat_id, muted_until=None)
+        for watchlist in rt.store.mute_map(chat_id):
+            rt.store.set_watchlist_mute(chat_id, watchlist, None)
     freed = release_held(rt, chat_id)
     logger.info("unmuted chat=%s released=%d", chat_id, freed)
     still = 0 if freed else len(rt.store.outbox_rows("held", chat_id))  # waiting for quiet hours or the digest

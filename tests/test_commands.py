@@ -587,3 +587,18 @@ async def test_an_english_newsroom_sets_the_language_for_everyone_the_bot_cannot
     assert "Willkommen" in await bot.say("/start", lang="de")  # an app in German still gets German
     assert [c["command"] for c in bot.stub.commands[""]][:2] == ["start", "list"]
     assert any(c["description"] == "Help" for c in bot.stub.commands[""])
+
+
+async def test_unmute_with_a_list_lifts_that_lists_mute_only(start_bot):
+    """`/unmute kursk-front` lifted every mute, the whole chat's too."""
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe kursk-front")
+    await bot.press("mute:dprk-troops")
+    await bot.press("mute:kursk-front")
+    await bot.say("/mute 2h")
+    await bot.say("/unmute kursk-front")
+    now = datetime.now(UTC)
+    assert {w for w, until in bot.rt.store.mute_map(USER).items() if until > now} == {"dprk-troops"}
+    assert bot.rt.store.chat(USER)["muted_until"] is not None  # the chat's own mute stays
+    assert "Unbekannte Watchlist" in await bot.say("/unmute nordkorea")
