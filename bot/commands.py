@@ -62,6 +62,9 @@ _T: dict[str, dict[str, str]] = {
         "unsubscribed_all": "Alle Abos beendet ({n}).",
         "list_head": "Watchlists (✅ = abonniert):",
         "list_muted": "stumm bis {until} (/unmute)",
+        "list_chat_muted": "🔕 Dieser Chat ist stumm bis {until} (/unmute).",
+        "list_quiet": "🌙 Ruhezeiten {window} ({tz}) (/quiet off).",
+        "list_digest": "🗞 Zusammenfassung: {mode} (/digest off).",
         "paused": "⏸ von den Admins pausiert: sendet zurzeit nichts",
         "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
@@ -116,6 +119,9 @@ _T: dict[str, dict[str, str]] = {
         "unsubscribed_all": "All subscriptions ended ({n}).",
         "list_head": "Watchlists (✅ = subscribed):",
         "list_muted": "muted until {until} (/unmute)",
+        "list_chat_muted": "🔕 This chat is muted until {until} (/unmute).",
+        "list_quiet": "🌙 Quiet hours {window} ({tz}) (/quiet off).",
+        "list_digest": "🗞 Digest: {mode} (/digest off).",
         "paused": "⏸ paused by the admins: sends nothing for now",
         "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
@@ -332,6 +338,14 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         muted = f" 🔕 {_t(update, 'list_muted', until=_local(rt, mutes[w.id]))}" if w.id in mutes else ""
         paused = "" if w.enabled else f" {_t(update, 'paused')}"
         lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>){muted}{paused} — {_e(w.description)}")
+    # The chat's own settings, so "why no alerts?" has an answer here (they showed nowhere but /quiet).
+    prefs = ChatPrefs.from_row(rt.store.chat(_chat_id(update)))
+    if prefs.muted_until and prefs.muted_until > _now():
+        lines.append(_t(update, "list_chat_muted", until=_local(rt, prefs.muted_until)))
+    if prefs.quiet:
+        lines.append(_t(update, "list_quiet", window=_e(str(prefs.quiet)), tz=_e(rt.settings.timezone)))
+    if prefs.digest.kind != "off":
+        lines.append(_t(update, "list_digest", mode=_e(str(prefs.digest))))
     await _reply(update, "\n".join(lines))
 
 

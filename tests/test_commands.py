@@ -602,3 +602,16 @@ async def test_unmute_with_a_list_lifts_that_lists_mute_only(start_bot):
     assert {w for w, until in bot.rt.store.mute_map(USER).items() if until > now} == {"dprk-troops"}
     assert bot.rt.store.chat(USER)["muted_until"] is not None  # the chat's own mute stays
     assert "Unbekannte Watchlist" in await bot.say("/unmute nordkorea")
+
+
+async def test_list_shows_the_chats_own_mute_quiet_hours_and_digest(start_bot):
+    """A journalist wondering "why no alerts?" found the chat's mute, quiet hours and digest nowhere."""
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    assert "stumm bis" not in (await bot.say("/list")).lower()
+    await bot.say("/mute 2h", lang="en")
+    await bot.say("/quiet 22:00-07:00", lang="en")
+    await bot.say("/digest daily 08:00", lang="en")
+    listing = await bot.say("/list", lang="en")
+    assert "This chat is muted until" in listing and "Quiet hours 22:00-07:00" in listing
+    assert "Digest: daily 08:00" in listing
