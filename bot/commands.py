@@ -63,6 +63,7 @@ _T: dict[str, dict[str, str]] = {
         "list_head": "Watchlists (✅ = abonniert):",
         "list_muted": "stumm bis {until} (/unmute)",
         "list_chat_muted": "🔕 Dieser Chat ist stumm bis {until} (/unmute).",
+        "mute_not_subscribed": "{name} ist hier nicht (mehr) abonniert: es kommt nichts mehr davon.",
         "list_quiet": "🌙 Ruhezeiten {window} ({tz}) (/quiet off).",
         "list_digest": "🗞 Zusammenfassung: {mode} (/digest off).",
         "paused": "⏸ von den Admins pausiert: sendet zurzeit nichts",
@@ -120,6 +121,7 @@ _T: dict[str, dict[str, str]] = {
         "list_head": "Watchlists (✅ = subscribed):",
         "list_muted": "muted until {until} (/unmute)",
         "list_chat_muted": "🔕 This chat is muted until {until} (/unmute).",
+        "mute_not_subscribed": "This chat is not subscribed to {name} (any more): nothing more comes from it.",
         "list_quiet": "🌙 Quiet hours {window} ({tz}) (/quiet off).",
         "list_digest": "🗞 Digest: {mode} (/digest off).",
         "paused": "⏸ paused by the admins: sends nothing for now",
@@ -619,8 +621,10 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE):
             logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
             text = _t(update, "muted_watchlist", name=name)
-        else:  # an alert from before the button was left off for such chats
-            text = _t(update, "mute_configured", name=name)
+        elif any(chat_id in w.chats for w in rt.config.watchlists if w.id == watchlist):
+            text = _t(update, "mute_configured", name=name)  # an alert from before the button was left off there
+        else:  # unsubscribed since, or the list is gone: nothing to mute
+            text = _t(update, "mute_not_subscribed", name=name)
     else:
         await query.answer()
         return

@@ -615,3 +615,12 @@ async def test_list_shows_the_chats_own_mute_quiet_hours_and_digest(start_bot):
     listing = await bot.say("/list", lang="en")
     assert "This chat is muted until" in listing and "Quiet hours 22:00-07:00" in listing
     assert "Digest: daily 08:00" in listing
+
+
+async def test_the_mute_button_of_a_list_unsubscribed_since_says_so(start_bot):
+    """It answered that the chat got the list through the bot's configuration (chats:), which was false."""
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/unsubscribe dprk-troops")
+    answer = await bot.press("mute:dprk-troops", lang="en")
+    assert "not subscribed" in answer and "configuration" not in answer
