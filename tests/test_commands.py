@@ -556,7 +556,9 @@ async def test_a_channel_reader_cannot_mute_or_change_the_channels_language(star
     assert bot.rt.store.chat(channel) is None  # no chat row in the reader's language
 
 
-async def test_the_mute_button_says_so_when_the_chat_gets_the_list_through_the_yaml(start_bot):
+async def test_the_mute_button_says_so_when_the_chat_gets_the_list_through_the_yaml(start_bot, workdir):
+    path = workdir / "watchlists" / "dprk-troops.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"\nchats: [{GROUP}]\n", encoding="utf-8")
     bot = await start_bot()
     bot.stub.chat_admins[GROUP] = {55}
     answer = await bot.press("mute:dprk-troops", chat_id=GROUP, user_id=55)
