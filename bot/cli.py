@@ -144,7 +144,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print("settings:")
     print(f"  TELEGRAM_BOT_TOKEN={mask_secret(settings.token)}"
           + ("" if settings.token else "  (alerts go to the terminal)"))
-    print(f"  TELEGRAM_API_BASE_URL={settings.api_base_url}")
+    from bot.log import RedactingFilter  # credentials in the URL (user:pass@, ?key=) are shown as the log shows them
+
+    print(f"  TELEGRAM_API_BASE_URL={RedactingFilter([]).redact(settings.api_base_url)}")
     print(f"  MEDIABOT_STATE_DIR={settings.state_dir}  MEDIABOT_POLL_INTERVAL={settings.poll_interval:g}s "
           f"(min {settings.poll_min_interval:g}s, max {settings.poll_max_interval:g}s)")
     print(f"  MEDIABOT_ADMINS={','.join(map(str, sorted(settings.admins))) or '(none)'}  "

@@ -42,7 +42,7 @@ _T: dict[str, dict[str, str]] = {
                    "tippen Sie auf eine, um sie zu abonnieren. /help zeigt alle Befehle.",
         "help": "/list – Watchlists und Abos\n/subscribe &lt;id&gt; – abonnieren\n"
                 "/unsubscribe &lt;id|all&gt; – abbestellen\n"
-                "/mute 2h – stumm schalten (auch 30m, 1d; eine Zahl allein: Stunden)\n"
+                "/mute 2h – stumm schalten (auch 30m, 1d, 1w; eine Zahl allein: Stunden)\n"
                 "/unmute – wieder laut, mit Zusammenfassung\n/recent &lt;id&gt; – die letzten 10 Treffer\n"
                 "/quiet 22:00-07:00 – Ruhezeiten (off zum Abschalten)\n"
                 "/digest off|hourly|daily 08:00 – Meldungen gesammelt\n"
@@ -100,7 +100,7 @@ _T: dict[str, dict[str, str]] = {
         "welcome": "Welcome to the media monitor. I report new coverage on these watchlists — "
                    "tap one to subscribe. /help lists every command.",
         "help": "/list – watchlists and subscriptions\n/subscribe &lt;id&gt; – subscribe\n"
-                "/unsubscribe &lt;id|all&gt; – unsubscribe\n/mute 2h – mute (also 30m, 1d; a bare number: hours)\n"
+                "/unsubscribe &lt;id|all&gt; – unsubscribe\n/mute 2h – mute (also 30m, 1d, 1w; a bare number: hours)\n"
                 "/unmute – unmute, with a summary\n/recent &lt;id&gt; – the last 10 matches\n"
                 "/quiet 22:00-07:00 – quiet hours (off to turn off)\n"
                 "/digest off|hourly|daily 08:00 – collected alerts\n"

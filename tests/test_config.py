@@ -231,3 +231,13 @@ def test_a_base_url_that_says_where_the_token_goes_is_accepted():
     """python-telegram-bot's {token} form is the way to Telegram's test environment."""
     assert load_settings({"TELEGRAM_API_BASE_URL": "https://api.telegram.org/bot{token}/test"}).api_base_url.endswith(
         "{token}/test")
+
+
+def test_check_shows_the_settings_without_credentials_in_the_telegram_url(workdir):
+    """The log redacts user:pass@ in URLs; `check` printed TELEGRAM_API_BASE_URL as it was."""
+    (workdir / "watchlists" / "feeds.yaml").write_text("feeds:\n  - id: a\n    url: https://example.org/a.xml\n")
+    result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"),
+                                 "TELEGRAM_API_BASE_URL": "https://proxyuser:s3cretpass@tg.example/bot"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "s3cretpass" not in result.stdout
+    assert "TELEGRAM_API_BASE_URL=https://[REDACTED]@tg.example/bot" in result.stdout
