@@ -82,16 +82,10 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
         summary = shorten(summary[len(title):].lstrip(" .:-–"), SUMMARY_CHARS)
     meta = " · ".join(x for x in (source, when) if x)
     watch = f"{watchlist_name} — {words['terms']}: {', '.join(terms[:8])}" if terms else watchlist_name
-    names = list(dict.fromkeys(name for name, _ in also if name != source))  # each outlet once
+    names, other_headlines = _other_outlets(title, source, also, _HEADLINES)
     also_line = f"{words['also']}: {', '.join(names[:12])}" + (
         f" (+{len(names) - 12} {words['more']})" if len(names) > 12 else ""
     ) if names else ""
-    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
-    shown: dict[str, str] = {}  # a headline past its rubric -> its line: each different headline once
-    for name, headline in also:
-        if headline and not _adds_nothing(headline, *own):
-            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"{name}: {shorten(headline, 120)}")
-    other_headlines = list(shown.values())[-_HEADLINES:]
 
     def build(title_limit: int, summary_text: str) -> tuple[str, str]:
         t = shorten(title, title_limit)
@@ -124,6 +118,20 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     if payload.get("watchlist") and mutable:
         buttons.append(Button(words["mute"], callback=f"mute:{payload['watchlist']}"))
     return Rendered(text_html, text_plain[:MAX_MESSAGE], tuple(buttons))
+
+
+def _other_outlets(title: str, source: str, sources: Sequence[tuple[str, str]], headlines: int
+                   ) -> tuple[list[str], list[str]]:
+    """(the other outlets that carried a story, each once; up to `headlines` of their headlines that say
+    something else than `title`, each once, as "outlet: headline", the latest last). `sources` is the
+    story's list as the store keeps it: (outlet, headline), the lead's own entry without a headline."""
+    names = list(dict.fromkeys(name for name, _ in sources if name != source))
+    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
+    shown: dict[str, str] = {}  # a headline past its rubric -> its line
+    for name, headline in sources:
+        if headline and not _adds_nothing(headline, *own):
+            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"{name}: {shorten(headline, 120)}")
+    return names, list(shown.values())[-headlines:]
 
 
 def _headline_words(headline: str) -> frozenset[str]:
@@ -176,18 +184,12 @@ def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UT
 def _digest_copies(p: Mapping[str, Any], also: Sequence[tuple[str, str]], lang: str) -> list[str]:
     """The lines under a digest's story for the other outlets that carried it (plain text): what an alert
     shows as "also" and "↳", so a digest reader learns of a copy with a headline of its own too."""
-    title, source = str(p.get("title") or ""), str(p.get("source") or "")
-    names = list(dict.fromkeys(name for name, _ in also if name != source))
+    names, headlines = _other_outlets(str(p.get("title") or ""), str(p.get("source") or ""), also, 2)
     lines = []
     if names:
         more = f" (+{len(names) - 6} {labels(lang)['more']})" if len(names) > 6 else ""
         lines.append(f"   ➕ {', '.join(names[:6])}{more}")
-    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
-    shown: dict[str, str] = {}
-    for name, headline in also:
-        if headline and not _adds_nothing(headline, *own):
-            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"   ↳ {name}: {shorten(headline, 120)}")
-    return lines + list(shown.values())[-2:]
+    return lines + [f"   ↳ {line}" for line in headlines]
 
 
 def digest_dated(entries: Sequence[Mapping[str, Any]], tz: tzinfo) -> bool:

@@ -109,11 +109,7 @@ def make_renderer(rt: Runtime) -> Any:
         lang = str(chat["language"]) if chat else rt.settings.language  # a `chats:` channel, the terminal
         names = rt.config.watchlist_names()
         if row.kind in ("alert", "edit"):
-            also: list[tuple[str, str]] = []
-            if row.story_id is not None:
-                # every copy but the lead; the lead's outlet too when it ran a second report or an update
-                # under a new link (its headline is shown when it says something else)
-                also = [(s, h) for s, h in rt.store.story_sources(row.story_id) if h or s != data.get("source")]
+            also = rt.store.story_sources(row.story_id) if row.story_id is not None else []
             # the mute button sets the chat's subscription: a chat fed by `chats:` alone (a channel, whose
             # readers must not change anything) has none, and the button would only pretend to work
             mutable = row.chat_id != CONSOLE_CHAT and row.watchlist in rt.store.subscriptions(row.chat_id)
@@ -123,7 +119,7 @@ def make_renderer(rt: Runtime) -> Any:
             entries = data.get("entries", [])
             stories = {e["story_id"] for e in entries if isinstance(e.get("story_id"), int)}
             # the copies folded into each story by the time the digest goes out: what an alert shows as "also"
-            copies = {sid: rt.store.story_sources(sid)[1:] for sid in stories}
+            copies = {sid: rt.store.story_sources(sid) for sid in stories}
             return render_digest(entries, heading=str(data.get("heading", "Digest")), tz=rt.settings.tz, lang=lang,
                                  names=names, total=data.get("total"), dated=bool(data.get("dated")), also=copies)
         return render_notice(str(data.get("text", "")))

@@ -42,7 +42,7 @@ def run_backtest(path: Path, since: str, settings: Settings, config: Config, out
         print(f"mediabot: no store at {settings.db_path}: nothing to backtest on (the bot stores items there as "
               "it polls; set MEDIABOT_STATE_DIR to its state directory)", file=err)
         return 4
-    current = next((w for w in config.watchlists if w.id == edited.id), None)
+    current = config.watchlist(edited.id)
     in_place = current is not None and _same_file(path, Path(current.source))
     cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
     try:

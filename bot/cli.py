@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -193,6 +193,7 @@ def _cmd_poll(args: argparse.Namespace) -> int:
 async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout) -> int:
     from bot.app import build_runtime
     from bot.pipeline import run_cycle
+    from bot.scheduler import prune_store
 
     try:
         rt = build_runtime(settings, config, console_stream=stream)
@@ -221,7 +222,7 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
             report = None
         if not stopped:
             stats = await rt.deliverer.drain(timeout=600)
-            _prune(rt.store, settings)  # cron mode has no 6-hourly job: keep the store bounded here
+            await prune_store(rt, settings, datetime.now(UTC))  # cron mode has no 6-hourly job: keep it bounded
     finally:
         await rt.aclose()  # (a signal meanwhile still finds the handler: no death by SIGTERM while closing)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -246,19 +247,6 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
         print(f"mediabot: {TokenRejectedError()}; the alerts stay queued", file=sys.stderr)
         return EXIT_CONFIG
     return EXIT_OK
-
-
-def _prune(store: Any, settings: Settings) -> None:
-    import logging
-    from datetime import UTC, datetime
-
-    try:
-        counts = store.prune(datetime.now(UTC), settings.retention_days)
-    except StoreError as exc:  # never fail a poll over housekeeping
-        logging.getLogger(__name__).warning("prune failed: %s", exc)
-        return
-    if any(counts.values()):
-        logging.getLogger(__name__).info("pruned %s", " ".join(f"{k}={v}" for k, v in counts.items()))
 
 
 # --------------------------------------------------------------------------- run

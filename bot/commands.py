@@ -374,7 +374,8 @@ def _subscribe(rt: Runtime, update: Update, watchlist: str) -> str:
     added = rt.store.subscribe(_chat_id(update), watchlist, _now())
     logger.info("subscribed chat=%s watchlist=%s new=%s", _chat_id(update), watchlist, added)
     reply = _t(update, "subscribed" if added else "already", name=_e(names[watchlist]))
-    if not rt.config.watchlist(watchlist).enabled:  # subscribed for when the admins switch it back on
+    listed = rt.config.watchlist(watchlist)
+    if listed is not None and not listed.enabled:  # subscribed for when the admins switch it back on
         reply += f" ({_t(update, 'paused')})"
     return reply
 
@@ -621,7 +622,7 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE):
             logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
             text = _t(update, "muted_watchlist", name=name)
-        elif any(chat_id in w.chats for w in rt.config.watchlists if w.id == watchlist):
+        elif chat_id in (listed.chats if (listed := rt.config.watchlist(watchlist)) else ()):
             text = _t(update, "mute_configured", name=name)  # an alert from before the button was left off there
         else:  # unsubscribed since, or the list is gone: nothing to mute
             text = _t(update, "mute_not_subscribed", name=name)

@@ -884,8 +884,8 @@ class Config:
     feeds: tuple[FeedSpec, ...]
     watchlists: tuple[Watchlist, ...]
 
-    def watchlist(self, watchlist_id: str) -> Watchlist:
-        return next(w for w in self.watchlists if w.id == watchlist_id)
+    def watchlist(self, watchlist_id: str) -> Watchlist | None:
+        return next((w for w in self.watchlists if w.id == watchlist_id), None)
 
     def watchlist_names(self) -> dict[str, str]:
         """Watchlist id -> name, as alerts, digests and commands show it."""

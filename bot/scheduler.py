@@ -221,19 +221,19 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
 
 
 async def prune_store(rt: Runtime, settings: Settings, now: datetime) -> None:
-    """The daemon's housekeeping, every 6 hours, on the store's writer thread: the first prune after a long
-    stop takes seconds, which on the event loop stalled commands and deliveries."""
+    """Housekeeping (the daemon every 6 hours, `poll --once` after each run), on the store's writer thread:
+    the first prune after a long stop takes seconds, which on the event loop stalled commands and sends."""
     started = time.monotonic()
     try:
         counts = await rt.ctx.in_store(rt.store.prune, now, settings.retention_days)
-    except StoreError as exc:  # tried again in 6 hours
+    except StoreError as exc:  # housekeeping never fails a poll: tried again next time
         logger.warning("prune failed: %s", exc)
         return
     except Exception:
         logger.exception("prune failed")
         return
-    logger.info("pruned %s elapsed_ms=%d", " ".join(f"{k}={v}" for k, v in counts.items()),
-                (time.monotonic() - started) * 1000)
+    logger.log(logging.INFO if any(counts.values()) else logging.DEBUG, "pruned %s elapsed_ms=%d",
+               " ".join(f"{k}={v}" for k, v in counts.items()), (time.monotonic() - started) * 1000)
 
 
 def _instrument(rt: Runtime, metrics: Metrics) -> None:
@@ -256,11 +256,8 @@ async def _reload_if_changed(rt: Runtime, settings: Settings) -> None:
     if rt.extras.get("config_settling") != current:  # still changing: look again next time
         rt.extras["config_settling"] = current
         return
-    async with _reload_lock(rt):
-        rt.extras["config_files"] = current
-        rt.extras.pop("config_settling", None)
-        prepared = await asyncio.to_thread(_prepare, settings)
-        _apply(rt, settings, *prepared)
+    rt.extras.pop("config_settling", None)
+    await reload_config(rt, settings)
 
 
 def _reload_lock(rt: Runtime) -> asyncio.Lock:

@@ -510,12 +510,7 @@ class SqliteStore:
                                VALUES(?, 'alert', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
                             (chat_id, watchlist, story_id, json.dumps(body, ensure_ascii=False), stamp, stamp),
                         )
-            for chat_id, text in notices:
-                db.execute(
-                    "INSERT INTO outbox(chat_id, kind, watchlist, payload, not_before, created) "
-                    "VALUES(?, 'notice', '', ?, ?, ?)",
-                    (chat_id, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp),
-                )
+            _insert_notices(db, notices, stamp)
             if still_listed and touch_before is not None:
                 for chunk, marks in _in_chunks(still_listed):
                     db.execute(f"UPDATE seen SET first_seen=? WHERE key IN ({marks}) AND +first_seen < ?",
@@ -569,11 +564,7 @@ class SqliteStore:
         """Queue a plain notice (e.g. to the bot admins)."""
         stamp = _ts(now)
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO outbox(chat_id, kind, watchlist, payload, not_before, created) "
-                "VALUES(?, 'notice', '', ?, ?, ?)",
-                [(c, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp) for c in chat_ids],
-            )
+            _insert_notices(db, [(c, text) for c in chat_ids], stamp)
 
     def count(self, table: str) -> int:
         """Row count of a table (for tests)."""
@@ -922,6 +913,13 @@ class _LockedConnection:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def _insert_notices(db: _LockedConnection, notices: Iterable[tuple[int, str]], stamp: str | None) -> None:
+    """Plain notices (chat id, text) into the outbox, inside the caller's transaction."""
+    db.executemany("INSERT INTO outbox(chat_id, kind, watchlist, payload, not_before, created) "
+                   "VALUES(?, 'notice', '', ?, ?, ?)",
+                   [(c, json.dumps({"text": text}, ensure_ascii=False), stamp, stamp) for c, text in notices])
 
 
 def _source_name(entry: str | list[str]) -> str:
