@@ -723,6 +723,18 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             for g in in_title:
                 if g not in names:
                     r.err(rm["title"].line, f"{what}.title: {g!r} must also be in `all`")
+            # A veto that every match of the rule sets off: the rule could never hold.
+            for g in unless_any:
+                if g in names:
+                    r.err(rm["unless_any"].line, f"{what}.unless_any: {g!r} is also in `all`, so the rule could "
+                                                 "never hold (name it in `unless` with another group instead)")
+            if unless and set(unless) <= set(names):
+                r.err(rm["unless"].line, f"{what}.unless: every group of it is also in `all`, so the rule could "
+                                         "never hold (`unless` vetoes when all of its groups match)")
+            for g in unless_title:
+                if g in in_title:
+                    r.err(rm["unless_title"].line, f"{what}.unless_title: {g!r} must be in the headline (`title`) "
+                                                   "and must not be, so the rule could never hold")
             near = r.number(rm, "near", what, 1, 200, None, whole=True)
             if near is not None and len(names) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
