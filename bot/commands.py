@@ -48,7 +48,7 @@ _T: dict[str, dict[str, str]] = {
                 "/digest off|hourly|daily 08:00 – Meldungen gesammelt\n"
                 "/language de|en – Sprache der Meldungen (Gruppen)\n/help – diese Hilfe",
         "admin_help": "\n\nAdmins: /feeds – Zustand der Feeds, /reload – Konfiguration neu laden, "
-                      "/allow &lt;id&gt; – Nutzer oder Chat freischalten",
+                      "/allow &lt;id&gt; – Nutzer oder Chat freischalten, /disallow &lt;id&gt; – wieder sperren",
         "refused": "Entschuldigung, dieser Bot ist nur für freigeschaltete Nutzer. "
                    "Bitten Sie einen Admin, Sie freizuschalten (Ihre ID: {id}).",
         "admins_only": "Entschuldigung, das dürfen nur die Admins dieses Bots.",
@@ -83,6 +83,13 @@ _T: dict[str, dict[str, str]] = {
         "bad_digest": "Bitte so: /digest off, /digest hourly oder /digest daily 08:00",
         "allowed": "Freigeschaltet: {id}",
         "bad_allow": "Bitte so: /allow 123456789",
+        "bad_disallow": "Bitte so: /disallow 123456789",
+        "disallowed": "Gesperrt: {id}. Der Chat bekommt keine Meldungen mehr; {n} wartende wurden verworfen. "
+                      "Seine Abos bleiben für ein neues /allow.",
+        "disallow_unknown": "{id} war nicht mit /allow freigeschaltet; nichts geändert.",
+        "disallow_env": "{id} steht in MEDIABOT_ALLOWED_USERS oder MEDIABOT_ADMINS: dort streichen und den Bot "
+                        "neu starten.",
+        "disallow_open": "Der Bot ist offen für alle (MEDIABOT_ALLOWED_USERS ist leer); /disallow sperrt niemanden.",
         "reload_ok": "Konfiguration neu geladen: {feeds} Feeds, {watchlists} Watchlists.",
         "reload_bad": "Konfiguration abgelehnt, die letzte gültige bleibt aktiv:\n{problems}",
         "feeds_none": "Noch keine Feeds abgefragt.",
@@ -106,7 +113,7 @@ _T: dict[str, dict[str, str]] = {
                 "/digest off|hourly|daily 08:00 – collected alerts\n"
                 "/language de|en – alert language (groups)\n/help – this help",
         "admin_help": "\n\nAdmins: /feeds – feed health, /reload – reload the config, "
-                      "/allow &lt;id&gt; – let a user or chat in",
+                      "/allow &lt;id&gt; – let a user or chat in, /disallow &lt;id&gt; – take that back",
         "refused": "Sorry, this bot is restricted to approved users. "
                    "Please ask an admin to let you in (your id: {id}).",
         "admins_only": "Sorry, only this bot's admins may do that.",
@@ -140,6 +147,12 @@ _T: dict[str, dict[str, str]] = {
         "bad_digest": "Please write: /digest off, /digest hourly or /digest daily 08:00",
         "allowed": "Allowed: {id}",
         "bad_allow": "Please write: /allow 123456789",
+        "bad_disallow": "Please write: /disallow 123456789",
+        "disallowed": "Locked out: {id}. The chat gets no more alerts; {n} waiting ones were dropped. "
+                      "Its subscriptions stay for a new /allow.",
+        "disallow_unknown": "{id} was not let in with /allow; nothing changed.",
+        "disallow_env": "{id} is in MEDIABOT_ALLOWED_USERS or MEDIABOT_ADMINS: remove it there and restart the bot.",
+        "disallow_open": "The bot is open to everyone (MEDIABOT_ALLOWED_USERS is empty); /disallow locks nobody out.",
         "reload_ok": "Config reloaded: {feeds} feeds, {watchlists} watchlists.",
         "reload_bad": "Config rejected; the last good one stays in force:\n{problems}",
         "feeds_none": "No feed polled yet.",
@@ -579,11 +592,8 @@ async def _reload(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _allow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt = _rt(context)
-    try:
-        target = int(context.args[0]) if context.args else 0
-    except ValueError:
-        target = 0
-    if not is_chat_id(target):
+    target = _chat_id_arg(context)
+    if target is None:
         await _reply(update, _t(update, "bad_allow"))
         return
     if rt.store.chat(target) is None:
@@ -593,6 +603,36 @@ async def _allow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     rt.store.update_chat(target, allowed=1)
     logger.info("allowed chat=%s", target)
     await _reply(update, _t(update, "allowed", id=target))
+
+
+async def _disallow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Take back an /allow (a user who left the desk, a group let in by mistake)."""
+    rt = _rt(context)
+    target = _chat_id_arg(context)
+    if target is None:
+        await _reply(update, _t(update, "bad_disallow"))
+        return
+    if not rt.settings.allowed:
+        await _reply(update, _t(update, "disallow_open"))
+        return
+    if target in rt.settings.allowed or target in rt.settings.admins:
+        await _reply(update, _t(update, "disallow_env", id=target))
+        return
+    dropped = rt.store.revoke(target)
+    if dropped is None:
+        await _reply(update, _t(update, "disallow_unknown", id=target))
+        return
+    logger.info("disallowed chat=%s dropped=%d", target, dropped)
+    await _reply(update, _t(update, "disallowed", id=target, n=dropped))
+
+
+def _chat_id_arg(context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    """The command's one argument as a Telegram chat id, or None."""
+    try:
+        target = int(context.args[0]) if context.args else 0
+    except ValueError:
+        return None
+    return target if is_chat_id(target) else None
 
 
 # --------------------------------------------------------------------------- buttons
@@ -657,7 +697,7 @@ def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     plain: dict[str, Handler] = {"start": _start, "help": _help, "list": _list, "recent": _recent}
     changing: dict[str, Handler] = {"subscribe": _subscribe_cmd, "mute": _mute, "unmute": _unmute,
                                     "quiet": _quiet, "digest": _digest, "language": _language}
-    admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow}
+    admin: dict[str, Handler] = {"feeds": _feeds, "reload": _reload, "allow": _allow, "disallow": _disallow}
     new_only = filters.UpdateType.MESSAGE  # not edits: correcting an old "/unsubscribe all" must not run it again
     for name, fn in plain.items():
         app.add_handler(CommandHandler(name, _guard(fn), filters=new_only))

@@ -815,6 +815,16 @@ class SqliteStore:
         row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
         return bool(row and row[0])
 
+    def revoke(self, chat_id: int) -> int | None:
+        """Take back an admin's /allow: the chat gets no more alerts, and those waiting for it (pending,
+        held while muted, in quiet hours or for a digest) are dropped. Its subscriptions stay, for when it
+        is let in again. Returns how many alerts were dropped; None when the chat was not let in."""
+        with self._tx() as db:
+            if not db.execute("UPDATE chats SET allowed=0 WHERE id=? AND allowed=1", (chat_id,)).rowcount:
+                return None
+            return db.execute("UPDATE outbox SET state='merged', error='not allowed' WHERE chat_id=? "
+                              "AND kind='alert' AND state IN ('pending','held')", (chat_id,)).rowcount
+
     def forget_message(self, chat_id: int, message_id: int) -> None:
         """The chat's alert message is gone (deleted, too old to edit): no "also" edits for it any more."""
         with self._tx() as db:

@@ -285,6 +285,37 @@ async def test_restricted_mode_refuses_strangers_until_an_admin_allows_them(star
     assert "nur die Admins" in await bot.say(f"/allow {USER + 1}")
 
 
+async def test_disallow_takes_back_an_allow_and_drops_the_alerts_waiting_for_the_chat(start_bot, feed_server):
+    bot = await start_bot(allowed=frozenset({ADMIN, 1234}))
+    await bot.say(f"/allow {USER}", chat_id=ADMIN)
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/mute 1h")
+    _queue_alerts(bot.rt, USER, 2)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert len(bot.rt.store.outbox_rows("held", USER)) == 2
+    answer = await bot.say(f"/disallow {USER}", chat_id=ADMIN)
+    assert "Gesperrt" in answer and "2 wartende" in answer
+    assert "freigeschaltet" in await bot.say("/start")  # refused again
+    before = len(bot.stub.sent_to(USER))
+    feed_server.routes["/news.xml"] = Route(rss([{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+                                                  "link": "https://n.example/a", "guid": "a", "ago": 5}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert bot.rt.store.outbox_rows("held", USER) == []
+    assert len(bot.stub.sent_to(USER)) == before  # neither the held alerts nor the new one
+    # let in again: the subscription is still there
+    await bot.say(f"/allow {USER}", chat_id=ADMIN)
+    assert "dprk-troops" in bot.rt.store.subscriptions(USER)
+    assert "nicht mit /allow" in await bot.say("/disallow 4242", chat_id=ADMIN)
+    assert "MEDIABOT_ALLOWED_USERS" in await bot.say("/disallow 1234", chat_id=ADMIN)
+    assert "nur die Admins" in await bot.say(f"/disallow {USER}")
+
+
+async def test_disallow_in_an_open_bot_says_it_locks_nobody_out(start_bot):
+    bot = await start_bot()
+    assert "offen für alle" in await bot.say(f"/disallow {USER}", chat_id=ADMIN)
+
+
 async def test_allow_keeps_what_the_bot_knows_about_a_chat(start_bot):
     """/allow on a supergroup the bot already serves only lets it in: title, type and language stay."""
     bot = await start_bot(allowed=frozenset({ADMIN}))
