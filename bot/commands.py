@@ -86,9 +86,10 @@ _T: dict[str, dict[str, str]] = {
         "bad_disallow": "Bitte so: /disallow 123456789",
         "disallowed": "Gesperrt: {id}. Der Chat bekommt keine Meldungen mehr; {n} wartende wurden verworfen. "
                       "Seine Abos bleiben für ein neues /allow.",
-        "disallow_unknown": "{id} war nicht mit /allow freigeschaltet; nichts geändert.",
+        "disallow_unknown": "{id} war nicht mit /allow freigeschaltet (oder ist schon gesperrt); nichts geändert.",
         "disallow_env": "{id} steht in MEDIABOT_ALLOWED_USERS oder MEDIABOT_ADMINS: dort streichen und den Bot "
                         "neu starten.",
+        "disallow_configured": "{id} steht unter chats: in {lists}: dort streichen.",
         "disallow_open": "Der Bot ist offen für alle (MEDIABOT_ALLOWED_USERS ist leer); /disallow sperrt niemanden.",
         "reload_ok": "Konfiguration neu geladen: {feeds} Feeds, {watchlists} Watchlists.",
         "reload_bad": "Konfiguration abgelehnt, die letzte gültige bleibt aktiv:\n{problems}",
@@ -150,8 +151,9 @@ _T: dict[str, dict[str, str]] = {
         "bad_disallow": "Please write: /disallow 123456789",
         "disallowed": "Locked out: {id}. The chat gets no more alerts; {n} waiting ones were dropped. "
                       "Its subscriptions stay for a new /allow.",
-        "disallow_unknown": "{id} was not let in with /allow; nothing changed.",
+        "disallow_unknown": "{id} was not let in with /allow (or is locked out already); nothing changed.",
         "disallow_env": "{id} is in MEDIABOT_ALLOWED_USERS or MEDIABOT_ADMINS: remove it there and restart the bot.",
+        "disallow_configured": "{id} is listed under chats: in {lists}: remove it there.",
         "disallow_open": "The bot is open to everyone (MEDIABOT_ALLOWED_USERS is empty); /disallow locks nobody out.",
         "reload_ok": "Config reloaded: {feeds} feeds, {watchlists} watchlists.",
         "reload_bad": "Config rejected; the last good one stays in force:\n{problems}",
@@ -240,9 +242,13 @@ def _is_admin(rt: Runtime, update: Update) -> bool:
 
 
 def _is_allowed(rt: Runtime, update: Update) -> bool:
-    """Open bot, a bot admin, an id in MEDIABOT_ALLOWED_USERS, or one an admin let in with /allow."""
+    """Open bot, a bot admin, an id in MEDIABOT_ALLOWED_USERS, or one an admin let in with /allow; not in a
+    chat an admin locked out with /disallow (it would take subscriptions it gets no alerts for)."""
     if not rt.settings.allowed or _is_admin(rt, update):
         return True
+    chat = update.effective_chat
+    if chat is not None and chat.id not in rt.settings.allowed and rt.store.is_locked_out(chat.id):
+        return False
     ids = [x.id for x in (update.effective_user, update.effective_chat) if x is not None]
     return any(i in rt.settings.allowed or rt.store.is_allowed(i) for i in ids)
 
@@ -617,6 +623,10 @@ async def _disallow(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if target in rt.settings.allowed or target in rt.settings.admins:
         await _reply(update, _t(update, "disallow_env", id=target))
+        return
+    configured = [w.id for w in rt.config.watchlists if target in w.chats]
+    if configured:
+        await _reply(update, _t(update, "disallow_configured", id=target, lists=_e(", ".join(configured))))
         return
     dropped = rt.store.revoke(target)
     if dropped is None:

@@ -612,13 +612,15 @@ class SqliteStore:
 
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]:
         """Active chats subscribed to a watchlist. `let_in` (a bot restricted to some users): private chats
-        only when their user is in it or an admin let them in with /allow; groups and channels stay."""
+        only when their user is in it or an admin let them in with /allow; groups and channels unless an
+        admin locked them out with /disallow."""
         rows = self._db.execute(
             """SELECT s.chat_id, c.allowed FROM subscriptions s JOIN chats c ON c.id = s.chat_id
                WHERE s.watchlist=? AND c.active=1 ORDER BY s.chat_id""",
             (watchlist,),
         )
-        return [r[0] for r in rows if let_in is None or r[0] < 0 or r[1] or r[0] in let_in]
+        # allowed: 1 let in with /allow, -1 locked out with /disallow, 0 neither
+        return [r[0] for r in rows if let_in is None or r[0] in let_in or r[1] == 1 or (r[0] < 0 and r[1] == 0)]
 
     def ensure_chat(self, chat_id: int, type_: str = "private", title: str = "", language: str = "de",
                     now: datetime | None = None) -> None:
@@ -701,7 +703,7 @@ class SqliteStore:
                        muted_until=COALESCE(excluded.muted_until, chats.muted_until),
                        quiet=COALESCE(excluded.quiet, chats.quiet),
                        digest=CASE WHEN excluded.digest != 'off' THEN excluded.digest ELSE chats.digest END,
-                       allowed=MAX(chats.allowed, excluded.allowed)""",
+                       allowed=CASE WHEN excluded.allowed=-1 THEN -1 ELSE MAX(chats.allowed, excluded.allowed) END""",
                 (new, old),
             )
             db.execute("UPDATE OR IGNORE subscriptions SET chat_id=? WHERE chat_id=?", (new, old))
@@ -813,14 +815,21 @@ class SqliteStore:
     def is_allowed(self, chat_id: int) -> bool:
         """True when an admin let this user or chat in (restricted mode)."""
         row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
-        return bool(row and row[0])
+        return bool(row and row[0] == 1)
+
+    def is_locked_out(self, chat_id: int) -> bool:
+        """True when an admin locked this chat out with /disallow (restricted mode)."""
+        row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
+        return bool(row and row[0] == -1)
 
     def revoke(self, chat_id: int) -> int | None:
-        """Take back an admin's /allow: the chat gets no more alerts, and those waiting for it (pending,
-        held while muted, in quiet hours or for a digest) are dropped. Its subscriptions stay, for when it
-        is let in again. Returns how many alerts were dropped; None when the chat was not let in."""
+        """Lock a chat out of a restricted bot (/disallow): a user an admin let in, or a group or channel
+        (which a let-in user may have subscribed). It gets no more alerts, and those waiting for it (pending,
+        held while muted, in quiet hours or for a digest) are dropped. Its subscriptions stay, for a new
+        /allow. Returns how many alerts were dropped; None when there was nothing to lock out."""
         with self._tx() as db:
-            if not db.execute("UPDATE chats SET allowed=0 WHERE id=? AND allowed=1", (chat_id,)).rowcount:
+            if not db.execute("UPDATE chats SET allowed=-1 WHERE id=? AND (allowed=1 OR (id<0 AND allowed=0))",
+                              (chat_id,)).rowcount:
                 return None
             return db.execute("UPDATE outbox SET state='merged', error='not allowed' WHERE chat_id=? "
                               "AND kind='alert' AND state IN ('pending','held')", (chat_id,)).rowcount

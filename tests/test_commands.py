@@ -311,6 +311,38 @@ async def test_disallow_takes_back_an_allow_and_drops_the_alerts_waiting_for_the
     assert "nur die Admins" in await bot.say(f"/disallow {USER}")
 
 
+async def test_disallow_locks_a_group_out_that_a_let_in_user_subscribed(start_bot, feed_server):
+    """A group's alerts do not hang on /allow (a let-in user subscribes it): /disallow of the group stops them,
+    and the let-in user can no longer change its subscriptions, until an admin allows it again."""
+    member = 1234
+    bot = await start_bot(allowed=frozenset({ADMIN, member}))
+    bot.stub.chat_admins[GROUP] = {member}
+    assert "Abonniert" in await bot.say("/subscribe dprk-troops", chat_id=GROUP, user_id=member,
+                                        chat_type="supergroup")
+    feed = [{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/a",
+             "guid": "a", "ago": 5}]
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert any("Soldaten" in m.text for m in bot.stub.sent_to(GROUP))
+    assert "Gesperrt" in await bot.say(f"/disallow {GROUP}", chat_id=ADMIN)
+    assert "freigeschaltet" in await bot.say("/list", chat_id=GROUP, user_id=member, chat_type="supergroup")
+    feed.append({"title": "Gefangene nordkoreanische Soldaten in Kiew befragt", "link": "https://n.example/b",
+                 "guid": "b", "ago": 3})
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert not any("Gefangene" in m.text for m in bot.stub.sent_to(GROUP))
+    assert "schon gesperrt" in await bot.say(f"/disallow {GROUP}", chat_id=ADMIN)
+    await bot.say(f"/allow {GROUP}", chat_id=ADMIN)
+    assert "✅" in await bot.say("/list", chat_id=GROUP, user_id=member, chat_type="supergroup")
+    # a chat the YAML sends alerts to is changed there
+    config = bot.rt.config
+    first = replace(config.watchlists[0], chats=(GROUP,))
+    bot.rt.swap_config(replace(config, watchlists=(first, *config.watchlists[1:])), bot.rt.matcher)
+    assert f"chats: in {first.id}" in await bot.say(f"/disallow {GROUP}", chat_id=ADMIN)
+
+
 async def test_disallow_in_an_open_bot_says_it_locks_nobody_out(start_bot):
     bot = await start_bot()
     assert "offen für alle" in await bot.say(f"/disallow {USER}", chat_id=ADMIN)
