@@ -46,9 +46,17 @@ class Rendered:
 
 _LABELS = {
     "de": {"open": "Artikel öffnen", "mute": "Watchlist 24 h stumm", "also": "auch", "terms": "Treffer",
-           "digest": "Zusammenfassung", "stories": "Meldungen", "more": "weitere"},
+           "digest": "Zusammenfassung", "stories": "Meldungen", "more": "weitere",
+           "list_gone": "Die Watchlist {name} ({id}), die Sie abonniert haben, bieten die Admins nicht mehr an "
+                        "(entfernt oder umbenannt): von ihr kommt nichts, bis sie wieder da ist. Ihr Abo bleibt; "
+                        "/list zeigt, was es gibt, /unsubscribe {id} beendet es.",
+           "list_back": "Die Watchlist {name} ({id}) ist wieder da; Ihr Abo gilt wieder."},
     "en": {"open": "Open article", "mute": "Mute watchlist 24 h", "also": "also", "terms": "matched",
-           "digest": "Digest", "stories": "stories", "more": "more"},
+           "digest": "Digest", "stories": "stories", "more": "more",
+           "list_gone": "The admins no longer offer the watchlist {name} ({id}) you subscribed to (removed or "
+                        "renamed): nothing comes from it until it is back. Your subscription stays; /list shows "
+                        "what there is, /unsubscribe {id} ends it.",
+           "list_back": "The watchlist {name} ({id}) is back; your subscription holds again."},
 }
 
 

@@ -67,6 +67,8 @@ _T: dict[str, dict[str, str]] = {
         "list_quiet": "🌙 Ruhezeiten {window} ({tz}) (/quiet off).",
         "list_digest": "🗞 Zusammenfassung: {mode} (/digest off).",
         "paused": "⏸ von den Admins pausiert: sendet zurzeit nichts",
+        "list_gone": "abonniert, aber von den Admins entfernt oder umbenannt: sendet nichts, bis sie wieder da ist "
+                     "(/unsubscribe {id} beendet das Abo)",
         "muted": "Stumm bis {until}. Meldungen werden aufbewahrt und danach zusammengefasst.",
         "bad_mute": "Bitte eine Dauer angeben, z. B. /mute 2h oder /mute 1d.",
         "unmuted": "Wieder laut. {n} aufbewahrte Meldungen kommen gleich als Zusammenfassung.",
@@ -133,6 +135,8 @@ _T: dict[str, dict[str, str]] = {
         "list_quiet": "🌙 Quiet hours {window} ({tz}) (/quiet off).",
         "list_digest": "🗞 Digest: {mode} (/digest off).",
         "paused": "⏸ paused by the admins: sends nothing for now",
+        "list_gone": "subscribed, but removed or renamed by the admins: sends nothing until it is back "
+                     "(/unsubscribe {id} ends the subscription)",
         "muted": "Muted until {until}. Alerts are kept and summarised afterwards.",
         "bad_mute": "Please give a duration, e.g. /mute 2h or /mute 1d.",
         "unmuted": "Unmuted. {n} kept alerts follow as one summary.",
@@ -359,6 +363,8 @@ async def _list(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         muted = f" 🔕 {_t(update, 'list_muted', until=_local(rt, mutes[w.id]))}" if w.id in mutes else ""
         paused = "" if w.enabled else f" {_t(update, 'paused')}"
         lines.append(f"{mark} <b>{_e(w.name)}</b> (<code>{_e(w.id)}</code>){muted}{paused} — {_e(w.description)}")
+    for gone in sorted(subs - rt.config.watchlist_names().keys()):  # removed or renamed by the admins
+        lines.append(f"⚠️ <code>{_e(gone)}</code> — {_t(update, 'list_gone', id=_e(gone))}")
     # The chat's own settings, so "why no alerts?" has an answer here (they showed nowhere but /quiet).
     prefs = ChatPrefs.from_row(rt.store.chat(_chat_id(update)))
     if prefs.muted_until and prefs.muted_until > _now():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Config, Settings, config_signature, load_config
+from bot.config import Config, Settings, Watchlist, config_signature, load_config
 from bot.errors import ConfigError, StoreError, TokenRejectedError
 
 if TYPE_CHECKING:
@@ -296,7 +296,11 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
         rt.store.queue_notice(sorted(settings.admins), f"Config reload accepted: the edited files are in force "
                               f"({len(config.feeds)} feeds, {len(config.watchlists)} watchlists).", now)
         rt.deliverer.wake()
-    gone = [(w, rt.store.subscribers(w.id)) for w in rt.config.watchlists if w.id not in config.watchlist_names()]
+    let_in = settings.allowed | settings.admins if settings.allowed else None
+    gone = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in rt.config.watchlists
+            if w.id not in config.watchlist_names()]
+    back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
+            if w.id not in rt.config.watchlist_names()]
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
@@ -308,10 +312,29 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
         lines = [f"{w.id} ({w.name}): {len(set(chats) | set(w.chats))} chats" for w, chats in orphaned]
         logger.warning("watchlists gone from the config while chats still follow them: %s", "; ".join(lines))
         rt.store.queue_notice(sorted(settings.admins), "Watchlists gone from the config (file renamed or deleted?); "
-                              "the chats that follow them get nothing from them until they are back:\n"
-                              + "\n".join(lines), now)
+                              "the chats that follow them get nothing from them until they are back (their "
+                              "subscribers are told):\n" + "\n".join(lines), now)
+    # The journalists are told too: a list that falls silent without a word looks like a quiet news day.
+    told = _tell_subscribers(rt, gone, "list_gone", now) + _tell_subscribers(rt, back, "list_back", now)
+    if orphaned or told:
         rt.deliverer.wake()
     return []
+
+
+def _tell_subscribers(rt: Runtime, lists: list[tuple[Watchlist, list[int]]], text: str, now: datetime) -> int:
+    """A notice to each subscriber of these lists, in the chat's language; returns how many."""
+    from bot.alerts import labels
+
+    sent = 0
+    for w, chats in lists:
+        for chat_id in chats:
+            row = rt.store.chat(chat_id)
+            lang = str(row["language"]) if row else rt.settings.language
+            rt.store.queue_notice([chat_id], labels(lang)[text].format(name=w.name, id=w.id), now)
+            sent += 1
+    if sent:
+        logger.info("told %d subscriber chats: %s %s", sent, text, ", ".join(w.id for w, chats in lists if chats))
+    return sent
 
 
 async def reload_config(rt: Runtime, settings: Settings) -> list[str]:

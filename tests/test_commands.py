@@ -682,6 +682,17 @@ async def test_list_shows_the_chats_own_mute_quiet_hours_and_digest(start_bot):
     assert "Digest: daily 08:00" in listing
 
 
+async def test_list_shows_a_subscription_to_a_list_the_admins_removed(start_bot):
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    config = bot.rt.config
+    bot.rt.swap_config(replace(config, watchlists=tuple(w for w in config.watchlists if w.id != "dprk-troops")))
+    listing = await bot.say("/list")
+    assert "⚠️ <code>dprk-troops</code> — abonniert, aber von den Admins entfernt" in listing
+    assert "Abbestellt: dprk-troops" in await bot.say("/unsubscribe dprk-troops")
+    assert "dprk-troops" not in await bot.say("/list")
+
+
 async def test_the_mute_button_of_a_list_unsubscribed_since_says_so(start_bot):
     """It answered that the chat got the list through the bot's configuration (chats:), which was false."""
     bot = await start_bot()

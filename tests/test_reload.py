@@ -84,7 +84,9 @@ async def test_a_watchlist_still_being_written_goes_live_only_once_it_holds_stil
         await rt.aclose()
 
 
-async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins(workdir):
+async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins_and_its_subscribers(workdir):
+    """Its subscribers would otherwise take the silence for a quiet news day: each is told, in its language,
+    that the list is gone, and again when it is back (the subscription holds again)."""
     from datetime import UTC, datetime
 
     from bot.scheduler import reload_config
@@ -92,12 +94,24 @@ async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins(w
     rt, settings = _runtime(workdir, admins=frozenset({ADMIN}))
     try:
         rt.store.ensure_chat(1001)
-        rt.store.subscribe(1001, "kursk-front", datetime.now(UTC))
+        rt.store.ensure_chat(1002, language="en")
+        rt.store.ensure_chat(1003)
+        for chat in (1001, 1002):
+            rt.store.subscribe(chat, "kursk-front", datetime.now(UTC))
+        rt.store.subscribe(1003, "dprk-troops", datetime.now(UTC))
         wdir = workdir / "watchlists"
         (wdir / "kursk-front.yaml").rename(wdir / "kursk.yaml")
         assert await reload_config(rt, settings) == []
-        [notice] = [r for r in rt.store.outbox_rows() if r.kind == "notice"]
-        assert notice.chat_id == ADMIN and "kursk-front" in notice.payload and "1 chats" in notice.payload
+        notices = {r.chat_id: r.payload for r in rt.store.outbox_rows() if r.kind == "notice"}
+        assert set(notices) == {ADMIN, 1001, 1002}  # not the chat that follows another list
+        assert "kursk-front" in notices[ADMIN] and "2 chats" in notices[ADMIN]
+        assert "nicht mehr an" in notices[1001] and "/unsubscribe kursk-front" in notices[1001]
+        assert "no longer offer" in notices[1002]
+        (wdir / "kursk.yaml").rename(wdir / "kursk-front.yaml")
+        assert await reload_config(rt, settings) == []
+        back = [r for r in rt.store.outbox_rows()
+                if r.kind == "notice" and ("ist wieder da;" in r.payload or "is back;" in r.payload)]
+        assert sorted(r.chat_id for r in back) == [1001, 1002]
     finally:
         await rt.aclose()
 
