@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,11 +155,18 @@ def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base
                      lang=str(entry.get("language") or feed_lang or "").lower()[:8])
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def make_item(spec: FeedSpec, title: str, summary: str, link: str, guid: str,
               published: datetime | None, now: datetime, lang: str = "") -> Item:
     """Build an Item from already-plain fields: canonical link, identity key, clamped date. An item
     without a title (posts bridged from Telegram channels and social networks) is headed by its text,
     cut at a word."""
+    if _SURROGATE.search(f"{title}{summary}{link}{guid}{lang}"):
+        # A JSON Feed's "\\ud83d" escape (a title cut inside an emoji) decodes to half a character, which the
+        # store (UTF-8) and Telegram refuse: the whole feed's batch failed at every poll.
+        title, summary, link, guid, lang = (_SURROGATE.sub("\ufffd", v) for v in (title, summary, link, guid, lang))
     title = title or shorten(summary, 120)
     canon = canonical_link(link)
     dated = published is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -483,3 +484,20 @@ async def test_a_store_that_cannot_be_written_is_said_in_words_and_the_feed_is_t
     assert said and said[0].exc_info is None  # one line, not a traceback
     await run_cycle(rig.ctx(), ignore_schedule=True)
     assert rig.items("f") == 2  # nothing was lost: the next poll records the items
+
+
+async def test_half_an_emoji_in_a_json_feed_does_not_block_the_feed(rig):
+    """A JSON Feed whose CMS cut a title inside an emoji ("\\ud83d" alone) made the store refuse the whole
+    batch, at every poll, for as long as the item was listed: the feed's other items were lost too."""
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "url": "https://j.example/1", "title": "Kursk: Lage am Abend \ud83d",
+         "summary": "Teaser \ud83d", "date_published": "2026-11-20T10:00:00Z"},
+        {"id": "2", "url": "https://j.example/2", "title": "Zweite Meldung", "date_published": "2026-11-20T10:00:00Z"},
+    ]}).encode()
+    assert b"\\ud83d" in body  # escaped as a JS-based CMS writes it
+    rig.server.routes["/jf"] = Route(body=body, headers={"Content-Type": "application/feed+json"})
+    rig.add("jf", "/jf")
+    report = await run_cycle(rig.ctx())
+    assert report.feeds_ok == ["jf"] and rig.items("jf") == 2
+    titles = sorted(i.title for i in rig.store.items_since(datetime(2000, 1, 1, tzinfo=UTC)))
+    assert titles == ["Kursk: Lage am Abend \ufffd", "Zweite Meldung"]
