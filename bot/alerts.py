@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from rapidfuzz import fuzz
 
@@ -65,12 +66,31 @@ def labels(lang: str) -> Mapping[str, str]:
     return _LABELS.get(lang[:2], _LABELS["de"])
 
 
+# What quote() keeps as it is besides letters and digits: the delimiters of a URL, and % (already encoded).
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
+
+
 def _e(value: str) -> str:
     return html.escape(value, quote=True)
 
 
 def _safe_url(url: str) -> str | None:
-    return url if url.startswith(("https://", "http://")) and len(url) < 2000 else None
+    """The link as Telegram takes it in a button and an href, or None. Telegram refuses the whole message
+    for a URL with a space or other unencoded character, or a host without a dot (an intranet name), so
+    those are percent-encoded or left out: the alert still goes, without its link."""
+    url = url.strip()
+    if not url.startswith(("https://", "http://")) or len(url) >= 2000:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = parts.netloc if parts.netloc.isascii() else parts.netloc.encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    if "." not in host and ":" not in host:
+        return None
+    url = urlunsplit((parts.scheme, netloc, *(quote(x, safe=_URL_SAFE) for x in parts[2:])))
+    return url if len(url) < 2000 else None
 
 
 def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo, lang: str = "de",

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
 
@@ -166,15 +166,14 @@ class TelegramSender:
                 reply_markup=_keyboard(message), link_preview_options=_no_preview(),
             )
         except Exception as exc:
-            if _is_entity_error(exc):
-                logger.warning("html rejected, resending as plain text chat=%s error=%s", chat_id, exc)
-                try:
-                    sent = await self.bot.send_message(chat_id=chat_id, text=message.plain,
-                                                       reply_markup=_keyboard(message))
-                except Exception as exc2:
-                    raise _map_error(exc2) from exc2
-            else:
+            plain = _plain_fallback(exc, message)
+            if plain is None:
                 raise _map_error(exc) from exc
+            logger.warning("html rejected, resending as plain text chat=%s error=%s", chat_id, exc)
+            try:
+                sent = await self.bot.send_message(chat_id=chat_id, text=plain.plain, reply_markup=_keyboard(plain))
+            except Exception as exc2:
+                raise _map_error(exc2) from exc2
         return int(sent.message_id)
 
     async def edit(self, chat_id: int, message_id: int, message: Rendered) -> None:
@@ -192,7 +191,18 @@ class TelegramSender:
                 return
             if "message to edit not found" in text or "message can't be edited" in text:
                 raise MessageGoneError(str(exc)) from exc
-            raise _map_error(exc) from exc
+            plain = _plain_fallback(exc, message)
+            if plain is None:
+                raise _map_error(exc) from exc
+            logger.warning("html rejected, editing as plain text chat=%s error=%s", chat_id, exc)
+            try:
+                await self.bot.edit_message_text(chat_id=chat_id, message_id=message_id, text=plain.plain,
+                                                 reply_markup=_keyboard(plain))
+            except BadRequest as exc2:
+                if "not modified" not in str(exc2).lower():
+                    raise _map_error(exc2) from exc2
+            except Exception as exc2:
+                raise _map_error(exc2) from exc2
         except Exception as exc:
             raise _map_error(exc) from exc
 
@@ -214,10 +224,20 @@ def _keyboard(message: Rendered) -> Any:
     ]])
 
 
-def _is_entity_error(exc: Exception) -> bool:
+def _plain_fallback(exc: Exception, message: Rendered) -> Rendered | None:
+    """The message to send instead when Telegram refused it for its markup, or None for other refusals.
+    HTML it cannot parse: the plain text. A link it will not take (its URL rules are stricter than ours can
+    know): the plain text, which shows the link as text, without the link button."""
     from telegram.error import BadRequest
 
-    return isinstance(exc, BadRequest) and "parse entities" in str(exc).lower()
+    if not isinstance(exc, BadRequest):
+        return None
+    text = str(exc).lower()
+    if "parse entities" in text:
+        return message
+    if "url" in text and any(w in text for w in ("invalid", "wrong", "unsupported", "host")):
+        return replace(message, buttons=tuple(b for b in message.buttons if not b.url))
+    return None
 
 
 def retry_after_seconds(exc: Any) -> float:

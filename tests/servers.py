@@ -12,6 +12,7 @@ import email.utils
 import html
 import html.parser
 import json
+import re
 import sys
 import threading
 import time
@@ -231,6 +232,23 @@ def check_telegram_html(text: str) -> str | None:
     return None
 
 
+def telegram_url_problem(url: str, refuse: str | None = None) -> str | None:
+    """Why Telegram would refuse `url` as a button's URL or a link's href (as reported: a space or other
+    unencoded character, a host without a dot, a scheme other than http, https or tg), else None.
+    `refuse`: also refuse a URL that contains this text (a rule of Telegram's no local check knows)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0] if not rest.startswith("[") else "[v6]"
+    if scheme.lower() not in ("http", "https", "tg"):
+        return "Unsupported URL protocol"
+    if any(c.isspace() or not c.isprintable() or c in '"<>\\^`{|}' for c in url):
+        return "Wrong HTTP URL"
+    if scheme.lower() != "tg" and "." not in host and host != "[v6]":
+        return "Wrong HTTP URL"
+    if refuse and refuse in url:
+        return "Wrong HTTP URL"
+    return None
+
+
 @dataclass
 class SentMessage:
     chat_id: int
@@ -240,6 +258,10 @@ class SentMessage:
     at: float
     reply_markup: Any = None
     method: str = "sendMessage"
+
+    def buttons(self) -> list[dict[str, Any]]:
+        """The message's inline buttons, row after row."""
+        return [b for row in (self.reply_markup or {}).get("inline_keyboard") or [] for b in row]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -279,6 +301,7 @@ class TelegramStub:
         self.conflict = False  # getUpdates answered 409, as when another process polls with the token
         self.reject_token = False  # every call answered 401 Unauthorized, as for a revoked token
         self.unavailable = 0  # the next N calls are answered 502 Bad Gateway (an outage)
+        self.refuse_urls_with: str | None = None  # a link Telegram refuses for a rule of its own (test only)
         self._next_message = 1000
         self._next_update = 1
         self._log: list[float] = []
@@ -523,8 +546,17 @@ class TelegramStub:
             return self._reject(method, chat, 400, "Bad Request: message to edit not found", now)
         if not text:
             return self._reject(method, chat, 400, "Bad Request: message text is empty", now)
+        markup = _as_json(p.get("reply_markup")) or {}
+        for row in markup.get("inline_keyboard") or []:
+            for button in row:
+                if "url" in button and (why := telegram_url_problem(button["url"], self.refuse_urls_with)):
+                    return self._reject(method, chat, 400, f"Bad Request: inline keyboard button URL "
+                                        f"'{button['url']}' is invalid: {why}", now)
         if p.get("parse_mode") == "HTML":
             problem = check_telegram_html(text)
+            for href in re.findall(r'<a href="([^"]*)"', text):
+                if not problem and (why := telegram_url_problem(html.unescape(href), self.refuse_urls_with)):
+                    problem = f"Bad Request: entity URL '{html.unescape(href)}' is invalid: {why}"
             if problem:
                 return self._reject(method, chat, 400, problem, now)
         elif len(text) > 4096:

@@ -49,13 +49,14 @@ async def runtime(workdir: Path, telegram: TelegramStub, feed_server: FeedServer
 
 def queue(rt: Runtime, chats: list[int], *, title: str = "Nordkoreanische Soldaten bei Kursk", key: str = "k",
           watchlist: str = "dprk-troops", published: datetime | None = None, source: str = "Example",
-          story_id: int | None = None) -> int:
+          story_id: int | None = None, link: str | None = None) -> int:
     """One matching item queued as an alert to each chat (what the pipeline records); with `story_id`, a
     copy folded into that story instead. Returns its story id."""
     now = datetime.now(UTC)
     for c in chats:
         rt.store.ensure_chat(c)
-    item = Item(key=key, feed_id="news", title=title, summary="Kiew meldet Gefechte.", link=f"https://n.example/{key}",
+    link = link or f"https://n.example/{key}"
+    item = Item(key=key, feed_id="news", title=title, summary="Kiew meldet Gefechte.", link=link,
                 canonical_link=f"https://n.example/{key}", guid=key, published=published or now, lang="de",
                 source=source)
     alerts = [] if story_id else [(c, watchlist) for c in chats]
@@ -121,6 +122,41 @@ async def test_plain_text_resend_failing_too_is_not_retried_in_a_loop(runtime, t
     with pytest.raises(ChatUnavailableError):
         await TelegramSender(rt.bot).send(A, Rendered("<b>broken", "broken"))
     assert len(telegram.calls) <= 3  # getMe at most, then one send
+
+
+async def test_an_article_link_telegram_would_refuse_is_encoded_or_left_out(runtime, telegram):
+    """Telegram refuses the whole message for a button URL or href with a space, or with a host that has no
+    dot (an intranet feed's links): the alert was marked failed for every recipient."""
+    rt = runtime()
+    queue(rt, [A], key="a", link="https://n.example/politik/Nordkorea Soldaten Kursk.html")
+    queue(rt, [A], key="b", title="Gefangene aus Nordkorea in Kiew", link="http://newsdesk/kursk/4711")
+    await rt.deliverer.drain(timeout=10)
+    assert telegram.rejections == []
+    first, second = telegram.sent_to(A)
+    assert first.buttons()[0]["url"] == "https://n.example/politik/Nordkorea%20Soldaten%20Kursk.html"
+    assert 'href="https://n.example/politik/Nordkorea%20Soldaten%20Kursk.html"' in first.text
+    assert "Gefangene" in second.text and "href" not in second.text
+    assert all("url" not in b for b in second.buttons())  # the mute button stays
+
+
+async def test_a_link_telegram_refuses_for_a_rule_of_its_own_goes_as_plain_text(runtime, telegram, caplog):
+    from bot.pipeline import _queue_also_edits
+
+    rt = runtime()
+    telegram.refuse_urls_with = "n.example/k"
+    rt.store.ensure_chat(A)
+    rt.store.subscribe(A, "dprk-troops", datetime.now(UTC))  # so the alert has its mute button
+    story = queue(rt, [A])
+    await rt.deliverer.drain(timeout=10)
+    [sent] = telegram.sent_to(A)
+    assert sent.parse_mode is None and "https://n.example/k" in sent.text  # the link, as text
+    assert [b.get("callback_data") for b in sent.buttons()] == ["mute:dprk-troops"]
+    queue(rt, [A], key="k2", source="Other Outlet", story_id=story)  # a copy: the alert is edited
+    _queue_also_edits(rt.ctx, story, datetime.now(UTC))
+    await rt.deliverer.drain(timeout=10)
+    edits = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert edits and "Other Outlet" in edits[-1].text
+    assert rt.store.outbox_rows("failed") == []
 
 
 async def test_invalid_html_in_a_feed_title_is_escaped(runtime, telegram):
