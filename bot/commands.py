@@ -15,10 +15,18 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot.alerts import MAX_MESSAGE
 from bot.config import is_chat_id
@@ -725,9 +733,38 @@ def add_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("unsubscribe", unsubscribe, filters=new_only))
     app.add_handler(CallbackQueryHandler(_button))
     app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, _migrated))
+    app.add_handler(ChatMemberHandler(_membership, ChatMemberHandler.MY_CHAT_MEMBER))
     # any other command: in the same group after the commands, so it runs only when none of them took it
     app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE & new_only, _guard(_unknown)))
     app.add_error_handler(_on_error)
+
+
+async def _membership(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The bot was added to a chat, removed, restricted or given the right to post (Telegram tells it, in
+    groups and channels alike, and when a user blocks or unblocks it). A chat it may post to again gets its
+    subscriptions' alerts again at once; before, a group that re-added the bot stayed silent until someone
+    typed a command there. One it may not post to is stopped now, not at its next failed alert."""
+    change = update.my_chat_member
+    if change is None:
+        return
+    rt = _rt(context)
+    chat, member = change.chat, change.new_chat_member
+    if _may_post(member):
+        rt.store.ensure_chat(chat.id, chat.type, chat.title or chat.first_name or "", rt.settings.language)
+        logger.info("bot may post in chat=%s status=%s", chat.id, member.status)
+    else:
+        rt.store.deactivate_chat(chat.id)
+        logger.info("bot may not post in chat=%s status=%s; its alerts stop until it may", chat.id, member.status)
+
+
+def _may_post(member: ChatMember) -> bool:
+    """Whether the bot, as this member of a chat, can send messages there."""
+    if member.status in (ChatMember.LEFT, ChatMember.BANNED):
+        return False
+    if member.status == ChatMember.RESTRICTED:
+        return bool(getattr(member, "is_member", False) and getattr(member, "can_send_messages", False))
+    # a channel admin without "Post messages" may not post either
+    return not (member.status == ChatMember.ADMINISTRATOR and getattr(member, "can_post_messages", None) is False)
 
 
 async def _migrated(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

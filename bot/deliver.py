@@ -248,6 +248,11 @@ def retry_after_seconds(exc: Any) -> float:
     return float(value if value is not None else 1.0)
 
 
+# Telegram's 400 answers for a chat the bot is in but may not post to: a channel admin without "Post
+# messages", a group where members may not write, a forum whose General topic is closed.
+_NO_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send", "topic_closed")
+
+
 def _map_error(exc: Exception) -> DeliveryError:
     from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
@@ -263,6 +268,8 @@ def _map_error(exc: Exception) -> DeliveryError:
         text = str(exc).lower()
         if "chat not found" in text or "user is deactivated" in text or "chat_write_forbidden" in text:
             return ChatUnavailableError(f"chat unavailable: {exc}")
+        if any(w in text for w in _NO_RIGHTS):  # in the chat, but may not post there: 400, not 403
+            return ChatUnavailableError(f"may not post: {exc}")
         return MessageRejectedError(f"rejected by Telegram: {exc}")
     if isinstance(exc, (TimedOut, NetworkError)):
         return RetryLaterError(f"network: {exc}", 0.0)
@@ -570,7 +577,12 @@ class Deliverer:
                 self.store.migrate_chat(row.chat_id, exc.migrated_to)
                 return
             self.stats.chats_gone += 1
-            logger.warning("chat unavailable, subscriptions deactivated chat=%s reason=%s", row.chat_id, exc)
+            if "initiate conversation" in str(exc):  # a bot cannot write first; a bot admin's notices are lost too
+                logger.error("chat %s has never started the bot (a bot cannot write first): nothing reaches it "
+                             "until that user sends /start to the bot", row.chat_id)
+            else:
+                logger.warning("chat unavailable, its alerts stop until it is back chat=%s reason=%s",
+                               row.chat_id, exc)
             self.store.deactivate_chat(row.chat_id)
             if self.on_chat_gone is not None:
                 try:

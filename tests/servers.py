@@ -286,6 +286,7 @@ class TelegramStub:
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.rejections: list[tuple[str, int, str, float]] = []  # (method, chat, description, time)
         self.forbidden: set[int] = set()
+        self.refused: dict[int, tuple[int, str]] = {}  # chat -> (status, description) Telegram answers it with
         self.migrated: dict[int, int] = {}
         self.retry_after: dict[int, int] = {}  # chat -> seconds, one 429 then cleared
         self.blocked_until: dict[int, float] = {}
@@ -410,6 +411,33 @@ class TelegramStub:
             message["sender_chat"] = dict(chat)
         self.push_update({"message": message})
 
+    def bot_membership(self, chat_id: int, old: str, new: str, *, chat_type: str = "supergroup",
+                       rights: dict[str, bool] | None = None) -> None:
+        """Queue the my_chat_member update Telegram sends when the bot is added to a chat, removed, restricted
+        or promoted (`old`/`new`: member, administrator, left, kicked, restricted; `rights` for the new one)."""
+        chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
+        chat.update({"first_name": "Test"} if chat_type == "private" else {"title": "Newsroom"})
+        me = {"id": 42, "is_bot": True, "first_name": "mediabot", "username": "mediabot_test_bot"}
+
+        def member(status: str, extra: dict[str, Any]) -> dict[str, Any]:
+            body: dict[str, Any] = {"status": status, "user": me}
+            if status == "administrator":
+                body.update({"can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
+                             "can_delete_messages": True, "can_manage_video_chats": True,
+                             "can_restrict_members": True, "can_promote_members": False, "can_change_info": True,
+                             "can_invite_users": True, "can_post_stories": False, "can_edit_stories": False,
+                             "can_delete_stories": False})
+            if status == "restricted":
+                body.update({"is_member": True, "can_send_messages": False, "until_date": 0})
+            if status == "kicked":
+                body["until_date"] = 0
+            return {**body, **extra}
+
+        self.push_update({"my_chat_member": {
+            "chat": chat, "from": {"id": 55, "is_bot": False, "first_name": "Admin"}, "date": int(time.time()),
+            "old_chat_member": member(old, {}), "new_chat_member": member(new, rights or {}),
+        }})
+
     def button_press(self, data: str, *, chat_id: int = 1001, user_id: int | None = None,
                      message_id: int = 1, lang: str = "de", chat_type: str = "") -> None:
         """Queue a callback query (an inline button pressed). Under a channel's post the message is the
@@ -506,6 +534,8 @@ class TelegramStub:
         text = str(p.get("text", ""))
         if chat in self.forbidden:
             return self._reject(method, chat, 403, "Forbidden: bot was blocked by the user", now)
+        if chat in self.refused:
+            return self._reject(method, chat, *self.refused[chat], now)
         if chat in self.migrated:
             return self._reject(method, chat, 400, "Bad Request: group chat was upgraded to a supergroup chat", now,
                                 {"migrate_to_chat_id": self.migrated[chat]})

@@ -348,6 +348,45 @@ async def test_disallow_in_an_open_bot_says_it_locks_nobody_out(start_bot):
     assert "offen für alle" in await bot.say(f"/disallow {USER}", chat_id=ADMIN)
 
 
+async def test_a_group_that_adds_the_bot_back_gets_its_alerts_again(start_bot, feed_server):
+    """The bot was removed from a group (its next alert failed, the chat was stopped) and added back: the
+    group kept its subscriptions but stayed silent until someone typed a command there."""
+    bot = await start_bot()
+    bot.stub.chat_admins[GROUP] = {55}
+    await bot.say("/subscribe dprk-troops", chat_id=GROUP, user_id=55, chat_type="supergroup")
+    bot.stub.forbidden.add(GROUP)  # removed: Telegram answers 403
+    feed = [{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/a",
+             "guid": "a", "ago": 5}]
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert bot.rt.store.chat(GROUP)["active"] == 0
+    bot.stub.forbidden.discard(GROUP)
+    bot.stub.bot_membership(GROUP, "left", "member")
+    assert await until(lambda: bot.rt.store.chat(GROUP)["active"] == 1)
+    feed.append({"title": "Gefangene nordkoreanische Soldaten in Kiew befragt", "link": "https://n.example/b",
+                 "guid": "b", "ago": 3})
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert any("Gefangene" in m.text for m in bot.stub.sent_to(GROUP))
+
+
+async def test_a_channel_that_takes_away_the_right_to_post_is_stopped_until_it_gives_it_back(start_bot):
+    bot = await start_bot()
+    channel = -1001555
+    bot.stub.bot_membership(channel, "left", "administrator", chat_type="channel", rights={"can_post_messages": True})
+    assert await until(lambda: (bot.rt.store.chat(channel) or {}).get("active") == 1)
+    bot.stub.bot_membership(channel, "administrator", "administrator", chat_type="channel",
+                            rights={"can_post_messages": False})
+    assert await until(lambda: bot.rt.store.chat(channel)["active"] == 0)
+    bot.stub.bot_membership(channel, "administrator", "administrator", chat_type="channel",
+                            rights={"can_post_messages": True})
+    assert await until(lambda: bot.rt.store.chat(channel)["active"] == 1)
+    bot.stub.bot_membership(channel, "administrator", "left", chat_type="channel")
+    assert await until(lambda: bot.rt.store.chat(channel)["active"] == 0)
+
+
 async def test_allow_keeps_what_the_bot_knows_about_a_chat(start_bot):
     """/allow on a supergroup the bot already serves only lets it in: title, type and language stay."""
     bot = await start_bot(allowed=frozenset({ADMIN}))

@@ -560,17 +560,37 @@ def test_a_long_digest_over_several_days_loses_no_story_to_its_dates():
     assert dated and sum(shown) == 120 and len(pages) > 1
 
 
-async def test_a_chats_channel_the_bot_cannot_post_to_is_reported_to_the_admins_once(runtime, telegram, workdir):
+@pytest.mark.parametrize("status,answer", [
+    (403, "Forbidden: bot is not a member of the channel chat"),
+    (400, "Bad Request: need administrator rights in the channel chat"),  # in it, without "Post messages"
+    (400, "Bad Request: not enough rights to send text messages to the chat"),
+])
+async def test_a_chats_channel_the_bot_cannot_post_to_is_reported_to_the_admins_once(runtime, telegram, workdir,
+                                                                                     status, answer):
     """Alerts to a channel in a watchlist's chats: that the bot was never added to were dropped with a log
-    line only; the admins heard nothing. A private user who blocked the bot is no news to them."""
+    line only; the admins heard nothing. A private user who blocked the bot is no news to them. Telegram
+    answers a bot that is in the chat but may not post there with a 400, which failed alert after alert."""
     channel, admin = -1001999, 4242
     path = workdir / "watchlists" / "dprk-troops.yaml"
     path.write_text(path.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
     rt = runtime(admins=frozenset({admin}))
-    telegram.forbidden.update({channel, A})
+    telegram.forbidden.add(A)
+    telegram.refused[channel] = (status, answer)
     queue(rt, [channel, A], key="one")
     await rt.deliverer.drain(timeout=10)
     queue(rt, [channel], key="two", title="Weitere nordkoreanische Soldaten bei Kursk")
     await rt.deliverer.drain(timeout=10)
     [notice] = telegram.sent_to(admin)
     assert str(channel) in notice.text and "dprk-troops" in notice.text and str(A) not in notice.text
+
+
+async def test_a_bot_admin_who_never_started_the_bot_is_named_in_the_log(runtime, telegram, caplog):
+    """A bot cannot write first: an admin who never sent /start gets no notice, and the log blamed
+    "subscriptions deactivated" for a user who has none."""
+    admin = 4242
+    rt = runtime(admins=frozenset({admin}))
+    telegram.refused[admin] = (403, "Forbidden: bot can't initiate conversation with a user")
+    rt.store.queue_notice([admin], "Feed down", datetime.now(UTC))
+    with caplog.at_level(logging.WARNING, logger="bot.deliver"):
+        await rt.deliverer.drain(timeout=10)
+    assert f"chat {admin} has never started the bot" in caplog.text and "sends /start" in caplog.text
