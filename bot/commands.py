@@ -670,10 +670,10 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     action, _, watchlist = query.data.partition(":")
     if not _is_allowed(rt, update):
-        await query.answer(_t(update, "refused", id=update.effective_user.id if update.effective_user else "?"))
+        await _answer(update, _t(update, "refused", id=update.effective_user.id if update.effective_user else "?"))
         return
     if not await _may_change(rt, update, context):
-        await query.answer(_t(update, "group_admins_only"), show_alert=True)
+        await _answer(update, _t(update, "group_admins_only"), show_alert=True)
         return
     _ensure_chat(rt, update)
     chat_id = _chat_id(update)
@@ -691,14 +691,33 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         else:  # unsubscribed since, or the list is gone: nothing to mute
             text = _t(update, "mute_not_subscribed", name=name)
     else:
-        await query.answer()
+        await _answer(update, "")
         return
-    await query.answer(html.unescape(_strip_tags(text))[:190])
+    if not await _answer(update, html.unescape(_strip_tags(text))[:190]) and update.effective_chat is not None \
+            and update.effective_chat.type == "private":
+        await _reply(update, text)  # pressed while the bot was down: the outcome as a message instead
     if action in ("sub", "unsub") and query.message is not None:
         try:
             await query.edit_message_reply_markup(_keyboard(rt, chat_id))
         except Exception:  # the keyboard is a convenience; the answer above already told the user
             logger.debug("keyboard refresh failed chat=%s", chat_id, exc_info=True)
+
+
+async def _answer(update: Update, text: str, *, show_alert: bool = False) -> bool:
+    """Answer a button press; False when Telegram no longer takes the answer (a press made while the bot
+    was down reaches it later, and an answer is only taken within seconds): that is no fault to log."""
+    from telegram.error import BadRequest
+
+    query = update.callback_query
+    assert query is not None
+    try:
+        await query.answer(text or None, show_alert=show_alert)
+    except BadRequest as exc:
+        if "query is too old" not in str(exc).lower() and "query id is invalid" not in str(exc).lower():
+            raise
+        logger.info("button answered too late chat=%s data=%s", _chat_id(update), query.data)
+        return False
+    return True
 
 
 def _strip_tags(text: str) -> str:

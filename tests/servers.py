@@ -286,6 +286,7 @@ class TelegramStub:
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.rejections: list[tuple[str, int, str, float]] = []  # (method, chat, description, time)
         self.forbidden: set[int] = set()
+        self.stale_callbacks = False  # answerCallbackQuery refused as too late (a press made while the bot was down)
         self.refused: dict[int, tuple[int, str]] = {}  # chat -> (status, description) Telegram answers it with
         self.migrated: dict[int, int] = {}
         self.retry_after: dict[int, int] = {}  # chat -> seconds, one 429 then cleared
@@ -488,6 +489,9 @@ class TelegramStub:
                                                  "supports_inline_queries": False}}
         if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery", "setMyDescription",
                       "deleteMyCommands", "editMessageReplyMarkup"):
+            if method == "answerCallbackQuery" and self.stale_callbacks:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: query is too old and "
+                             "response timeout expired or query ID is invalid"}
             if method == "answerCallbackQuery":
                 with self._lock:
                     self.callback_answers.append(str(p.get("text") or ""))

@@ -4,6 +4,7 @@ with a real SQLite store: what a subscriber types, what they get back, what the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -385,6 +386,21 @@ async def test_a_channel_that_takes_away_the_right_to_post_is_stopped_until_it_g
     assert await until(lambda: bot.rt.store.chat(channel)["active"] == 1)
     bot.stub.bot_membership(channel, "administrator", "left", chat_type="channel")
     assert await until(lambda: bot.rt.store.chat(channel)["active"] == 0)
+
+
+async def test_a_button_pressed_while_the_bot_was_down_still_works_and_says_so(start_bot, caplog):
+    """Telegram takes a button's answer only within seconds; a press made during a restart reaches the bot
+    later. It logged a fault with a traceback, answered "did not work" and left the keyboard stale."""
+    bot = await start_bot()
+    bot.stub.stale_callbacks = True
+    before = len(bot.stub.sent_to(USER))
+    with caplog.at_level(logging.INFO):
+        bot.stub.button_press("sub:dprk-troops", chat_id=USER)
+        assert await until(lambda: len(bot.stub.sent_to(USER)) > before)
+    assert bot.rt.store.subscriptions(USER) == {"dprk-troops"}
+    assert "Abonniert" in bot.stub.sent_to(USER)[-1].text  # the outcome, as a message
+    assert await until(lambda: any(m == "editMessageReplyMarkup" for m, _p, _t in bot.stub.calls))
+    assert "button answered too late" in caplog.text and "command failed" not in caplog.text
 
 
 async def test_allow_keeps_what_the_bot_knows_about_a_chat(start_bot):
