@@ -272,7 +272,12 @@ def _map_error(exc: Exception) -> DeliveryError:
             return ChatUnavailableError(f"may not post: {exc}")
         return MessageRejectedError(f"rejected by Telegram: {exc}")
     if isinstance(exc, (TimedOut, NetworkError)):
-        return RetryLaterError(f"network: {exc}", 0.0)
+        # Not connected (or no free connection): the request never left. Anything else (no answer in time, the
+        # connection dropped mid-way) may come after Telegram took the message.
+        import httpx
+
+        never_left = isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+        return RetryLaterError(f"network: {exc}", 0.0, maybe_sent=not never_left)
     return DeliveryError(f"{type(exc).__name__}: {exc}")
 
 
@@ -336,6 +341,7 @@ class DeliveryStats:
     failed: int = 0
     rate_limited: int = 0
     chats_gone: int = 0
+    maybe_repeated: int = 0  # sent again after an answer was lost (the message may arrive twice)
 
 
 class Deliverer:
@@ -548,6 +554,13 @@ class Deliverer:
             self.pacer.block(row.chat_id, delay)
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=delay), str(exc))
             self.stats.retried += 1
+            if exc.maybe_sent and row.kind != "edit":  # an edit made twice changes nothing
+                # There is no asking Telegram whether it took the message: sending it again may repeat it,
+                # not sending it may lose it. A repeat is the lesser harm; it is counted and said.
+                self.stats.maybe_repeated += 1
+                logger.warning("send deferred, answer lost: the message may have gone out and may arrive twice "
+                               "chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
+                return
             logger.warning("send deferred chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
             return
         except MessageGoneError as exc:

@@ -51,9 +51,10 @@ class DeliveryError(BotError):
 class RetryLaterError(DeliveryError):
     """Telegram asked us to wait (429) or the network failed; `retry_after` in seconds."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, *, maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent  # the request went out and its answer was lost: it may have been delivered
 
 
 class ChatUnavailableError(DeliveryError):

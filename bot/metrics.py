@@ -40,6 +40,8 @@ class _DeliveryCollector:
             "rate_limited": ("mediabot_telegram_429", "Telegram 429 Too Many Requests (RetryAfter) answers",
                              stats.rate_limited),
             "chats_gone": ("mediabot_chats_gone", "Chats found blocked, deleted or unreachable", stats.chats_gone),
+            "maybe_repeated": ("mediabot_sends_maybe_repeated", "Messages sent again after Telegram's answer was "
+                               "lost (they may arrive twice)", stats.maybe_repeated),
         }
         for name, doc, value in values.values():
             family = CounterMetricFamily(name, doc)

@@ -13,6 +13,7 @@ import html
 import html.parser
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -286,6 +287,7 @@ class TelegramStub:
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.rejections: list[tuple[str, int, str, float]] = []  # (method, chat, description, time)
         self.forbidden: set[int] = set()
+        self.drop_answers = 0  # the next N sendMessage calls are taken, then the connection drops unanswered
         self.stale_callbacks = False  # answerCallbackQuery refused as too late (a press made while the bot was down)
         self.refused: dict[int, tuple[int, str]] = {}  # chat -> (status, description) Telegram answers it with
         self.migrated: dict[int, int] = {}
@@ -346,6 +348,12 @@ class TelegramStub:
                 raw = self.rfile.read(length) if length else b""
                 params = _decode_params(raw, self.headers.get("Content-Type", ""), self.path)
                 status, payload = stub.dispatch(method, params)
+                if method == "sendMessage" and status == 200 and stub.drop_answers > 0:
+                    with stub._lock:
+                        stub.drop_answers -= 1
+                    self.close_connection = True  # taken, but the answer is lost on the way back
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self._reply(status, payload)
 
             def _reply(self, status: int, payload: dict[str, Any]) -> None:

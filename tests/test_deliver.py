@@ -594,3 +594,31 @@ async def test_a_bot_admin_who_never_started_the_bot_is_named_in_the_log(runtime
     with caplog.at_level(logging.WARNING, logger="bot.deliver"):
         await rt.deliverer.drain(timeout=10)
     assert f"chat {admin} has never started the bot" in caplog.text and "sends /start" in caplog.text
+
+
+async def test_a_message_whose_answer_was_lost_is_sent_again_and_counted(runtime, telegram, caplog):
+    """Telegram took the alert but the connection dropped before its answer: the Bot API cannot be asked
+    whether it arrived. It is sent again (a repeat is the lesser harm than a lost alert), and said so."""
+    rt = runtime()
+    telegram.drop_answers = 1
+    queue(rt, [A])
+    with caplog.at_level(logging.WARNING, logger="bot.deliver"):
+        stats = await rt.deliverer.drain(timeout=15)
+    assert len(telegram.sent_to(A)) == 2  # the honest repeat
+    assert stats.maybe_repeated == 1 and "may arrive twice" in caplog.text
+    assert rt.store.outbox_rows("pending") == []
+
+
+def test_only_a_send_that_may_have_reached_telegram_counts_as_maybe_repeated():
+    import httpx
+    from telegram.error import NetworkError, TimedOut
+
+    from bot.deliver import _map_error
+
+    cases = [(TimedOut(), httpx.ConnectTimeout("connect"), False), (TimedOut(), httpx.PoolTimeout("pool"), False),
+             (NetworkError("x"), httpx.ConnectError("refused"), False), (TimedOut(), httpx.ReadTimeout("read"), True),
+             (NetworkError("x"), httpx.RemoteProtocolError("disconnected"), True)]
+    for error, cause, maybe_sent in cases:
+        error.__cause__ = cause
+        mapped = _map_error(error)
+        assert getattr(mapped, "maybe_sent", None) is maybe_sent, cause
