@@ -43,6 +43,7 @@ class Rendered:
     html: str
     plain: str
     buttons: tuple[Button, ...] = ()
+    thread: int | None = None  # a forum supergroup's topic to post in (None: the General topic)
 
 
 _LABELS = {

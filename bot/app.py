@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
@@ -106,8 +106,13 @@ def make_renderer(rt: Runtime) -> Any:
     """Outbox row -> Rendered, in the chat's language, with "also: ..." for folded stories."""
 
     def render(row: OutboxRow) -> Rendered | None:
-        data = payload_of(row)
         chat = rt.store.chat(row.chat_id) if row.chat_id != CONSOLE_CHAT else None
+        message = _render(row, chat)
+        thread = chat.get("thread") if chat else None  # a forum's topic where the chat subscribed
+        return replace(message, thread=int(thread)) if message is not None and thread else message
+
+    def _render(row: OutboxRow, chat: dict[str, Any] | None) -> Rendered | None:
+        data = payload_of(row)
         lang = str(chat["language"]) if chat else rt.settings.language  # a `chats:` channel, the terminal
         names = rt.config.watchlist_names()
         if row.kind in ("alert", "edit"):

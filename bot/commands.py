@@ -314,6 +314,16 @@ def _ensure_chat(rt: Runtime, update: Update) -> None:
         rt.store.update_chat(chat.id, language=_lang(update))
 
 
+def _remember_topic(rt: Runtime, update: Update) -> None:
+    """In a forum supergroup, alerts go to the topic where the chat last subscribed (the General topic when
+    it was there), not always to General: the desk that subscribed reads its own topic."""
+    chat, message = update.effective_chat, update.effective_message
+    if chat is None or not chat.is_forum:
+        return
+    thread = message.message_thread_id if message is not None and message.is_topic_message else None
+    rt.store.update_chat(chat.id, thread=thread)
+
+
 def _names(rt: Runtime) -> dict[str, str]:
     return rt.config.watchlist_names()
 
@@ -406,6 +416,7 @@ def _subscribe(rt: Runtime, update: Update, watchlist: str) -> str:
         return _t(update, "unknown", id=_e(watchlist), valid=_valid(rt))
     added = rt.store.subscribe(_chat_id(update), watchlist, _now())
     logger.info("subscribed chat=%s watchlist=%s new=%s", _chat_id(update), watchlist, added)
+    _remember_topic(rt, update)
     reply = _t(update, "subscribed" if added else "already", name=_e(names[watchlist]))
     listed = rt.config.watchlist(watchlist)
     if listed is not None and not listed.enabled:  # subscribed for when the admins switch it back on

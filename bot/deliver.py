@@ -162,16 +162,22 @@ class TelegramSender:
 
         try:
             sent = await self.bot.send_message(
-                chat_id=chat_id, text=message.html, parse_mode=ParseMode.HTML,
+                chat_id=chat_id, text=message.html, parse_mode=ParseMode.HTML, message_thread_id=message.thread,
                 reply_markup=_keyboard(message), link_preview_options=_no_preview(),
             )
         except Exception as exc:
+            if message.thread is not None and "thread not found" in str(exc).lower():
+                # the forum topic it subscribed in was deleted: the General topic, rather than nowhere
+                logger.warning("forum topic gone, posting in the General topic chat=%s topic=%s", chat_id,
+                               message.thread)
+                return await self.send(chat_id, replace(message, thread=None))
             plain = _plain_fallback(exc, message)
             if plain is None:
                 raise _map_error(exc) from exc
             logger.warning("html rejected, resending as plain text chat=%s error=%s", chat_id, exc)
             try:
-                sent = await self.bot.send_message(chat_id=chat_id, text=plain.plain, reply_markup=_keyboard(plain))
+                sent = await self.bot.send_message(chat_id=chat_id, text=plain.plain, reply_markup=_keyboard(plain),
+                                                   message_thread_id=plain.thread)
             except Exception as exc2:
                 raise _map_error(exc2) from exc2
         return int(sent.message_id)

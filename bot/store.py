@@ -29,7 +29,7 @@ from bot.text import squash
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
 _MIGRATIONS: list[str] = [
@@ -88,6 +88,10 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE feeds ADD COLUMN config_url TEXT;
     UPDATE feeds SET config_url = url;
+    """,
+    # 4: a forum supergroup's topic that its alerts go to (where it subscribed; NULL: the General topic)
+    """
+    ALTER TABLE chats ADD COLUMN thread INTEGER;
     """,
 ]
 
@@ -639,8 +643,8 @@ class SqliteStore:
         return dict(row) if row else None
 
     def update_chat(self, chat_id: int, **fields: Any) -> None:
-        """Change chat settings (language, muted_until, quiet, digest, allowed, active)."""
-        allowed = {"language", "muted_until", "quiet", "digest", "allowed", "active", "title", "type"}
+        """Change chat settings (language, muted_until, quiet, digest, allowed, active, thread)."""
+        allowed = {"language", "muted_until", "quiet", "digest", "allowed", "active", "title", "type", "thread"}
         if not fields or not set(fields) <= allowed:
             raise ValueError(f"unknown chat fields: {set(fields) - allowed}")
         values = [(_ts(v) if isinstance(v, datetime) else v) for v in fields.values()]

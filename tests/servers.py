@@ -259,6 +259,7 @@ class SentMessage:
     at: float
     reply_markup: Any = None
     method: str = "sendMessage"
+    thread: int | None = None  # message_thread_id: a forum's topic (None: General)
 
     def buttons(self) -> list[dict[str, Any]]:
         """The message's inline buttons, row after row."""
@@ -289,6 +290,7 @@ class TelegramStub:
         self.forbidden: set[int] = set()
         self.drop_answers = 0  # the next N sendMessage calls are taken, then the connection drops unanswered
         self.stale_callbacks = False  # answerCallbackQuery refused as too late (a press made while the bot was down)
+        self.deleted_topics: set[int] = set()  # forum topics deleted: posting there is "thread not found"
         self.refused: dict[int, tuple[int, str]] = {}  # chat -> (status, description) Telegram answers it with
         self.migrated: dict[int, int] = {}
         self.retry_after: dict[int, int] = {}  # chat -> seconds, one 429 then cleared
@@ -398,7 +400,7 @@ class TelegramStub:
 
     def user_message(self, text: str, *, chat_id: int = 1001, user_id: int | None = None,
                      chat_type: str = "private", lang: str = "de", title: str = "",
-                     on_behalf_of_chat: bool = False) -> None:
+                     on_behalf_of_chat: bool = False, topic: int | None = None) -> None:
         """Queue a text message from a user, as Telegram would deliver it. `on_behalf_of_chat`: an anonymous
         group admin's message (from GroupAnonymousBot, sender_chat the group itself)."""
         user_id = user_id if user_id is not None else chat_id
@@ -418,6 +420,10 @@ class TelegramStub:
         if on_behalf_of_chat:
             message["from"] = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
             message["sender_chat"] = dict(chat)
+        if topic is not None:  # a forum supergroup; 0: its General topic
+            chat["is_forum"] = True
+            if topic:
+                message.update({"message_thread_id": topic, "is_topic_message": True})
         self.push_update({"message": message})
 
     def bot_membership(self, chat_id: int, old: str, new: str, *, chat_type: str = "supergroup",
@@ -548,6 +554,8 @@ class TelegramStub:
             return self._reject(method, chat, 403, "Forbidden: bot was blocked by the user", now)
         if chat in self.refused:
             return self._reject(method, chat, *self.refused[chat], now)
+        if p.get("message_thread_id") and int(p["message_thread_id"]) in self.deleted_topics:
+            return self._reject(method, chat, 400, "Bad Request: message thread not found", now)
         if chat in self.migrated:
             return self._reject(method, chat, 400, "Bad Request: group chat was upgraded to a supergroup chat", now,
                                 {"migrate_to_chat_id": self.migrated[chat]})
@@ -609,8 +617,9 @@ class TelegramStub:
             else:
                 self._next_message += 1
                 message_id = self._next_message
+            thread = int(p["message_thread_id"]) if p.get("message_thread_id") else None
             accepted = SentMessage(chat, text, p.get("parse_mode"), message_id, now,
-                                   _as_json(p.get("reply_markup")), method)
+                                   _as_json(p.get("reply_markup")), method, thread)
             self.messages.append(accepted)
         if self.on_accept is not None:
             self.on_accept(accepted)

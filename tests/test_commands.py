@@ -403,6 +403,31 @@ async def test_a_button_pressed_while_the_bot_was_down_still_works_and_says_so(s
     assert "button answered too late" in caplog.text and "command failed" not in caplog.text
 
 
+async def test_a_forum_group_gets_its_alerts_in_the_topic_where_it_subscribed(start_bot, feed_server):
+    """Alerts went to a forum's General topic whatever topic the desk subscribed in (and a closed General
+    lost them); the reply to /subscribe came in the topic, the alerts did not."""
+    bot = await start_bot()
+    bot.stub.chat_admins[GROUP] = {55}
+    await bot.say("/subscribe dprk-troops", chat_id=GROUP, user_id=55, chat_type="supergroup", topic=77)
+    feed = [{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk", "link": "https://n.example/a",
+             "guid": "a", "ago": 5}]
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    [alert] = [m for m in bot.stub.sent_to(GROUP) if "Soldaten" in m.text]
+    assert alert.thread == 77
+    bot.stub.deleted_topics.add(77)  # the topic deleted: the General topic, rather than nowhere
+    feed.append({"title": "Gefangene nordkoreanische Soldaten in Kiew befragt", "link": "https://n.example/b",
+                 "guid": "b", "ago": 3})
+    feed_server.routes["/news.xml"] = Route(rss(feed))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    [second] = [m for m in bot.stub.sent_to(GROUP) if "Gefangene" in m.text]
+    assert second.thread is None
+    await bot.say("/subscribe kursk-front", chat_id=GROUP, user_id=55, chat_type="supergroup", topic=0)
+    assert bot.rt.store.chat(GROUP)["thread"] is None  # subscribed in General: alerts go there
+
+
 async def test_allow_keeps_what_the_bot_knows_about_a_chat(start_bot):
     """/allow on a supergroup the bot already serves only lets it in: title, type and language stay."""
     bot = await start_bot(allowed=frozenset({ADMIN}))

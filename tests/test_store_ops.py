@@ -144,6 +144,7 @@ def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
                 "first_seen, lang, source) VALUES(7, 'a', 'news', 'Kursk', '', 'l', 'l', 'a', 'p', 'f', 'de', 'N')")
     con.execute("INSERT INTO seen VALUES('guid:a', 7, '2026-01-01')")
     con.execute("INSERT INTO feeds(id, url) VALUES('news', 'https://moved.example/feed')")
+    con.execute("INSERT INTO chats(id, type, created) VALUES(-100, 'supergroup', '2026-01-01')")
     con.commit()
     con.close()
     looked = SqliteStore(path, lock=False)  # `mediabot health` of a newer image beside the old daemon
@@ -153,7 +154,8 @@ def test_a_store_of_schema_1_is_migrated_and_keeps_its_rows(tmp_path):
         looked.close()
     s = SqliteStore(path)
     try:
-        assert s.schema_version() == SCHEMA_VERSION == 3
+        assert s.schema_version() == SCHEMA_VERSION == 4
+        assert s.chat(-100)["thread"] is None  # a group's alerts stay in the General topic
         assert s.count("items") == 1 and _fresh(s, ["guid:a"]) == [False]
         assert s.learn_keys([(["guid:a", "link:b"], "Kursk: neu")], T0) == 1
         # a feed's stored URL (perhaps a 301's target) counts as the one its feeds.yaml entry had
