@@ -89,7 +89,7 @@ async def test_blocked_user_is_deactivated_and_others_still_get_the_alert(runtim
     assert rt.store.chat(A)["active"] == 0
     assert rt.store.subscribers("dprk-troops") == []
     assert [r.state for r in rt.store.outbox_rows(chat_id=A)] == ["failed"]
-    assert f"subscriptions deactivated chat={A}" in caplog.text
+    assert f"chat unavailable, its alerts stop until it is back chat={A}" in caplog.text
     assert TelegramStub.TOKEN not in caplog.text
 
 
