@@ -140,15 +140,19 @@ def _tell_admins_of_unreachable_chats(rt: Runtime) -> Any:
     are told once per chat and process; a private user who blocked the bot is no news."""
     told: set[int] = set()
 
-    def chat_gone(chat_id: int, reason: str) -> None:
+    def chat_gone(chat_id: int, reason: str, migrated_to: int | None) -> None:
         lists = [w.id for w in rt.config.watchlists if chat_id in w.chats]
         if not lists or chat_id in told or not rt.settings.admins:
             return
         told.add(chat_id)
-        rt.store.queue_notice(sorted(rt.settings.admins), f"Cannot post to chat {chat_id} ({reason[:200]}), which "
-                              f"{', '.join(lists)} sends alerts to through chats:. Its alerts are dropped until the "
-                              "bot may post there: add the bot to the group, or as an admin to the channel.",
-                              datetime.now(UTC))
+        if migrated_to is not None:  # its alerts reach the supergroup, each after a refused try at the old id
+            text = (f"Chat {chat_id}, which {', '.join(lists)} sends alerts to through chats:, became the supergroup "
+                    f"{migrated_to}. Its alerts are sent there; replace {chat_id} with {migrated_to} in chats:.")
+        else:
+            text = (f"Cannot post to chat {chat_id} ({reason[:200]}), which {', '.join(lists)} sends alerts to "
+                    "through chats:. Its alerts are dropped until the bot may post there: add the bot to the "
+                    "group, or as an admin to the channel.")
+        rt.store.queue_notice(sorted(rt.settings.admins), text, datetime.now(UTC))
         rt.deliverer.wake()
 
     return chat_gone

@@ -365,7 +365,8 @@ class Deliverer:
         self.max_in_flight = max_in_flight
         self.stats = DeliveryStats()
         self.on_sent = on_sent
-        self.on_chat_gone: Callable[[int, str], None] | None = None  # (chat id, why): a chat that can't be reached
+        # (chat id, why, the supergroup it became or None): a chat that can't be reached, or moved
+        self.on_chat_gone: Callable[[int, str, int | None], None] | None = None
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._stopping = False
@@ -538,6 +539,13 @@ class Deliverer:
         logger.info("state store records again; sending resumes")
         self._store_said = 0.0
 
+    def _chat_gone(self, chat_id: int, reason: str, migrated_to: int | None) -> None:
+        if self.on_chat_gone is not None:
+            try:
+                self.on_chat_gone(chat_id, reason, migrated_to)
+            except Exception:
+                logger.exception("on_chat_gone hook failed chat=%s", chat_id)
+
     async def _send_row(self, row: OutboxRow) -> None:
         self._routed.discard(row.id)  # a row deferred below is routed again when due again
         try:
@@ -594,6 +602,7 @@ class Deliverer:
             if exc.migrated_to is not None:
                 logger.warning("chat migrated chat=%s new_chat=%s", row.chat_id, exc.migrated_to)
                 self.store.migrate_chat(row.chat_id, exc.migrated_to)
+                self._chat_gone(row.chat_id, str(exc), exc.migrated_to)
                 return
             self.stats.chats_gone += 1
             if "initiate conversation" in str(exc):  # a bot cannot write first; a bot admin's notices are lost too
@@ -603,11 +612,7 @@ class Deliverer:
                 logger.warning("chat unavailable, its alerts stop until it is back chat=%s reason=%s",
                                row.chat_id, exc)
             self.store.deactivate_chat(row.chat_id)
-            if self.on_chat_gone is not None:
-                try:
-                    self.on_chat_gone(row.chat_id, str(exc))
-                except Exception:
-                    logger.exception("on_chat_gone hook failed chat=%s", row.chat_id)
+            self._chat_gone(row.chat_id, str(exc), None)
             return
         except DeliveryError as exc:
             self._dirty = True  # the outbox changed in a way the cached due rows don't show

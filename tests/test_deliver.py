@@ -622,3 +622,20 @@ def test_only_a_send_that_may_have_reached_telegram_counts_as_maybe_repeated():
         error.__cause__ = cause
         mapped = _map_error(error)
         assert getattr(mapped, "maybe_sent", None) is maybe_sent, cause
+
+
+async def test_a_chats_group_that_became_a_supergroup_is_reported_to_the_admins_once(runtime, telegram, workdir):
+    """Its alerts reach the supergroup, each after a refused try at the old id, and chats: kept the old id
+    for ever: nobody told the admins to change it."""
+    old, new, admin = -555, -1000555, 4242
+    path = workdir / "watchlists" / "dprk-troops.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"\nchats: [{old}]\n", encoding="utf-8")
+    rt = runtime(admins=frozenset({admin}))
+    telegram.migrated[old] = new
+    queue(rt, [old], key="one")
+    await rt.deliverer.drain(timeout=10)
+    queue(rt, [old], key="two", title="Weitere nordkoreanische Soldaten bei Kursk")
+    await rt.deliverer.drain(timeout=10)
+    assert len(telegram.sent_to(new)) == 2
+    [notice] = telegram.sent_to(admin)
+    assert f"replace {old} with {new} in chats:" in notice.text and "dprk-troops" in notice.text
