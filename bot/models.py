@@ -122,6 +122,8 @@ class FeedState:
     interval: float | None = None
     ttl: float | None = None
     configured: str | None = None  # the feeds.yaml URL this state follows (`url` may be a 301's target)
+    identity: str | None = None  # the feeds.yaml identity its stored keys were made with (None: not known yet)
+    configured_interval: float | None = None  # the feeds.yaml interval (0: the global one; None: not known yet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,18 +174,33 @@ def feed_due(spec: FeedSpec, state: FeedState, now: datetime, *, ignore_schedule
     return state.next_poll <= now or (state.next_poll - now).total_seconds() > longest_wait
 
 
-def follow_feeds_yaml(spec: FeedSpec, state: FeedState) -> bool:
-    """The feed's URL in feeds.yaml changed since this state was made: start over at the new address
-    (validators, backoff and a 410's "disabled" belonged to the old one). A URL learned from a 301 keeps
-    `configured` as it was, so it is not undone. Returns True when the state changed."""
-    if state.configured == spec.url:
-        return False
-    state.url = state.configured = spec.url
-    state.etag = state.last_modified = state.body_hash = state.last_error = None
-    state.failures = 0
-    state.next_poll = None
-    state.disabled = False
-    return True
+def follow_feeds_yaml(spec: FeedSpec, state: FeedState) -> list[str]:
+    """Take up what was edited in feeds.yaml since this state was made; returns what changed.
+
+    - The URL: start over at the new address (validators, backoff and a 410's "disabled" belonged to the
+      old one). A URL learned from a 301 keeps `configured` as it was, so it is not undone.
+    - The identity: the items' keys change with it, so every item the feed lists would look new and old
+      stories would alert again. The document is read again (validators dropped), and that poll alerts
+      only as a feed's first does (recent items); `identity` follows once it succeeded (see _succeeded).
+    - The interval: polled now, and the adaptive interval starts again from the new one.
+    """
+    changed = []
+    if state.configured != spec.url:
+        state.url = state.configured = spec.url
+        state.etag = state.last_modified = state.body_hash = state.last_error = None
+        state.failures = 0
+        state.next_poll = None
+        state.disabled = False
+        changed.append("url")
+    if state.identity is not None and state.identity != spec.identity:
+        state.etag = state.last_modified = state.body_hash = None
+        changed.append("identity")
+    interval = float(spec.interval or 0)
+    if state.configured_interval is not None and state.configured_interval != interval:
+        state.interval = state.next_poll = None
+        changed.append("interval")
+    state.configured_interval = interval
+    return changed
 
 
 async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> PollReport:
@@ -196,8 +211,9 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     feeds = [f for f in ctx.config.feeds if f.enabled]
     states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
     for f in feeds:
-        if follow_feeds_yaml(f, states[f.id]):
-            logger.info("feed URL changed in feeds.yaml feed=%s url=%s", f.id, f.url)
+        if changed := follow_feeds_yaml(f, states[f.id]):
+            logger.info("feed edited in feeds.yaml feed=%s changed=%s url=%s identity=%s interval=%s", f.id,
+                        ",".join(changed), f.url, f.identity, f.interval or "default")
     longest = max(ctx.settings.poll_max_interval, _LONGEST_RETRY_AFTER)  # backoff and Retry-After never wait longer
     due = [f for f in feeds if feed_due(f, states[f.id], now, ignore_schedule=ignore_schedule, longest_wait=longest)]
     ctx.big_cycle = len(due) >= ctx.parse_process_from
@@ -354,6 +370,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.last_error = None
     state.last_success = now
     state.polls += 1
+    state.identity = spec.identity  # the keys just stored were made with it
     interval = next_interval(spec, state, ctx.settings, outcome.new, state.ttl or result.max_age)
     state.interval = interval
     state.next_poll = now + timedelta(seconds=interval)
@@ -539,13 +556,20 @@ class _Alertable(set[str]):
 
 def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: datetime,
                settings: Settings) -> _Alertable:
-    """Which new items may alert. A feed's first poll alerts only on recent items (catch-up);
-    a known feed that suddenly yields many new or mostly old items (a migration, changed GUIDs)
-    alerts on at most `burst_cap` recent items."""
+    """Which new items may alert. A feed's first poll alerts only on recent items (catch-up), as does
+    its first after an identity edit or a long lapse; a known feed that suddenly yields many new or mostly
+    old items (a migration, changed GUIDs) alerts on at most `burst_cap` recent items, and never on an
+    item dated before the dedup window."""
     out = _Alertable()
     window = timedelta(seconds=settings.recent_window)
     recent = [it for it in items if it.dated and now - it.published <= window]
-    first_poll = state.polls == 0 and state.last_success is None
+    # A feed's first poll, its first since its identity was edited (every key changed, so every item it lists
+    # looks new), or its first after a lapse longer than the dedup window (paused, removed and added back,
+    # failing for days): only recent items may alert. What it published meanwhile is no alert any more.
+    lapse = timedelta(seconds=settings.dedup_window)
+    first_poll = (state.polls == 0 and state.last_success is None) or (
+        state.identity is not None and state.identity != spec.identity) or (
+        state.last_success is not None and now - state.last_success > lapse)
     if first_poll:
         out.update(it.key for it in recent)
         return out
@@ -556,9 +580,15 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
         out.burst = f"more than the cap of {cap}"
     elif len(items) >= 5 and old - len(undated) > len(items) / 2:
         out.burst = "mostly older than the recent window"
-    if not out.burst:
-        out.update(it.key for it in items)
+    if out.burst:
+        out.update(it.key for it in sorted(recent, key=lambda it: it.published, reverse=True)[:cap])
         return out
-    newest = sorted(recent, key=lambda it: it.published, reverse=True)[:cap]
-    out.update(it.key for it in newest)
+    # An item dated before the dedup window that a known feed lists for the first time is an old story under
+    # new keys (GUIDs reissued, the site moved) or listed again: the story index no longer reaches back that
+    # far to tell it from a repeat, so it is recorded, not alerted, whatever the number of items.
+    stale = {it.key for it in items if it.dated and now - it.published > lapse}
+    out.update(it.key for it in items if it.key not in stale)
+    if stale:
+        out.burst = (f"{len(stale)} dated before the {settings.dedup_window // 3600} h dedup window: "
+                     "reissued GUIDs, a moved site, or old items listed again")
     return out

@@ -29,7 +29,7 @@ from bot.text import squash
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry; append one.
 _MIGRATIONS: list[str] = [
@@ -92,6 +92,11 @@ _MIGRATIONS: list[str] = [
     # 4: a forum supergroup's topic that its alerts go to (where it subscribed; NULL: the General topic)
     """
     ALTER TABLE chats ADD COLUMN thread INTEGER;
+    """,
+    # 5: the feeds.yaml identity and interval each feed state follows, so an edit of either is taken up
+    """
+    ALTER TABLE feeds ADD COLUMN config_identity TEXT;
+    ALTER TABLE feeds ADD COLUMN config_interval REAL;
     """,
 ]
 
@@ -357,14 +362,14 @@ class SqliteStore:
         """The stored state of a feed, or a fresh one."""
         row = self._db.execute("SELECT * FROM feeds WHERE id=?", (feed_id,)).fetchone()
         if row is None:
-            return FeedState(feed_id=feed_id, url=url, configured=url)
+            return FeedState(feed_id=feed_id, url=url, configured=url)  # identity: adopted at its first poll
         return FeedState(
             feed_id=row["id"], url=row["url"], etag=row["etag"], last_modified=row["last_modified"],
             body_hash=row["body_hash"], last_success=_dt(row["last_success"]),
             last_attempt=_dt(row["last_attempt"]), last_error=row["last_error"], failures=row["failures"],
             next_poll=_dt(row["next_poll"]), polls=row["polls"], disabled=bool(row["disabled"]),
             last_full_fetch=_dt(row["last_full_fetch"]), interval=row["interval"], ttl=row["ttl"],
-            configured=row["config_url"],
+            configured=row["config_url"], identity=row["config_identity"], configured_interval=row["config_interval"],
         )
 
     def feed_states(self) -> list[FeedState]:
@@ -381,17 +386,19 @@ class SqliteStore:
     def _save_feed_state(db: _LockedConnection, s: FeedState) -> None:
         db.execute(
             """INSERT INTO feeds(id, url, etag, last_modified, body_hash, last_success, last_attempt,
-                   last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl, config_url)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   last_error, failures, next_poll, polls, disabled, last_full_fetch, interval, ttl, config_url,
+                   config_identity, config_interval)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(id) DO UPDATE SET url=excluded.url, etag=excluded.etag,
                    last_modified=excluded.last_modified, body_hash=excluded.body_hash,
                    last_success=excluded.last_success, last_attempt=excluded.last_attempt,
                    last_error=excluded.last_error, failures=excluded.failures, next_poll=excluded.next_poll,
                    polls=excluded.polls, disabled=excluded.disabled, last_full_fetch=excluded.last_full_fetch,
-                   interval=excluded.interval, ttl=excluded.ttl, config_url=excluded.config_url""",
+                   interval=excluded.interval, ttl=excluded.ttl, config_url=excluded.config_url,
+                   config_identity=excluded.config_identity, config_interval=excluded.config_interval""",
             (s.feed_id, s.url, s.etag, s.last_modified, s.body_hash, _ts(s.last_success), _ts(s.last_attempt),
              s.last_error, s.failures, _ts(s.next_poll), s.polls, int(s.disabled), _ts(s.last_full_fetch),
-             s.interval, s.ttl, s.configured),
+             s.interval, s.ttl, s.configured, s.identity, s.configured_interval),
         )
 
     # -- items -----------------------------------------------------------------------------

@@ -302,3 +302,79 @@ async def test_a_feed_unchanged_through_a_clock_jump_keeps_its_items_seen(tmp_pa
     new = {"title": "Börse", "description": "Ruhig.", "guid": guid and "a2", "link": "https://x.example/a2", "ago": 1}
     feed_server.routes["/a.xml"] = Route(rss([item, new]), etag='"v2"')
     assert _alerts(await _poll(tmp_path, [spec_a, spec_b])) == 0
+
+
+# -- keys that change under known items ------------------------------------------------------------
+
+
+def _story(n: int, minutes: float, host: str = "x.example") -> dict[str, object]:
+    """A matching story of its own (its own words, so the story index never folds two of them)."""
+    places = ["Sudscha", "Gluschkowo", "Korenewo", "Lgow", "Rylsk", "Tjotkino"]
+    return {"title": f"Nordkoreanische Soldaten greifen bei {places[n]} an", "ago": minutes,
+            "description": f"Gefechte um {places[n]} im Gebiet Kursk, meldet Kiew.",
+            "link": f"https://{host}/{n}", "guid": f"{host}-{n}"}
+
+
+def _alerted(output: str, n: int) -> bool:
+    """A new alert for story n (its headline heads a message; an edit of an earlier alert does not count)."""
+    place = ["Sudscha", "Gluschkowo", "Korenewo", "Lgow", "Rylsk", "Tjotkino"][n]
+    return f"Nordkoreanische Soldaten greifen bei {place} an" in output.splitlines()
+
+
+async def test_an_identity_edit_sends_no_old_story_again(tmp_path, feed_server):
+    """Every key changes with `identity:`, so every item the feed lists looked new: the items a first poll
+    held back (10 and 30 hours old) alerted, and old stories outside the fold's reach came again."""
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 60), _story(1, 600), _story(2, 1800)]))
+    first = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert _alerted(first, 0) and not _alerted(first, 1) and not _alerted(first, 2)
+    out = await _poll(tmp_path, [_spec(feed_server, "/f.xml", identity="title_link")])
+    assert not any(_alerted(out, n) for n in range(3))
+    feed_server.routes["/f.xml"] = Route(rss([_story(3, 2), _story(0, 60), _story(1, 600), _story(2, 1800)]))
+    out = await _poll(tmp_path, [_spec(feed_server, "/f.xml", identity="title_link")])
+    assert _alerted(out, 3) and not any(_alerted(out, n) for n in range(3))  # new items alert as before
+
+
+async def test_a_moved_site_does_not_send_stories_older_than_the_dedup_window_again(tmp_path, feed_server):
+    """A publisher reissued every GUID and link (a new domain): a three-day-old story the feed lists under
+    its new keys is out of the story index's reach (48 hours), and alerted again."""
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))
+    await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30, "new.example"), _story(1, 3 * 24 * 60, "new.example")]))
+    out = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert not _alerted(out, 0) and not _alerted(out, 1)
+
+
+async def test_a_feed_back_after_days_alerts_only_what_is_recent(tmp_path, feed_server):
+    """A feed paused (or failing) for days and back: what it published meanwhile came as alerts a day old."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import SqliteStore
+
+    spec = _spec(feed_server, "/f.xml")
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))
+    await _poll(tmp_path, [spec])
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")  # five days pass
+    try:
+        state = store.feed_state("f", spec.url)
+        state.last_success = datetime.now(UTC) - timedelta(days=5)
+        store.save_feed_state(state)
+    finally:
+        store.close()
+    feed_server.routes["/f.xml"] = Route(rss([_story(1, 20 * 60), _story(2, 10), _story(0, 5 * 24 * 60)]))
+    out = await _poll(tmp_path, [spec])
+    assert _alerted(out, 2) and not _alerted(out, 1)
+
+
+async def test_a_shorter_interval_in_feeds_yaml_applies_at_once(tmp_path, feed_server):
+    """The old schedule ran out first: a feed changed from hourly to every five minutes waited up to an hour."""
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))
+    settings = replace(load_settings({}), state_dir=tmp_path / "state", token=None)
+    watchlists = load_config(ROOT / "watchlists").watchlists
+    for interval, expected_hits in ((3600, 1), (3600, 1), (300, 2)):
+        spec = replace(_spec(feed_server, "/f.xml"), interval=interval)
+        rt = build_runtime(settings, Config((spec,), watchlists), force_console=True, console_stream=io.StringIO())
+        try:
+            await run_cycle(rt.ctx)  # on the schedule, as the daemon polls
+        finally:
+            await rt.aclose()
+        assert feed_server.hits("/f.xml") == expected_hits
