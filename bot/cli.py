@@ -15,13 +15,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bot import __version__
-from bot.config import Config, Settings, load_config, load_settings, mask_secret
+from bot.config import Config, Settings, config_signature, load_config, load_good_copy, load_settings, mask_secret
 from bot.errors import ConfigError, StoreError, StoreLockedError, TokenRejectedError
 from bot.log import setup_logging
 
@@ -100,6 +100,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(stream: IO[str] = sys.stderr) -> tuple[Settings, Config] | int:
+    loaded = _load_serving(stream, fallback=False)
+    return loaded if isinstance(loaded, int) else (loaded.settings, loaded.config)
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    settings: Settings
+    config: Config
+    problems: list[str]  # the YAML's, when `config` is the last good copy served in its place
+    signature: dict[str, tuple[int, int, str]]  # the files as they were read (config_signature)
+
+
+def _load_serving(stream: IO[str] = sys.stderr, *, fallback: bool = True) -> _Loaded | int:
+    """Settings and config. With `fallback` (poll, run), YAML with errors is reported and the last good
+    config saved in the state directory is served instead, as a running daemon keeps its own: one typo must
+    not stop every alert of a cron job, nor keep a restarted daemon down."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -107,14 +123,20 @@ def _load(stream: IO[str] = sys.stderr) -> tuple[Settings, Config] | int:
             print(problem, file=stream)
         return EXIT_CONFIG
     setup_logging(settings.log_level, [settings.token or ""])
+    signature = config_signature(settings.watchlists_dir)  # before reading: an edit meanwhile is a change
     try:
         config = load_config(settings.watchlists_dir)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=stream)
-        print(f"{len(exc.problems)} problem(s); nothing was changed.", file=stream)
-        return EXIT_CONFIG
-    return settings, config
+        good = load_good_copy(settings.state_dir) if fallback else None
+        if good is None:
+            print(f"{len(exc.problems)} problem(s); nothing was changed.", file=stream)
+            return EXIT_CONFIG
+        print(f"{len(exc.problems)} problem(s); serving the last good config (saved {good[1]}) until they are fixed.",
+              file=stream)
+        return _Loaded(settings, good[0], exc.problems, signature)
+    return _Loaded(settings, config, [], signature)
 
 
 # --------------------------------------------------------------------------- check
@@ -179,26 +201,27 @@ def state_dir_problem(state_dir: Path) -> str | None:
 
 
 def _cmd_poll(args: argparse.Namespace) -> int:
-    loaded = _load()
+    loaded = _load_serving()
     if isinstance(loaded, int):
         return loaded
-    settings, config = loaded
     with asyncio.Runner() as runner:
-        code = runner.run(_poll_once(settings, config))
+        code = runner.run(_poll_once(loaded.settings, loaded.config, rejected=loaded.problems))
         if code > 128:  # stopped by a signal: a cancelled feed may still be parsing in a worker thread
             _exit_now_if_threads_linger(code)
         return code
 
 
-async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout) -> int:
+async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout,
+                     rejected: Sequence[str] = ()) -> int:
     from bot.app import build_runtime
     from bot.pipeline import run_cycle
-    from bot.scheduler import prune_store
+    from bot.scheduler import config_served, prune_store
 
     try:
         rt = build_runtime(settings, config, console_stream=stream)
     except StoreError as exc:
         return _refused(exc)
+    config_served(rt, settings, rejected)
     # SIGTERM (a pod deleted, a deadline) or Ctrl-C: stop polling, let the sends in flight settle, close
     # the store; what was recorded stays, unsent alerts wait for the next run. (Killed outright, the
     # sends in flight went out again next time; as PID 1 in a container the signal was ignored.)
@@ -246,6 +269,10 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
     if rt.deliverer.token_rejected:  # the cycle's work is stored; only sending waits for a new token
         print(f"mediabot: {TokenRejectedError()}; the alerts stay queued", file=sys.stderr)
         return EXIT_CONFIG
+    if rejected:  # the run served the last good config: the cron job still shows red until the YAML is fixed
+        print(f"mediabot: polled with the last good config; {len(rejected)} problem(s) in the YAML to fix (above)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 
@@ -253,15 +280,15 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    loaded = _load()
+    loaded = _load_serving()
     if isinstance(loaded, int):
         return loaded
-    settings, config = loaded
     from bot.scheduler import ABANDONED, run_daemon
 
     try:
         with asyncio.Runner() as runner:
-            code = runner.run(run_daemon(settings, config, EARLY_SIGNALS))
+            code = runner.run(run_daemon(loaded.settings, loaded.config, EARLY_SIGNALS, rejected=loaded.problems,
+                                         signature=loaded.signature))
             if ABANDONED:
                 _exit_now_if_threads_linger(code)
             return code

@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -930,6 +933,14 @@ def config_signature(directory: Path) -> dict[str, tuple[int, int, str]]:
 
 def load_config(directory: Path) -> Config:
     """Load feeds.yaml and every other *.yaml in `directory`; ConfigError lists every problem."""
+    try:
+        return _load_config(directory)
+    except OSError as exc:  # the directory itself unreadable (a bind mount made under umask 077): not a bug
+        raise ConfigError([f"{directory}: cannot read the watchlists directory ({exc.strerror or exc}); "
+                           "the user mediabot runs as needs read access"]) from exc
+
+
+def _load_config(directory: Path) -> Config:
     problems: list[str] = []
     if not directory.is_dir():
         raise ConfigError([f"{directory}: watchlists directory not found (set MEDIABOT_WATCHLISTS_DIR)"])
@@ -961,3 +972,35 @@ def load_config(directory: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     return Config(tuple(feeds), tuple(watchlists))
+
+
+GOOD_COPY = "last-good-config.json"  # in the state directory
+
+
+def save_good_copy(directory: Path, state_dir: Path) -> None:
+    """Keep the YAML files that just loaded cleanly in the state directory. The daemon keeps its last good
+    config in memory; a fresh process (a cron run, a restart) that finds a broken edit has only this copy,
+    and runs on it instead of stopping every alert until the edit is fixed."""
+    files = {p.name: p.read_text(encoding="utf-8") for p in config_files(directory) if p.is_file()}
+    target = state_dir / GOOD_COPY
+    tmp = target.with_name(target.name + ".tmp")
+    saved = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp.write_text(json.dumps({"saved": saved, "files": files}, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def load_good_copy(state_dir: Path) -> tuple[Config, str] | None:
+    """The config saved by save_good_copy and when it was saved, or None when there is none (or it no
+    longer loads: a newer mediabot may refuse what an older one took)."""
+    try:
+        data = json.loads((state_dir / GOOD_COPY).read_text(encoding="utf-8"))
+        files = {Path(str(name)).name: str(text) for name, text in data["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        try:
+            return load_config(Path(tmp)), str(data.get("saved", "?"))
+        except ConfigError:
+            return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 import signal
 import time
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Config, Settings, Watchlist, config_signature, load_config
+from bot.config import Config, Settings, Watchlist, config_signature, load_config, save_good_copy
 from bot.errors import ConfigError, StoreError, TokenRejectedError
 
 if TYPE_CHECKING:
@@ -26,10 +27,12 @@ SHUTDOWN_GRACE = 8.0  # seconds; the whole stop must fit in 10 s
 ABANDONED: list[float] = []  # when a stop cancelled a running cycle (the command line then does not wait for it)
 
 
-async def run_daemon(settings: Settings, config: Config, early_signals: Sequence[int] = ()) -> int:
+async def run_daemon(settings: Settings, config: Config, early_signals: Sequence[int] = (), *,
+                     rejected: Sequence[str] = (), signature: dict[str, tuple[int, int, str]] | None = None) -> int:
     """Run until SIGTERM/SIGINT (also one that came during start-up: `early_signals`, read once this
     function's handlers are in place). Returns the exit code: 0, or 2 when the health address cannot be
-    listened on or Telegram rejects the token (configuration an operator must fix)."""
+    listened on or Telegram rejects the token (configuration an operator must fix). `rejected`: the YAML's
+    problems when `config` is the last good copy served in its place; `signature`: the files as read."""
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from bot.app import build_runtime
@@ -38,6 +41,7 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
     from bot.pipeline import run_cycle
 
     rt = build_runtime(settings, config)
+    await asyncio.to_thread(config_served, rt, settings, rejected)
     gc.freeze()  # the dedup index rebuilt at start lives long: keep it out of every later full collection
     metrics = Metrics()
     _instrument(rt, metrics)
@@ -161,7 +165,8 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
                           max_instances=1, coalesce=True, id="poll")
         scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
                           id="prune")
-        rt.extras["config_files"] = config_signature(settings.watchlists_dir)  # as loaded: a later edit is a change
+        # the files as they were read (before build_runtime: an edit saved while it ran is a change)
+        rt.extras["config_files"] = signature if signature is not None else config_signature(settings.watchlists_dir)
         scheduler.add_job(reload_if_changed, "interval", seconds=2, id="reload")
         scheduler.start()
         delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
@@ -277,6 +282,7 @@ def _prepare(settings: Settings) -> tuple[Config | None, Any, list[str]]:
         logger.exception("config reload failed")
         return None, None, [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: "
                             f"{exc}); this is a mediabot bug, please report it with the log"]
+    _keep_good_copy(settings)
     from bot.match import Matcher
 
     return config, Matcher(config.watchlists), []
@@ -335,6 +341,42 @@ def _tell_subscribers(rt: Runtime, lists: list[tuple[Watchlist, list[int]]], tex
     if sent:
         logger.info("told %d subscriber chats: %s %s", sent, text, ", ".join(w.id for w, chats in lists if chats))
     return sent
+
+
+_REJECTED_MARK = "config-rejected"  # in the state directory: the problems the admins were last told of
+
+
+def config_served(rt: Runtime, settings: Settings, problems: Sequence[str]) -> None:
+    """At the start of `run` and `poll --once`: with `problems`, the YAML was broken and the last good copy
+    is served; the admins are told once per set of problems (a cron job must not repeat it every run).
+    Without, the config in force is kept as the good copy, and admins told of a rejection hear it is fixed."""
+    mark = settings.state_dir / _REJECTED_MARK
+    now = datetime.now(UTC)
+    if problems:
+        digest = hashlib.sha1("\n".join(problems).encode()).hexdigest()
+        logger.error("config rejected, serving the last good config: %s", "; ".join(problems))
+        rt.extras["config_rejected"] = True  # the daemon's next good reload says it is accepted
+        with contextlib.suppress(OSError):
+            if mark.read_text(encoding="utf-8") == digest:
+                return
+        rt.store.queue_notice(sorted(settings.admins), "Config rejected; the last good config stays in force "
+                              "until it is fixed:\n" + "\n".join(problems[:20]), now)
+        with contextlib.suppress(OSError):
+            mark.write_text(digest, encoding="utf-8")
+        return
+    if mark.exists():
+        rt.store.queue_notice(sorted(settings.admins), f"Config accepted: the edited files are in force "
+                              f"({len(rt.config.feeds)} feeds, {len(rt.config.watchlists)} watchlists).", now)
+    _keep_good_copy(settings)
+
+
+def _keep_good_copy(settings: Settings) -> None:
+    """The YAML just loaded cleanly: keep it for a later start that finds a broken edit (save_good_copy)."""
+    try:
+        save_good_copy(settings.watchlists_dir, settings.state_dir)
+        (settings.state_dir / _REJECTED_MARK).unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("could not keep a copy of the good config in %s: %s", settings.state_dir, exc)
 
 
 async def reload_config(rt: Runtime, settings: Settings) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, run_cli, write_feeds_yaml
-from tests.servers import FeedServer, Route, rss
+from tests.servers import FeedServer, Route, TelegramStub, rss
 
 
 def test_check_accepts_the_shipped_config():
@@ -212,3 +212,34 @@ def test_a_mistyped_command_line_exits_1_not_the_config_code_2():
         result = run_cli(args, {"MEDIABOT_WATCHLISTS_DIR": str(ROOT / "watchlists")})
         assert result.returncode == 1, (args, result.stderr)
         assert "usage: mediabot" in result.stderr
+
+
+def test_a_cron_run_with_a_broken_edit_serves_the_last_good_config_and_tells_the_admins_once(
+        workdir: Path, feed_server: FeedServer, telegram: TelegramStub):
+    """One typo in any watchlist stopped every poll and every delivery of the cron job, and the admins heard
+    nothing in Telegram: the daemon keeps its last good config, a cron run had none to keep."""
+    admin, channel = 777, -1001234567890
+    wdir = workdir / "watchlists"
+    write_feeds_yaml(wdir, [{"id": "news", "url": feed_server.url("/news.xml"), "name": "News", "lang": "de"}])
+    troops = wdir / "dprk-troops.yaml"
+    troops.write_text(troops.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
+    feed_server.routes["/news.xml"] = Route(rss([]))
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(wdir), "MEDIABOT_STATE_DIR": str(workdir / "state"),
+           "TELEGRAM_BOT_TOKEN": TelegramStub.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+           "MEDIABOT_ADMINS": str(admin)}
+    assert run_cli(["poll", "--once"], env).returncode == 0  # the good config is kept
+    kursk = wdir / "kursk-front.yaml"
+    kursk.write_text(kursk.read_text(encoding="utf-8").replace("threshold:", "treshold:", 1), encoding="utf-8")
+    feed_server.routes["/news.xml"] = Route(rss([{"title": "Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+                                                  "link": "https://n.example/a", "guid": "a", "ago": 5}]))
+    broken = run_cli(["poll", "--once"], env)
+    assert broken.returncode == 2  # the cron job shows red until the YAML is fixed
+    assert f"{kursk}:" in broken.stderr and "unknown key 'treshold'" in broken.stderr
+    assert "serving the last good config" in broken.stderr
+    assert any("Soldaten" in m.text for m in telegram.sent_to(channel))  # the alert still went out
+    [notice] = telegram.sent_to(admin)
+    assert "Config rejected" in notice.text and "treshold" in notice.text
+    assert run_cli(["poll", "--once"], env).returncode == 2 and len(telegram.sent_to(admin)) == 1  # told once
+    kursk.write_text(kursk.read_text(encoding="utf-8").replace("treshold:", "threshold:", 1), encoding="utf-8")
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert "Config accepted" in telegram.sent_to(admin)[-1].text

@@ -48,6 +48,35 @@ def test_broken_edit_is_rejected_with_file_and_line_and_a_good_edit_is_swapped_i
 
 
 
+def test_a_restart_with_a_broken_edit_serves_the_last_good_config(workdir, feed_server, telegram):
+    """A container restarted (a deploy, a crash) while a watchlist had a typo stopped at once with exit 2,
+    and stayed down in a restart loop: no alerts until someone read the log."""
+    wdir = workdir / "watchlists"
+    write_feeds_yaml(wdir, [{"id": "n", "url": feed_server.url("/n.xml"), "name": "N", "lang": "de"}])
+    feed_server.routes["/n.xml"] = Route(rss([]))
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url,
+           "MEDIABOT_WATCHLISTS_DIR": str(wdir), "MEDIABOT_STATE_DIR": str(workdir / "state"),
+           "MEDIABOT_ADMINS": str(ADMIN), "MEDIABOT_LOG_LEVEL": "INFO"}
+    assert subprocess.run([sys.executable, "-m", "bot", "poll", "--once"], cwd=ROOT, env=env,
+                          capture_output=True, timeout=60).returncode == 0  # a run that kept the good config
+    kursk = wdir / "kursk-front.yaml"
+    kursk.write_text(kursk.read_text(encoding="utf-8") + "colour: red\n", encoding="utf-8")
+    log = workdir / "daemon.log"
+    with log.open("w") as log_file:
+        daemon = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    try:
+        assert telegram.wait_for(lambda: bool(telegram.sent_to(ADMIN)), timeout=15)
+        assert "Config rejected" in telegram.sent_to(ADMIN)[0].text and "colour" in telegram.sent_to(ADMIN)[0].text
+        assert daemon.poll() is None  # up, on the last good config
+        kursk.write_text(kursk.read_text(encoding="utf-8").replace("colour: red\n", ""), encoding="utf-8")
+        assert telegram.wait_for(lambda: len(telegram.sent_to(ADMIN)) == 2, timeout=20)
+        assert "accepted" in telegram.sent_to(ADMIN)[1].text
+    finally:
+        stop_daemon(daemon, timeout=15)
+    assert "serving the last good config" in log.read_text()
+
+
 def _runtime(workdir, **settings):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
