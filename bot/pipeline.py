@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import random
 from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -412,7 +413,8 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         matches = known
     else:
         matches = await asyncio.to_thread(_match_all, ctx.matcher, [it for it, _ in new]) if new else []
-    alertable = _alertable(spec, state, [it for it, _ in new], now, settings)
+    alertable = _alertable(spec, state, [it for it, _ in new], now, settings,
+                           {it.key for (it, _), ms in zip(new, matches, strict=True) if ms})
     notices: list[tuple[int, str]] = []
     suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
     if alertable.burst and suppressed:
@@ -555,7 +557,7 @@ class _Alertable(set[str]):
 
 
 def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: datetime,
-               settings: Settings) -> _Alertable:
+               settings: Settings, matched: AbstractSet[str]) -> _Alertable:
     """Which new items may alert. A feed's first poll alerts only on recent items (catch-up), as does
     its first after an identity edit or a long lapse; a known feed that suddenly yields many new or mostly
     old items (a migration, changed GUIDs) alerts on at most `burst_cap` recent items, and never on an
@@ -576,12 +578,17 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
     cap = spec.max_new_alerts if spec.max_new_alerts is not None else settings.burst_cap
     old = len(items) - len(recent)
     undated = [it for it in items if not it.dated]
-    if len(items) > cap:
+    # The cap is per poll interval: a feed that published all along while the bot was down (a restart, an
+    # upgrade, a full disk) lists many new items for good reason, and a sudden burst is one beyond that.
+    expected = state.interval or float(spec.interval or settings.poll_interval)
+    gap = (now - state.last_success).total_seconds() if state.last_success else 0.0
+    if len(items) > cap * max(1.0, gap / expected):
         out.burst = f"more than the cap of {cap}"
     elif len(items) >= 5 and old - len(undated) > len(items) / 2:
         out.burst = "mostly older than the recent window"
-    if out.burst:
-        out.update(it.key for it in sorted(recent, key=lambda it: it.published, reverse=True)[:cap])
+    if out.burst:  # the newest recent items that matched alert, up to the cap (others must not use it up)
+        alerting = sorted((it for it in recent if it.key in matched), key=lambda it: it.published, reverse=True)
+        out.update(it.key for it in alerting[:cap])
         return out
     # An item dated before the dedup window that a known feed lists for the first time is an old story under
     # new keys (GUIDs reissued, the site moved) or listed again: the story index no longer reaches back that

@@ -115,6 +115,54 @@ def test_burst_of_new_items_is_capped_and_admins_are_told(workdir, feed_server, 
     assert len(notices) == 1 and "news" in notices[0].text
 
 
+def _distinct_story(i: int, ago: float) -> dict[str, object]:
+    """A matching story of its own (the dedup index keeps them apart: its own place and figure)."""
+    places = ["Sudscha", "Gluschkowo", "Korenewo", "Lgow", "Rylsk", "Tjotkino"]
+    return {"title": f"Nordkoreanische Soldaten greifen bei {places[i]} an", "guid": f"m{i}", "ago": ago,
+            "description": f"Gefechte um {places[i]} im Gebiet Kursk, {100 + i} Verletzte, meldet Kiew.",
+            "link": f"https://news.example.org/m{i}"}
+
+
+def test_the_burst_cap_goes_to_matching_items(workdir, feed_server, telegram):
+    """The cap let the newest items through whatever they were: unrelated ones used it up, and the matching
+    ones below them did not alert."""
+    env = _setup(workdir, feed_server, telegram)
+    env.update({"MEDIABOT_BURST_CAP": "3", "MEDIABOT_ADMINS": "777"})
+    feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    unrelated = [dict(UNRELATED, guid=f"u{i}", link=f"https://news.example.org/u{i}", ago=i) for i in range(8)]
+    feed_server.routes["/news.xml"] = Route(rss(unrelated + [_distinct_story(i, 10 + i) for i in range(4)]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(CHANNEL)) == 3
+    assert "1 matching items did not alert" in telegram.sent_to(777)[0].text
+
+
+def test_a_busy_feed_after_hours_of_downtime_is_no_burst(workdir, feed_server, telegram):
+    """After a restart, an upgrade or a full disk, a feed that published all along lists many new items: the
+    cap took them for a migration, and 3 matching items among 25 did not alert (the admins were told the
+    feed "suddenly" delivered them)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import SqliteStore
+
+    env = _setup(workdir, feed_server, telegram)
+    env["MEDIABOT_ADMINS"] = "777"
+    feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    store = SqliteStore(workdir / "state" / "mediabot.db")  # three hours pass with the bot down
+    try:
+        state = store.feed_state("news", feed_server.url("/news.xml"))
+        state.last_success = datetime.now(UTC) - timedelta(hours=3)
+        store.save_feed_state(state)
+    finally:
+        store.close()
+    unrelated = [dict(UNRELATED, guid=f"u{i}", link=f"https://news.example.org/u{i}", ago=5 + 8 * i) for i in range(22)]
+    stories = [_distinct_story(i, 150 + 5 * i) for i in range(3)]
+    feed_server.routes["/news.xml"] = Route(rss(unrelated + stories))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    assert len(telegram.sent_to(CHANNEL)) == 3 and telegram.sent_to(777) == []
+
+
 def test_second_instance_on_same_state_dir_refuses(workdir, feed_server):
     import subprocess
     import sys
