@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any, Protocol
@@ -336,6 +336,7 @@ class Router(Protocol):
 
     def route(self, rows: list[OutboxRow], now: datetime) -> list[OutboxRow]: ...
     def release(self, now: datetime) -> int: ...
+    def merge_backlog(self, chat_id: int, now: datetime, busy: Container[int]) -> bool: ...
 
 
 @dataclass
@@ -376,6 +377,7 @@ class Deliverer:
         self._dirty = True
         self._in_flight_rows: set[int] = set()
         self._routed: set[int] = set()  # rows the router already let through (not routed again)
+        self._backlogged: set[int] = set()  # chats whose last send was deferred (an outage, flood control)
         self.token_rejected = False  # Telegram refused the token: rows wait, the operator must act
         self._unrecorded: dict[int, int | None] = {}  # row -> message id: sent, the store could not record it
         self._store_said = 0.0
@@ -480,9 +482,20 @@ class Deliverer:
             self._cache_until = mono + 0.5
             rows = self.store.due(now, limit=2000)
             if self.router is not None:
-                fresh = [r for r in rows if r.id not in self._routed]
+                # A chat whose sends were deferred (Telegram down, flood control) piles up alerts in retry: while
+                # it does, its whole pile, not only what is due, is weighed against the digest threshold. Each
+                # row was routed when it was queued, a few per cycle, and after an outage the chat got a flood.
+                backlogged = {r.chat_id for r in rows if r.chat_id in self._backlogged}
+                if [c for c in backlogged if self.router.merge_backlog(c, now, self._in_flight_rows)]:
+                    rows = self.store.due(now, limit=2000)
+                fresh = {r.chat_id for r in rows if r.id not in self._routed}
                 if fresh:
-                    self._routed.update(r.id for r in self.router.route(fresh, now))
+                    # A chat's rows routed before may still wait (Telegram down, the chat paced): its backlog is
+                    # all of them. Routing only the new ones, an outage that queued a few per cycle never
+                    # reached the digest threshold, and the chat got a flood once Telegram was back.
+                    batch = [r for r in rows if r.chat_id in fresh and r.id not in self._in_flight_rows]
+                    self._routed.difference_update(r.id for r in batch)
+                    self._routed.update(r.id for r in self.router.route(batch, now))
                     rows = [r for r in rows if r.id in self._routed]
             # a row in flight is still pending in the store; it must never be picked up twice, nor one sent
             # whose record the store could not write
@@ -568,6 +581,7 @@ class Deliverer:
             self.pacer.block(row.chat_id, delay)
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=delay), str(exc))
             self.stats.retried += 1
+            self._backlogged.add(row.chat_id)
             if exc.maybe_sent and row.kind != "edit":  # an edit made twice changes nothing
                 # There is no asking Telegram whether it took the message: sending it again may repeat it,
                 # not sending it may lose it. A repeat is the lesser harm; it is counted and said.
@@ -631,6 +645,7 @@ class Deliverer:
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=60), "internal error")
             return
         self.token_rejected = False
+        self._backlogged.discard(row.chat_id)
         try:
             self.store.mark_sent(row.id, message_id, self.now())
         except Exception as exc:
@@ -715,6 +730,19 @@ class HoldRouter:
             out.extend(free)
         out.sort(key=lambda r: (r.kind == "edit", r.not_before, r.id))  # as the store's due()
         return out
+
+    def merge_backlog(self, chat_id: int, now: datetime, busy: Container[int]) -> bool:
+        """Merge a chat's waiting alerts (due or in retry; not `busy`: in flight) into a digest when there are
+        more than the threshold, or when a digest of them already waits too (alerts queued after it would come
+        singly behind it). Returns whether it did."""
+        rows = self.store.outbox_rows("pending", chat_id)
+        waiting = [r for r in rows if r.kind == "alert" and r.id not in busy]
+        if not waiting or not (over_backlog(len(waiting), self.threshold) or any(r.kind == "digest" for r in rows)):
+            return False
+        digest_id = self._queue_digest(chat_id, waiting, now)
+        logger.info("backlog after deferred sends merged into a digest chat=%s alerts=%d row=%s", chat_id,
+                    len(waiting), digest_id)
+        return True
 
     def release(self, now: datetime) -> int:
         """Send held alerts whose hold has ended: one as it was, several as ONE digest. Returns rows freed."""

@@ -342,7 +342,8 @@ class TelegramStub:
                 with stub._lock:
                     down = stub.unavailable > 0
                     stub.unavailable -= down
-                if down:
+                if down:  # (the request is read first: left unread, it would be taken for the next one)
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
                     self._reply(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
                     return
                 method = parts[1]

@@ -639,3 +639,22 @@ async def test_a_chats_group_that_became_a_supergroup_is_reported_to_the_admins_
     assert len(telegram.sent_to(new)) == 2
     [notice] = telegram.sent_to(admin)
     assert f"replace {old} with {new} in chats:" in notice.text and "dprk-troops" in notice.text
+
+
+async def test_alerts_piled_up_in_a_telegram_outage_come_as_one_digest(runtime, telegram):
+    """Each alert was weighed against the digest threshold once, when it was queued, a few per cycle: after
+    an outage the chat got every one of them singly, one a second, instead of the promised digest."""
+    rt = runtime(digest_threshold=10)
+    telegram.unavailable = 10**6  # every call answered 502 Bad Gateway
+    drain = asyncio.ensure_future(rt.deliverer.drain(timeout=60))
+    for batch in range(5):  # five poll cycles during the outage, three alerts each
+        for i in range(3):
+            queue(rt, [A], title=f"Meldung {batch}-{i} zu Kursk", key=f"k{batch}-{i}")
+        rt.deliverer.wake()
+        await asyncio.sleep(0.4)
+    assert telegram.sent_to(A) == []
+    telegram.unavailable = 0  # Telegram is back
+    await drain
+    sent = telegram.sent_to(A)
+    assert all("Zusammenfassung" in m.text for m in sent) and len(sent) <= 2, [m.text[:60] for m in sent]
+    assert sum(m.text.count("• ") for m in sent) == 15
