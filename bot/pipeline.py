@@ -13,7 +13,10 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import random
+import threading
+import time
 from collections.abc import Callable, Container, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -122,7 +125,7 @@ class CycleContext:
                 # forkserver: never fork a process that runs threads (the store writer, asyncio's pool)
                 self._parser = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
-                    initializer=_child_init, initargs=(watchlists,))
+                    initializer=_child_init, initargs=(watchlists, os.getpid()))
                 self._parser_watchlists = watchlists
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._parser, _parse_and_match, *args)
@@ -532,10 +535,22 @@ def _match_all(matcher: Matcher, items: Sequence[Item]) -> list[list[Match]]:
 _CHILD_MATCHER: Matcher | None = None
 
 
-def _child_init(watchlists: Sequence[Watchlist]) -> None:
-    """Runs once in the parse process: compile the watchlists there."""
+def _child_init(watchlists: Sequence[Watchlist], parent: int) -> None:
+    """Runs once in the parse process: compile the watchlists there, and end with mediabot. A mediabot
+    killed outright (kill -9, the OOM killer) never shuts the pool down, and the process, the forkserver and
+    its resource tracker stayed for good (~64 MB), holding the daemon's output pipes open."""
     global _CHILD_MATCHER
     _CHILD_MATCHER = Matcher(watchlists)
+    threading.Thread(target=_end_with, args=(parent,), daemon=True, name="end-with-mediabot").start()
+
+
+def _end_with(parent: int) -> None:
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except OSError:  # gone (or EPERM: the pid was reused by another user's process)
+            os._exit(0)
 
 
 def _parse_and_match(*args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
+from pathlib import Path
 
 from bot.app import build_runtime
 from bot.config import Config, load_config, load_settings
@@ -68,3 +69,55 @@ def test_poll_once_with_sixty_feeds_uses_the_parse_process_from_the_cli(workdir,
     # Sixty outlets carrying one story in the same cycle: one alert, the others fold into it.
     assert result.stdout.count("─" * 72) == 1, result.stdout
     assert "1 alerts queued, 1 sent" in result.stderr
+
+
+def test_the_parse_process_ends_with_a_daemon_killed_outright(workdir, feed_server):
+    """kill -9 (the OOM killer) never shuts the pool down: the parse process, the forkserver and its resource
+    tracker stayed for good (~64 MB per kill), holding the daemon's output pipes open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT, write_feeds_yaml
+
+    feeds = []
+    for i in range(60):
+        feed_server.routes[f"/f{i}.xml"] = Route(rss([{"title": f"Wetter in Region {i}", "guid": f"w{i}",
+                                                        "link": f"https://x{i}.example/2", "ago": 4}]))
+        feeds.append({"id": f"f{i}", "url": feed_server.url(f"/f{i}.xml"), "name": f"Outlet {i}", "lang": "de"})
+    write_feeds_yaml(workdir / "watchlists", feeds)
+    env = {**os.environ, "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"),
+           "MEDIABOT_STATE_DIR": str(workdir / "state")}
+    daemon = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def descendants(pid: int) -> set[int]:
+        out: set[int] = set()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                out |= {child, *descendants(child)}
+        return out
+
+    try:
+        deadline = time.monotonic() + 30
+        family: set[int] = set()
+        while time.monotonic() < deadline and len(family) < 3:  # the forkserver, its tracker, the worker
+            time.sleep(0.2)
+            family = descendants(daemon.pid)
+        assert len(family) >= 3, "the parse process did not start"
+    finally:
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in family):
+        time.sleep(0.2)
+    alive = [p for p in family if Path(f"/proc/{p}").exists()]
+    for p in alive:  # (do not leave them behind, whatever the outcome)
+        os.kill(p, signal.SIGKILL)
+    assert alive == []
