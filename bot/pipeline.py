@@ -110,6 +110,9 @@ class CycleContext:
     parse_process_from: int = 50  # feeds to parse in one cycle
     _parser: ProcessPoolExecutor | None = field(default=None, repr=False)
     _parser_watchlists: object = field(default=None, repr=False)
+    # Feed states the store could not save (a full disk): their backoff holds from memory meanwhile; read
+    # from the store, each such feed was due again at every tick, fetched and parsed for nothing.
+    _unsaved: dict[str, FeedState] = field(default_factory=dict, repr=False)
     big_cycle: bool = False  # set by run_cycle from the number of due feeds
 
     async def parse(self, *args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
@@ -213,7 +216,7 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     if ctx.stories is not None:
         ctx.stories.expire(now)
     feeds = [f for f in ctx.config.feeds if f.enabled]
-    states = {f.id: ctx.store.feed_state(f.id, f.url) for f in feeds}
+    states = {f.id: ctx._unsaved.get(f.id) or ctx.store.feed_state(f.id, f.url) for f in feeds}
     for f in feeds:
         if changed := follow_feeds_yaml(f, states[f.id]):
             logger.info("feed edited in feeds.yaml feed=%s changed=%s url=%s identity=%s interval=%s", f.id,
@@ -280,6 +283,7 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
     """Poll one feed and record what it brought. Never raises for feed trouble."""
     try:
         outcome = await _poll_feed(ctx, spec, state)
+        ctx._unsaved.pop(spec.id, None)
     except Exception as exc:  # a bug (with traceback) or a store that cannot be written; the others go on
         if isinstance(exc, StoreError):  # a full disk, a read-only file: words, no traceback
             logger.error("feed not recorded, the state store cannot be written feed=%s error=%s: %s; it is "
@@ -287,12 +291,19 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
         else:
             logger.exception("feed poll crashed feed=%s", spec.id)
         state.last_error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+        # What was fetched is not recorded: the next poll must fetch and read it again, not take the
+        # document for one it has (a full disk lost every item of it that way, for good).
+        state.etag = state.last_modified = state.body_hash = None
         state.failures += 1
         state.next_poll = ctx.now() + timedelta(seconds=_backoff(state.failures, None, ctx.settings))
         try:
             ctx.store.save_feed_state(state)
+            ctx._unsaved.pop(spec.id, None)
         except Exception as exc2:
-            logger.error("cannot save feed state feed=%s error=%s: %s", spec.id, type(exc2).__name__, exc2)
+            if spec.id not in ctx._unsaved:  # once, not at every retry
+                logger.error("cannot save feed state feed=%s error=%s: %s; its next poll is kept in memory",
+                             spec.id, type(exc2).__name__, exc2)
+            ctx._unsaved[spec.id] = state
         outcome = FeedOutcome(spec.id, "error", error=state.last_error)
     if ctx.on_feed:
         ctx.on_feed(outcome)

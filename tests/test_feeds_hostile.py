@@ -501,3 +501,39 @@ async def test_half_an_emoji_in_a_json_feed_does_not_block_the_feed(rig):
     assert report.feeds_ok == ["jf"] and rig.items("jf") == 2
     titles = sorted(i.title for i in rig.store.items_since(datetime(2000, 1, 1, tzinfo=UTC)))
     assert titles == ["Kursk: Lage am Abend \ufffd", "Zweite Meldung"]
+
+
+async def test_a_store_that_cannot_write_does_not_make_every_feed_due_at_every_tick(rig):
+    """With a full disk the next poll could not be saved: read back from the store, every feed was due at
+    every tick (30 s), fetched and parsed for nothing, with two ERROR lines each time."""
+    rig.server.routes["/f"] = Route(body=_good(1, "a"))
+    rig.add("f", "/f")
+    ctx = rig.ctx()  # one process: what it keeps in memory counts
+    await run_cycle(ctx)
+    rig.clock.advance(3600)
+    rig.server.routes["/f"] = Route(body=_good(3, "b"))
+    rig.store._db.execute("PRAGMA query_only=1")  # no write goes through (a full file system)
+    assert "f" in (await run_cycle(ctx)).feeds_failed
+    hits = rig.server.hits("/f")
+    rig.clock.advance(2)  # the next tick, within the feed's backoff (at least poll_min_interval, 5 s here)
+    await run_cycle(ctx)
+    assert rig.server.hits("/f") == hits  # not due yet: its backoff holds without the store
+    rig.store._db.execute("PRAGMA query_only=0")  # space again
+    rig.clock.advance(3600)
+    assert "f" in (await run_cycle(ctx)).feeds_ok and rig.items("f") == 4
+
+
+async def test_items_a_full_disk_kept_out_of_the_store_are_recorded_once_it_has_room(rig):
+    """The items could not be written but the feed's state could (a small update in place): it kept the new
+    document's validators, so the next poll took the document as one it had read, and its items were lost."""
+    rig.server.routes["/f"] = Route(body=_good(1, "a"))
+    rig.add("f", "/f")
+    await run_cycle(rig.ctx())
+    rig.clock.advance(3600)
+    rig.server.routes["/f"] = Route(body=_good(300, "b"))  # many new items: more than the file has room for
+    pages = rig.store._db.execute("PRAGMA page_count").fetchone()[0]
+    rig.store._db.execute(f"PRAGMA max_page_count={pages}")  # the file cannot grow: a full disk
+    assert "f" in (await run_cycle(rig.ctx())).feeds_failed
+    rig.store._db.execute("PRAGMA max_page_count=1073741823")
+    rig.clock.advance(3600)
+    assert "f" in (await run_cycle(rig.ctx())).feeds_ok and rig.items("f") == 301
