@@ -38,6 +38,17 @@ class Route:
     handler: Callable[[BaseHTTPRequestHandler], None] | None = None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client killed mid-request (the crash tests) is expected: no traceback on stderr for it."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FeedServer:
     """Serves feed documents per path; counts requests; supports ETag/304."""
 
@@ -84,7 +95,7 @@ class FeedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -264,17 +275,6 @@ class SentMessage:
     def buttons(self) -> list[dict[str, Any]]:
         """The message's inline buttons, row after row."""
         return [b for row in (self.reply_markup or {}).get("inline_keyboard") or [] for b in row]
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """A client killed mid-request (the crash tests) is expected: no traceback on stderr for it."""
-
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class TelegramStub:
