@@ -80,6 +80,9 @@ def parse_document(body: bytes, spec: FeedSpec, now: datetime, url: str | None =
         item = _entry_to_item(entry, spec, now, base, feed_lang)
         if item is not None:
             items.append(item)
+    exc = parsed.get("bozo_exception")
+    if not items and isinstance(exc, SAXParseException):  # broken inside its first item: not a good poll
+        raise ParseError(f"broken XML, no items ({_reason(exc)})")
     return ParsedFeed(items, _ttl(feed))
 
 

@@ -167,8 +167,11 @@ def test_external_entity_is_never_read(tmp_path):
         ((DATA / "malformed.xml").read_bytes(), "broken XML"),
         (b"just some text", "not a feed"),
         (b"\x00\x01\x02binary\xff\xfe", "not a feed"),
+        # cut inside its first item: it counted as a good poll with no news (no failure streak, green)
+        (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item><title>Kursk: Nordkorea',
+         "broken XML"),
     ],
-    ids=["empty", "whitespace-bom", "html", "malformed", "text", "binary"],
+    ids=["empty", "whitespace-bom", "html", "malformed", "text", "binary", "cut-in-first-item"],
 )
 def test_not_a_feed_raises_parse_error_in_plain_words(body, reason):
     with pytest.raises(ParseError) as info:
