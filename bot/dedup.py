@@ -611,6 +611,7 @@ class StoryIndex:
         """Forget entries published before the window."""
         with self._lock:
             df = self._df
+            revive: set[int] = set()
             while self._order:
                 eid = self._order[0]
                 entry = self._entries.get(eid)
@@ -625,6 +626,20 @@ class StoryIndex:
                     posting = self._postings[i]
                     if posting is not None and posting and posting[0] == eid:
                         posting.pop(0)  # entries expire oldest first, so each posting is trimmed at its head
+                    elif posting is None and df[i] < _RARE:
+                        revive.add(i)
+            # A word common in a surge (150 recent items) lost its posting; once the surge has expired it is
+            # a word like any other again. Without its posting back it never nominated a candidate for the
+            # rest of the process's life, so copies folded after a restart but not before.
+            if revive:
+                rebuilt: dict[int, array[int]] = {i: array("i") for i in revive}
+                for eid in self._order:
+                    entry = self._entries.get(eid)
+                    if entry is not None:
+                        for i in revive.intersection(entry.words):
+                            rebuilt[i].append(eid)
+                for i, posting in rebuilt.items():
+                    self._postings[i] = posting
 
     # -- the two users: the pipeline (stories) and `mediabot match` (item ids) -------------------
 

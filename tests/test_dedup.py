@@ -650,3 +650,22 @@ def test_one_agency_teaser_under_headlines_that_write_a_figure_differently_is_on
                                          "published": "2024-11-20T08:00:00Z"}), "a") is None
     assert index.check(item_from_record({"id": "b", "title": second, "summary": teaser, "lang": lang,
                                          "published": "2024-11-20T08:20:00Z"}), "b") == "a"
+
+
+def test_a_word_common_in_a_past_surge_finds_copies_again_once_the_surge_expired():
+    """A word once in 150 recent items lost its posting for good: after a surge of Sudzha reports had
+    expired, a copy of the next Sudzha story alerted a second time in a process that had lived through the
+    surge, while a restarted one folded it (dedup depended on uptime)."""
+    lead = ("Die ukrainischen Truppen haben sich nach Angaben des Generalstabs aus der Kleinstadt Sudscha im "
+            "Gebiet Kursk zurückgezogen.")
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    index = StoryIndex(window=48 * 3600)
+    for i in range(160):  # a hot week: the same words in 160 matched reports, each with its own names
+        index.add(f"s{i}", f"Lage {i} am Morgen: Ukrainische Truppen ziehen sich aus Sudscha zurück? Ort{i}",
+                  f"{lead} Die Lage bleibe angespannt, sagt Sprecher{i}.", "de", t0 + timedelta(minutes=i))
+    now = t0 + timedelta(days=5)  # long over
+    index.expire(now)
+    index.add("story-A", "Ukrainische Truppen ziehen sich aus Sudscha zurück", f"{lead} Die Lage bleibe angespannt.",
+              "de", now)
+    copy = index.nearest("Ukrainische Truppen ziehen sich aus Sudscha zurück", lead, "de", now + timedelta(minutes=5))
+    assert copy == "story-A"
