@@ -590,13 +590,22 @@ async def _unknown(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The feeds in feeds.yaml and how their polls go; a paused one says so, and states of feeds no longer
+    in feeds.yaml are named apart (they showed as ✅ or ❌ for weeks after the admin removed them)."""
     rt = _rt(context)
-    states = rt.store.feed_states()
-    if not states:
+    states = {s.feed_id: s for s in rt.store.feed_states()}
+    if not rt.config.feeds and not states:
         await _reply(update, _t(update, "feeds_none"))
         return
     lines = []
-    for s in states:
+    for spec in rt.config.feeds:
+        s = states.pop(spec.id, None)
+        if not spec.enabled:
+            lines.append(f"⏸ <b>{_e(spec.id)}</b> · paused in feeds.yaml (enabled: false)")
+            continue
+        if s is None:
+            lines.append(f"🕓 <b>{_e(spec.id)}</b> · not polled yet")
+            continue
         ok = "⛔" if s.disabled else "❌" if s.last_error else "✅"
         parts = [f"{ok} <b>{_e(s.feed_id)}</b>"]
         parts.append("ok " + (_local(rt, s.last_success) if s.last_success else "–"))
@@ -607,6 +616,8 @@ async def _feeds(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         elif s.next_poll:
             parts.append("next " + _local(rt, s.next_poll))
         lines.append(" · ".join(parts))
+    if states:
+        lines.append("Not in feeds.yaml any more (kept for their items): " + ", ".join(_e(i) for i in sorted(states)))
     await _reply(update, "\n".join(lines))
 
 

@@ -89,6 +89,12 @@ class Metrics:
         self._failing.update(feed_ids)
         self.feeds_failing.set(len(self._failing))
 
+    def feeds_in_force(self, feed_ids: Iterable[str]) -> None:
+        """After a reload: a feed removed or disabled is polled no more, and no longer counts as failing
+        (an alert on the gauge never cleared once the admin had taken a dead feed out)."""
+        self._failing.intersection_update(feed_ids)
+        self.feeds_failing.set(len(self._failing))
+
     def on_feed(self, outcome: FeedOutcome) -> None:
         """`CycleContext.on_feed` hook: one feed poll finished."""
         self.feeds_polled.labels(outcome.status).inc()

@@ -45,7 +45,7 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
     gc.freeze()  # the dedup index rebuilt at start lives long: keep it out of every later full collection
     metrics = Metrics()
     _instrument(rt, metrics)
-    metrics.failing_at_start(f.id for f in config.feeds if rt.store.feed_state(f.id, f.url).failures)
+    metrics.failing_at_start(f.id for f in config.feeds if f.enabled and rt.store.feed_state(f.id, f.url).failures)
     stop = asyncio.Event()
     exit_code = 0
     loop = asyncio.get_running_loop()
@@ -246,6 +246,7 @@ def _instrument(rt: Runtime, metrics: Metrics) -> None:
     daemon's runtime has no other hooks."""
     rt.ctx.on_feed = metrics.on_feed
     rt.deliverer.on_sent = metrics.on_sent
+    rt.extras["metrics"] = metrics  # a reload tells it which feeds are still in force
     metrics.watch_delivery(rt.deliverer.stats)
 
 
@@ -309,6 +310,8 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
             if w.id not in rt.config.watchlist_names()]
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
+    if (metrics := rt.extras.get("metrics")) is not None:
+        metrics.feeds_in_force(f.id for f in config.feeds if f.enabled)
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
 
     for warning in lint_watchlists(config.watchlists):

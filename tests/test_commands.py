@@ -448,21 +448,45 @@ async def test_admin_commands_refused_for_others(start_bot):
 
 async def test_feeds_shows_feed_health(start_bot, feed_server):
     bot = await start_bot()
-    assert "Noch keine" in await bot.say("/feeds", chat_id=ADMIN)
+    assert "🕓 <b>news</b> · not polled yet" in await bot.say("/feeds", chat_id=ADMIN)
     await run_cycle(bot.rt.ctx, ignore_schedule=True)
     reply = await bot.say("/feeds", chat_id=ADMIN)
     assert "✅ <b>news</b>" in reply and "next" in reply
 
 
+async def test_feeds_shows_what_feeds_yaml_says_not_every_feed_ever_polled(start_bot, feed_server):
+    """A feed removed from feeds.yaml stayed in /feeds as ✅ or ❌ for weeks, and a paused one looked
+    as if it was polled."""
+    from bot.models import FeedSpec
+
+    bot = await start_bot()
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    state = bot.rt.store.feed_state("oldblog", "https://old.example/rss")
+    state.last_error, state.failures = "not found (404)", 3
+    bot.rt.store.save_feed_state(state)
+    config = bot.rt.config
+    paused = replace(config.feeds[0], enabled=False)
+    fresh = FeedSpec(id="zeit", url="https://zeit.example/rss", name="Zeit", lang="de")
+    bot.rt.swap_config(replace(config, feeds=(paused, fresh)))
+    reply = await bot.say("/feeds", chat_id=ADMIN)
+    assert "⏸ <b>news</b> · paused" in reply and "🕓 <b>zeit</b> · not polled yet" in reply
+    assert "❌" not in reply and "Not in feeds.yaml any more (kept for their items): oldblog" in reply
+
+
 async def test_feeds_lists_every_feed_in_messages_telegram_accepts(start_bot):
     """Many failing feeds with long errors: the list is split between lines into several messages,
     each under Telegram's limit with its tags intact, and no feed is left out."""
+    from bot.models import FeedSpec
+
     bot = await start_bot()
     now = datetime.now(UTC)
+    feeds = []
     for n in range(60):
+        feeds.append(FeedSpec(id=f"outlet-{n:02d}", url=f"https://outlet{n}.example/rss", name=f"O{n}", lang="de"))
         state = bot.rt.store.feed_state(f"outlet-{n:02d}", f"https://outlet{n}.example/rss")
         state.last_error, state.failures, state.last_attempt = "HTTP 503 <Service Unavailable> " * 8, 3, now
         bot.rt.store.save_feed_state(state)
+    bot.rt.swap_config(replace(bot.rt.config, feeds=tuple(feeds)))
     before = len(bot.stub.sent_to(ADMIN))
     await bot.say("/feeds", chat_id=ADMIN)
     assert await until(lambda: sum(m.text.count("<b>outlet-") for m in bot.stub.sent_to(ADMIN)[before:]) == 60)

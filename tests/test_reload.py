@@ -77,6 +77,26 @@ def test_a_restart_with_a_broken_edit_serves_the_last_good_config(workdir, feed_
     assert "serving the last good config" in log.read_text()
 
 
+async def test_a_failing_feed_taken_out_of_feeds_yaml_no_longer_counts_as_failing(workdir):
+    """mediabot_feeds_failing kept a removed or paused feed until a restart (and a paused one after it):
+    an alert on the gauge never cleared once the admin had dealt with the dead feed."""
+    from bot.metrics import Metrics
+    from bot.pipeline import FeedOutcome
+    from bot.scheduler import _instrument, reload_config
+
+    rt, settings = _runtime(workdir)
+    try:
+        metrics = Metrics()
+        _instrument(rt, metrics)
+        metrics.on_feed(FeedOutcome("n", "error", error="HTTP 500"))
+        assert "mediabot_feeds_failing 1.0" in metrics.render().decode()
+        write_feeds_yaml(workdir / "watchlists", [{"id": "other", "url": "https://o.example/feed.xml"}])
+        assert await reload_config(rt, settings) == []
+        assert "mediabot_feeds_failing 0.0" in metrics.render().decode()
+    finally:
+        await rt.aclose()
+
+
 def _runtime(workdir, **settings):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
