@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.config import Config, Settings, Watchlist, config_signature, load_config, save_good_copy
+from bot.deliver import payload_of
 from bot.errors import ConfigError, StoreError, TokenRejectedError
 
 if TYPE_CHECKING:
@@ -308,8 +309,10 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
             if w.id not in config.watchlist_names()]
     back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
             if w.id not in rt.config.watchlist_names()]
+    old_config = rt.config
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
+    _drop_alerts_config_withdrew(rt, old_config, config)
     if (metrics := rt.extras.get("metrics")) is not None:
         metrics.feeds_in_force(f.id for f in config.feeds if f.enabled)
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
@@ -328,6 +331,30 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
     if orphaned or told:
         rt.deliverer.wake()
     return []
+
+
+def _drop_alerts_config_withdrew(rt: Runtime, old: Config, new: Config) -> None:
+    """Alerts still waiting (Telegram down, a mute, quiet hours, a digest) of a list the admins removed or
+    paused, or for a chat they took out of a list's chats:, are dropped as /unsubscribe drops a chat's:
+    they went out on /unmute or when Telegram was back, after the admins had withdrawn them. An alert that
+    also came through another list the chat still gets stays."""
+    live = {w.id: w for w in new.watchlists if w.enabled}
+    withdrawn = {w.id for w in old.watchlists if w.id not in live}
+    removed_chats = {w.id: set(w.chats) - set(live[w.id].chats) for w in old.watchlists if w.id in live}
+    touched = withdrawn | {w for w, chats in removed_chats.items() if chats}
+    if not touched:
+        return
+    subscribed: dict[int, set[str]] = {}
+    drop = []
+    for row in rt.store.waiting_alerts(touched):
+        lists = [str(w) for w in payload_of(row).get("lists") or [row.watchlist]]
+        subs = subscribed.setdefault(row.chat_id, rt.store.subscriptions(row.chat_id))
+        if not any(w in live and (w in subs or row.chat_id in live[w].chats) for w in lists):
+            drop.append(row.id)
+    if drop:
+        rt.store.drop_alerts(drop, "config changed")
+        logger.info("alerts of withdrawn watchlists or chats dropped count=%d lists=%s", len(drop),
+                    ",".join(sorted(touched)))
 
 
 def _tell_subscribers(rt: Runtime, lists: list[tuple[Watchlist, list[int]]], text: str, now: datetime) -> int:

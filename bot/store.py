@@ -788,6 +788,23 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("UPDATE outbox SET state='failed', error=?, attempts=attempts+1 WHERE id=?", (error, row_id))
 
+    def waiting_alerts(self, watchlists: Iterable[str]) -> list[OutboxRow]:
+        """Alerts of these watchlists not sent yet (pending, or held while muted, in quiet hours, for a digest)."""
+        ids = sorted(set(watchlists))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT * FROM outbox WHERE kind='alert' AND state IN ('pending','held') "
+                                f"AND watchlist IN ({marks}) ORDER BY id", ids)
+        return [_row(r) for r in rows]
+
+    def drop_alerts(self, row_ids: Sequence[int], reason: str) -> None:
+        """Alerts that must not go any more (their list was removed or paused): merged away, with why."""
+        with self._tx() as db:
+            for chunk, marks in _in_chunks(map(str, row_ids)):
+                db.execute(f"UPDATE outbox SET state='merged', error=? WHERE state IN ('pending','held') "
+                           f"AND id IN ({marks})", [reason, *chunk])
+
     def set_state(self, row_ids: Sequence[int], state: str, not_before: datetime | None = None) -> None:
         """Move rows between pending/held/merged (mute, quiet hours, digests)."""
         with self._tx() as db:

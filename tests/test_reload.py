@@ -97,6 +97,43 @@ async def test_a_failing_feed_taken_out_of_feeds_yaml_no_longer_counts_as_failin
         await rt.aclose()
 
 
+async def test_alerts_still_waiting_for_a_list_the_admins_paused_or_a_chat_they_removed_are_dropped(workdir):
+    """A held alert of a list paused since went out on /unmute; a channel taken out of chats: still got its
+    pending alerts once Telegram was back. An alert that also came through a list the chat keeps stays."""
+    from datetime import UTC, datetime
+
+    from bot.models import Item
+    from bot.scheduler import reload_config
+    from bot.store import NewItem
+
+    channel = -1001234567890
+    wdir = workdir / "watchlists"
+    troops = wdir / "dprk-troops.yaml"
+    troops.write_text(troops.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
+    rt, settings = _runtime(workdir)
+    try:
+        now = datetime.now(UTC)
+        rt.store.ensure_chat(1001)
+        for w in ("kursk-front", "russia-dprk-treaty"):
+            rt.store.subscribe(1001, w, now)
+        alerts = [("a", 1001, "kursk-front", None), ("b", 1001, "kursk-front", ["kursk-front", "russia-dprk-treaty"]),
+                  ("c", channel, "dprk-troops", None), ("d", 1001, "russia-dprk-treaty", None)]
+        for key, chat, watchlist, lists in alerts:
+            item = Item(key=key, feed_id="n", title=f"Meldung {key}", summary="", link=f"https://n.example/{key}",
+                        canonical_link=f"https://n.example/{key}", guid=key, published=now, lang="de", source="N")
+            rt.store.record_items([NewItem(item, [key], [], [(chat, watchlist)],
+                                           chat_lists={chat: lists} if lists else {})], None, now)
+        kursk = wdir / "kursk-front.yaml"
+        kursk.write_text(kursk.read_text(encoding="utf-8") + "enabled: false\n", encoding="utf-8")
+        troops.write_text(troops.read_text(encoding="utf-8").replace(f"chats: [{channel}]", ""), encoding="utf-8")
+        assert await reload_config(rt, settings) == []
+        waiting = {r.payload.split('"title": "')[1].split('"')[0] for r in rt.store.outbox_rows("pending")}
+        assert waiting == {"Meldung b", "Meldung d"}  # b also came through the treaty list, which stays
+        assert len(rt.store.outbox_rows("merged")) == 2
+    finally:
+        await rt.aclose()
+
+
 def _runtime(workdir, **settings):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
