@@ -378,6 +378,7 @@ class Deliverer:
         self._in_flight_rows: set[int] = set()
         self._routed: set[int] = set()  # rows the router already let through (not routed again)
         self._backlogged: set[int] = set()  # chats whose last send was deferred (an outage, flood control)
+        self.unreachable: tuple[datetime, str] | None = None  # since when sends fail for the network, and why
         self.token_rejected = False  # Telegram refused the token: rows wait, the operator must act
         self._unrecorded: dict[int, int | None] = {}  # row -> message id: sent, the store could not record it
         self._store_said = 0.0
@@ -576,6 +577,8 @@ class Deliverer:
             delay = exc.retry_after
             if delay <= 0:  # network trouble: back off exponentially
                 delay = min(300.0, 2.0 ** min(row.attempts + 1, 8))
+                if self.unreachable is None:
+                    self.unreachable = (self.now(), str(exc))
             else:
                 self.stats.rate_limited += 1
             self.pacer.block(row.chat_id, delay)
@@ -645,6 +648,7 @@ class Deliverer:
             self.store.mark_retry(row.id, self.now() + timedelta(seconds=60), "internal error")
             return
         self.token_rejected = False
+        self.unreachable = None
         self._backlogged.discard(row.chat_id)
         try:
             self.store.mark_sent(row.id, message_id, self.now())

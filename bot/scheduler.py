@@ -130,6 +130,10 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
         if rt.deliverer.token_rejected:
             return False, "the bot token was rejected; alerts stay queued"
         if telegram is not None and telegram.done() and not telegram.cancelled() and telegram.exception() is None:
+            failing = rt.deliverer.unreachable
+            if failing is not None:  # still ok: an outage at Telegram is not ours to restart for, but say it
+                since, why = failing
+                return True, f"sends failing since {since:%H:%M:%S} UTC ({why[:120]}); messages wait and go out later"
             return True, "connected"
         return True, "connecting (alerts queue meanwhile)"  # an outage there is not ours to restart for
 

@@ -653,8 +653,11 @@ async def test_alerts_piled_up_in_a_telegram_outage_come_as_one_digest(runtime, 
         rt.deliverer.wake()
         await asyncio.sleep(0.4)
     assert telegram.sent_to(A) == []
+    failing = rt.deliverer.unreachable  # what /healthz shows ("connected" it said all along)
+    assert failing is not None and "Bad Gateway" in failing[1]
     telegram.unavailable = 0  # Telegram is back
     await drain
+    assert rt.deliverer.unreachable is None
     sent = telegram.sent_to(A)
     assert all("Zusammenfassung" in m.text for m in sent) and len(sent) <= 2, [m.text[:60] for m in sent]
     assert sum(m.text.count("• ") for m in sent) == 15
