@@ -85,7 +85,11 @@ def _safe_url(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        netloc = parts.netloc if parts.netloc.isascii() else parts.netloc.encode("idna").decode("ascii")
+        netloc = parts.netloc
+        if not netloc.isascii():  # an IDN host as punycode; the user part and port as they are
+            user, at, _ = netloc.rpartition("@")
+            port = f":{parts.port}" if parts.port is not None else ""
+            netloc = f"{quote(user, safe=_URL_SAFE)}{at}{host.encode('idna').decode('ascii')}{port}"
     except (ValueError, UnicodeError):
         return None
     if "." not in host and ":" not in host:

@@ -982,6 +982,8 @@ def save_good_copy(directory: Path, state_dir: Path) -> None:
     config in memory; a fresh process (a cron run, a restart) that finds a broken edit has only this copy,
     and runs on it instead of stopping every alert until the edit is fixed."""
     files = {p.name: p.read_text(encoding="utf-8") for p in config_files(directory) if p.is_file()}
+    if _config_of(files) is None:  # edited again since it loaded, and broken now: keep the copy there is
+        return
     target = state_dir / GOOD_COPY
     tmp = target.with_name(target.name + ".tmp")
     saved = datetime.now(UTC).isoformat(timespec="seconds")
@@ -997,10 +999,16 @@ def load_good_copy(state_dir: Path) -> tuple[Config, str] | None:
         files = {Path(str(name)).name: str(text) for name, text in data["files"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    config = _config_of(files)
+    return (config, str(data.get("saved", "?"))) if config is not None else None
+
+
+def _config_of(files: Mapping[str, str]) -> Config | None:
+    """The config these files (name -> text) make, or None when they have errors."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text, encoding="utf-8")
         try:
-            return load_config(Path(tmp)), str(data.get("saved", "?"))
+            return load_config(Path(tmp))
         except ConfigError:
             return None

@@ -151,6 +151,7 @@ class TelegramSender:
 
     def __init__(self, bot: Any) -> None:
         self.bot = bot
+        self.on_topic_gone: Callable[[int], None] | None = None  # a chat's forum topic was deleted or closed
         # PTB 22's RetryAfter reads its own deprecated int `retry_after` while being constructed; under
         # `-W error` that warning would replace the 429 itself. We read `_retry_after` (a timedelta).
         from telegram.warnings import PTBDeprecationWarning
@@ -166,10 +167,12 @@ class TelegramSender:
                 reply_markup=_keyboard(message), link_preview_options=_no_preview(),
             )
         except Exception as exc:
-            if message.thread is not None and "thread not found" in str(exc).lower():
-                # the forum topic it subscribed in was deleted: the General topic, rather than nowhere
-                logger.warning("forum topic gone, posting in the General topic chat=%s topic=%s", chat_id,
-                               message.thread)
+            if message.thread is not None and any(w in str(exc).lower() for w in ("thread not found", "topic_closed")):
+                # the forum topic it subscribed in was deleted or closed: the General topic, rather than nowhere
+                logger.warning("forum topic gone or closed, posting in the General topic from now on chat=%s "
+                               "topic=%s", chat_id, message.thread)
+                if self.on_topic_gone is not None:
+                    self.on_topic_gone(chat_id)
                 return await self.send(chat_id, replace(message, thread=None))
             plain = _plain_fallback(exc, message)
             if plain is None:
@@ -255,8 +258,9 @@ def retry_after_seconds(exc: Any) -> float:
 
 
 # Telegram's 400 answers for a chat the bot is in but may not post to: a channel admin without "Post
-# messages", a group where members may not write, a forum whose General topic is closed.
-_NO_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send", "topic_closed")
+# messages", a group where members may not write. (A forum's closed General topic is a refused message:
+# the group stays on, and a /subscribe in another topic moves its alerts there.)
+_NO_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send")
 
 
 def _map_error(exc: Exception) -> DeliveryError:
@@ -278,12 +282,13 @@ def _map_error(exc: Exception) -> DeliveryError:
             return ChatUnavailableError(f"may not post: {exc}")
         return MessageRejectedError(f"rejected by Telegram: {exc}")
     if isinstance(exc, (TimedOut, NetworkError)):
-        # Not connected (or no free connection): the request never left. Anything else (no answer in time, the
-        # connection dropped mid-way) may come after Telegram took the message.
+        # The request went out and its answer was lost (no answer in time, the connection dropped mid-way):
+        # Telegram may have taken the message. Not connected, no free connection, or an answer that came (a
+        # 502 from Telegram's front): it did not.
         import httpx
 
-        never_left = isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-        return RetryLaterError(f"network: {exc}", 0.0, maybe_sent=not never_left)
+        lost = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+        return RetryLaterError(f"network: {exc}", 0.0, maybe_sent=isinstance(exc.__cause__, lost))
     return DeliveryError(f"{type(exc).__name__}: {exc}")
 
 
@@ -379,6 +384,7 @@ class Deliverer:
         self._routed: set[int] = set()  # rows the router already let through (not routed again)
         self._backlogged: set[int] = set()  # chats whose last send was deferred (an outage, flood control)
         self.unreachable: tuple[datetime, str] | None = None  # since when sends fail for the network, and why
+        self._maybe_sent: set[int] = set()  # rows whose answer was lost once (counted once)
         self.token_rejected = False  # Telegram refused the token: rows wait, the operator must act
         self._unrecorded: dict[int, int | None] = {}  # row -> message id: sent, the store could not record it
         self._store_said = 0.0
@@ -587,8 +593,10 @@ class Deliverer:
             self._backlogged.add(row.chat_id)
             if exc.maybe_sent and row.kind != "edit":  # an edit made twice changes nothing
                 # There is no asking Telegram whether it took the message: sending it again may repeat it,
-                # not sending it may lose it. A repeat is the lesser harm; it is counted and said.
-                self.stats.maybe_repeated += 1
+                # not sending it may lose it. A repeat is the lesser harm; it is counted (once a message) and said.
+                if row.id not in self._maybe_sent:
+                    self._maybe_sent.add(row.id)
+                    self.stats.maybe_repeated += 1
                 logger.warning("send deferred, answer lost: the message may have gone out and may arrive twice "
                                "chat=%s row=%s retry_in_s=%.1f reason=%s", row.chat_id, row.id, delay, exc)
                 return
@@ -649,6 +657,7 @@ class Deliverer:
             return
         self.token_rejected = False
         self.unreachable = None
+        self._maybe_sent.discard(row.id)
         self._backlogged.discard(row.chat_id)
         try:
             self.store.mark_sent(row.id, message_id, self.now())
@@ -736,16 +745,27 @@ class HoldRouter:
         return out
 
     def merge_backlog(self, chat_id: int, now: datetime, busy: Container[int]) -> bool:
-        """Merge a chat's waiting alerts (due or in retry; not `busy`: in flight) into a digest when there are
-        more than the threshold, or when a digest of them already waits too (alerts queued after it would come
-        singly behind it). Returns whether it did."""
+        """A chat whose sends are deferred (an outage): hold what its mute or quiet hours hold, and merge the
+        rest of its waiting alerts (due or in retry; not `busy`: in flight) into a digest when there are more
+        than the threshold, or into the digest already waiting for it (alerts queued behind it came singly, or
+        each as a digest of one). Returns whether the outbox changed."""
         rows = self.store.outbox_rows("pending", chat_id)
-        waiting = [r for r in rows if r.kind == "alert" and r.id not in busy]
-        if not waiting or not (over_backlog(len(waiting), self.threshold) or any(r.kind == "digest" for r in rows)):
+        alerts = [r for r in rows if r.kind == "alert" and r.id not in busy]
+        waiting_digests = [r for r in rows if r.kind == "digest" and r.id not in busy]
+        if not alerts:
             return False
-        digest_id = self._queue_digest(chat_id, waiting, now)
+        prefs = ChatPrefs.from_row(self.store.chat(chat_id))
+        mutes = self.store.mute_map(chat_id)
+        held = [r.id for r in alerts if self._until(r, prefs, mutes, now) is not None]
+        if held:
+            self.store.set_state(held, "held")
+            self._next_look.pop(chat_id, None)
+        free = [r for r in alerts if r.id not in set(held)]
+        if not free or not (waiting_digests or over_backlog(len(free), self.threshold)):
+            return bool(held)
+        digest_id = self._queue_digest(chat_id, free, now, join=waiting_digests)
         logger.info("backlog after deferred sends merged into a digest chat=%s alerts=%d row=%s", chat_id,
-                    len(waiting), digest_id)
+                    len(free), digest_id)
         return True
 
     def release(self, now: datetime) -> int:
@@ -779,12 +799,19 @@ class HoldRouter:
         logger.info("held alerts released chat=%s count=%d", chat_id, len(plan.row_ids))
         return len(plan.row_ids)
 
-    def _queue_digest(self, chat_id: int, rows: Sequence[OutboxRow], now: datetime) -> int:
-        """One digest row per message the alerts need ("Digest (2/3)"); returns the first row's id."""
+    def _queue_digest(self, chat_id: int, rows: Sequence[OutboxRow], now: datetime,
+                      join: Sequence[OutboxRow] = ()) -> int:
+        """One digest row per message the alerts need ("Digest (2/3)"), with the stories of the digest rows
+        in `join` (which it replaces); returns the first row's id."""
         chat = self.store.chat(chat_id)
         words = labels(str(chat["language"]) if chat else self.language)
         held = [dict(payload_of(r), watchlist=r.watchlist, story_id=r.story_id) for r in rows]
         row_of = {id(e): r.id for e, r in zip(held, rows, strict=True)}
+        for digest in join:
+            for entry in payload_of(digest).get("entries") or []:
+                if isinstance(entry, dict):
+                    held.append(entry)
+                    row_of[id(entry)] = digest.id
         entries = digest_order(held)
         dated = digest_dated(entries, self.tz)
         pages = digest_pages(entries, self.names(), dated)

@@ -622,6 +622,6 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
     stale = {it.key for it in items if it.dated and now - it.published > lapse}
     out.update(it.key for it in items if it.key not in stale)
     if stale:
-        out.burst = (f"{len(stale)} dated before the {settings.dedup_window // 3600} h dedup window: "
+        out.burst = (f"{len(stale)} dated before the {int(settings.dedup_window // 3600)} h dedup window: "
                      "reissued GUIDs, a moved site, or old items listed again")
     return out

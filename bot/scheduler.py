@@ -349,12 +349,26 @@ def _drop_alerts_config_withdrew(rt: Runtime, old: Config, new: Config) -> None:
     if not touched:
         return
     subscribed: dict[int, set[str]] = {}
-    drop = []
-    for row in rt.store.waiting_alerts(touched):
-        lists = [str(w) for w in payload_of(row).get("lists") or [row.watchlist]]
-        subs = subscribed.setdefault(row.chat_id, rt.store.subscriptions(row.chat_id))
-        if not any(w in live and (w in subs or row.chat_id in live[w].chats) for w in lists):
+
+    def still_gets(chat: int, payload: dict[str, Any], watchlist: str) -> bool:
+        subs = subscribed.setdefault(chat, rt.store.subscriptions(chat))
+        lists = [str(w) for w in payload.get("lists") or [watchlist]]
+        return any(w in live and (w in subs or chat in live[w].chats) for w in lists)
+
+    drop = [row.id for row in rt.store.waiting_alerts(touched)
+            if not still_gets(row.chat_id, payload_of(row), row.watchlist)]
+    for row in rt.store.waiting_digests():  # a digest waiting loses the withdrawn lists' stories
+        body = payload_of(row)
+        entries = [e for e in body.get("entries") or [] if isinstance(e, dict)]
+        keep = [e for e in entries if still_gets(row.chat_id, e, str(e.get("watchlist") or ""))]
+        if len(keep) == len(entries):
+            continue
+        if not keep:
             drop.append(row.id)
+            continue
+        total = body.get("total")
+        total = total - (len(entries) - len(keep)) if isinstance(total, int) else len(keep)
+        rt.store.rewrite_payload(row.id, dict(body, entries=keep, total=max(total, len(keep))))
     if drop:
         rt.store.drop_alerts(drop, "config changed")
         logger.info("alerts of withdrawn watchlists or chats dropped count=%d lists=%s", len(drop),

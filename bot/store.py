@@ -788,6 +788,17 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("UPDATE outbox SET state='failed', error=?, attempts=attempts+1 WHERE id=?", (error, row_id))
 
+    def waiting_digests(self) -> list[OutboxRow]:
+        """Digests not sent yet."""
+        rows = self._db.execute("SELECT * FROM outbox WHERE kind='digest' AND state IN ('pending','held') ORDER BY id")
+        return [_row(r) for r in rows]
+
+    def rewrite_payload(self, row_id: int, payload: dict[str, Any]) -> None:
+        """A waiting row's message changed before it went (a digest lost a withdrawn list's stories)."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET payload=? WHERE id=? AND state IN ('pending','held')",
+                       (json.dumps(payload, ensure_ascii=False), row_id))
+
     def waiting_alerts(self, watchlists: Iterable[str]) -> list[OutboxRow]:
         """Alerts of these watchlists not sent yet (pending, or held while muted, in quiet hours, for a digest)."""
         ids = sorted(set(watchlists))
@@ -860,7 +871,7 @@ class SqliteStore:
                               (chat_id,)).rowcount:
                 return None
             return db.execute("UPDATE outbox SET state='merged', error='not allowed' WHERE chat_id=? "
-                              "AND kind='alert' AND state IN ('pending','held')", (chat_id,)).rowcount
+                              "AND kind IN ('alert','digest') AND state IN ('pending','held')", (chat_id,)).rowcount
 
     def forget_message(self, chat_id: int, message_id: int) -> None:
         """The chat's alert message is gone (deleted, too old to edit): no "also" edits for it any more."""

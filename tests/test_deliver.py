@@ -661,3 +661,12 @@ async def test_alerts_piled_up_in_a_telegram_outage_come_as_one_digest(runtime, 
     sent = telegram.sent_to(A)
     assert all("Zusammenfassung" in m.text for m in sent) and len(sent) <= 2, [m.text[:60] for m in sent]
     assert sum(m.text.count("• ") for m in sent) == 15
+
+
+def test_an_article_link_keeps_its_host_when_made_safe_for_telegram():
+    """A link with a user part and an international domain name was rewritten to point at another host."""
+    from bot.alerts import _safe_url
+
+    assert _safe_url("https://user:pw@münchen.de:8080/a b") == "https://user:pw@xn--mnchen-3ya.de:8080/a%20b"
+    assert _safe_url("https://ru.example/новости/1") == "https://ru.example/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/1"
+    assert _safe_url("http://newsdesk/kursk") is None and _safe_url("ftp://x.example/a") is None
