@@ -506,6 +506,10 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
     edits for later copies. Because one thread does this for every feed, a copy of a story that
     another feed carried in the same cycle is found (once that feed's write is done). Returns the
     number of alerts queued."""
+    # A reload may have paused or removed a list since this feed was matched: no alerts of it any more.
+    live = {w.id for w in ctx.config.watchlists if w.enabled}
+    new_items = [n if all(w in live for _, w in n.alert_chats)
+                 else replace(n, alert_chats=[(c, w) for c, w in n.alert_chats if w in live]) for n in new_items]
     if ctx.stories is not None:
         folded: list[NewItem] = []
         for n in new_items:

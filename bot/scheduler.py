@@ -313,10 +313,9 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
             if w.id not in config.watchlist_names()]
     back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
             if w.id not in rt.config.watchlist_names()]
-    old_config = rt.config
+    rt.extras["withdrawn_from"] = rt.config  # (reload_config drops what the new config withdrew)
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
-    _drop_alerts_config_withdrew(rt, old_config, config)
     if (metrics := rt.extras.get("metrics")) is not None:
         metrics.feeds_in_force(f.id for f in config.feeds if f.enabled)
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
@@ -433,4 +432,10 @@ async def reload_config(rt: Runtime, settings: Settings) -> list[str]:
     async with _reload_lock(rt):
         rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
         prepared = await asyncio.to_thread(_prepare, settings)
-        return _apply(rt, settings, *prepared)
+        problems = _apply(rt, settings, *prepared)
+        old = rt.extras.pop("withdrawn_from", None)
+        if old is not None:
+            # On the store's writer thread, after any write of a cycle that matched under the old config
+            # (later writes check the new one: pipeline._write).
+            await rt.ctx.in_store(_drop_alerts_config_withdrew, rt, old, rt.config)
+        return problems

@@ -134,6 +134,32 @@ async def test_alerts_still_waiting_for_a_list_the_admins_paused_or_a_chat_they_
         await rt.aclose()
 
 
+async def test_a_feed_matched_before_a_reload_writes_no_alert_of_a_list_paused_since(workdir):
+    """A poll cycle already running when the admins paused a list wrote that list's alerts after the reload
+    had dropped the waiting ones."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from bot.models import Item
+    from bot.pipeline import _write
+    from bot.store import NewItem
+
+    rt, _settings = _runtime(workdir)
+    try:
+        now = datetime.now(UTC)
+        item = Item(key="k", feed_id="n", title="Nordkoreanische Soldaten bei Kursk", summary="", link="https://n.example/k",
+                    canonical_link="https://n.example/k", guid="k", published=now, lang="de", source="N")
+        matched = NewItem(item, ["k"], [], [(1001, "kursk-front"), (1002, "dprk-troops")])  # matched before the reload
+        config = rt.config
+        rt.swap_config(replace(config, watchlists=tuple(replace(w, enabled=w.id != "kursk-front")
+                                                          for w in config.watchlists)))  # the reload: paused
+        assert await rt.ctx.in_store(_write, rt.ctx, [matched], rt.store.feed_state("n", "https://n.example/feed.xml"),
+                                     now, []) == 1
+        assert [r.chat_id for r in rt.store.outbox_rows("pending")] == [1002]
+    finally:
+        await rt.aclose()
+
+
 def _runtime(workdir, **settings):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
