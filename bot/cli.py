@@ -205,14 +205,15 @@ def _cmd_poll(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     with asyncio.Runner() as runner:
-        code = runner.run(_poll_once(loaded.settings, loaded.config, rejected=loaded.problems))
+        code = runner.run(_poll_once(loaded.settings, loaded.config, rejected=loaded.problems,
+                                     signature=loaded.signature))
         if code > 128:  # stopped by a signal: a cancelled feed may still be parsing in a worker thread
             _exit_now_if_threads_linger(code)
         return code
 
 
 async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.stdout,
-                     rejected: Sequence[str] = ()) -> int:
+                     rejected: Sequence[str] = (), signature: dict[str, tuple[int, int, str]] | None = None) -> int:
     from bot.app import build_runtime
     from bot.pipeline import run_cycle
     from bot.scheduler import config_served, prune_store
@@ -221,7 +222,8 @@ async def _poll_once(settings: Settings, config: Config, stream: IO[str] = sys.s
         rt = build_runtime(settings, config, console_stream=stream)
     except StoreError as exc:
         return _refused(exc)
-    config_served(rt, settings, rejected)
+    config_served(rt, settings, rejected, signature if signature is not None else
+                  config_signature(settings.watchlists_dir))
     # SIGTERM (a pod deleted, a deadline) or Ctrl-C: stop polling, let the sends in flight settle, close
     # the store; what was recorded stays, unsent alerts wait for the next run. (Killed outright, the
     # sends in flight went out again next time; as PID 1 in a container the signal was ignored.)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from telegram import BotCommand, ChatMember, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus, ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -728,8 +728,6 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _answer(update: Update, text: str, *, show_alert: bool = False) -> bool:
     """Answer a button press; False when Telegram no longer takes the answer (a press made while the bot
     was down reaches it later, and an answer is only taken within seconds): that is no fault to log."""
-    from telegram.error import BadRequest
-
     query = update.callback_query
     assert query is not None
     try:

@@ -85,6 +85,11 @@ class Settings:
         return ZoneInfo(self.timezone)
 
     @property
+    def let_in(self) -> frozenset[int] | None:
+        """Who may get alerts in a restricted bot (MEDIABOT_ALLOWED_USERS and the admins); None: an open bot."""
+        return self.allowed | self.admins if self.allowed else None
+
+    @property
     def db_path(self) -> Path:
         """The SQLite file inside the state directory."""
         return self.state_dir / "mediabot.db"
@@ -977,13 +982,17 @@ def _load_config(directory: Path) -> Config:
 GOOD_COPY = "last-good-config.json"  # in the state directory
 
 
-def save_good_copy(directory: Path, state_dir: Path) -> None:
+def save_good_copy(directory: Path, state_dir: Path, loaded: Mapping[str, tuple[int, int, str]]) -> None:
     """Keep the YAML files that just loaded cleanly in the state directory. The daemon keeps its last good
     config in memory; a fresh process (a cron run, a restart) that finds a broken edit has only this copy,
-    and runs on it instead of stopping every alert until the edit is fixed."""
-    files = {p.name: p.read_text(encoding="utf-8") for p in config_files(directory) if p.is_file()}
-    if _config_of(files) is None:  # edited again since it loaded, and broken now: keep the copy there is
+    and runs on it instead of stopping every alert until the edit is fixed. `loaded`: the files'
+    config_signature taken before they were read; files edited since then are not known to be good, and the
+    copy there is stays."""
+    raw = {p.name: p.read_bytes() for p in config_files(directory) if p.is_file()}
+    if {name: hashlib.sha1(data).hexdigest() for name, data in raw.items()} != {
+            name: digest for name, (_, _, digest) in loaded.items()}:
         return
+    files = {name: data.decode("utf-8") for name, data in raw.items()}
     target = state_dir / GOOD_COPY
     tmp = target.with_name(target.name + ".tmp")
     saved = datetime.now(UTC).isoformat(timespec="seconds")

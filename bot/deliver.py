@@ -723,19 +723,7 @@ class HoldRouter:
             else:
                 out.append(row)
         for chat_id, alerts in by_chat.items():
-            prefs = ChatPrefs.from_row(self.store.chat(chat_id))
-            mutes = self.store.mute_map(chat_id)
-            held: list[int] = []
-            free: list[OutboxRow] = []
-            for r in alerts:  # one pass: a set of held ids rebuilt per row was quadratic in the backlog
-                if self._until(r, prefs, mutes, now) is None:
-                    free.append(r)
-                else:
-                    held.append(r.id)
-            if held:
-                self.store.set_state(held, "held")
-                self._next_look.pop(chat_id, None)
-                logger.debug("alerts held chat=%s count=%d", chat_id, len(held))
+            free = self._hold(chat_id, alerts, now)
             if over_backlog(len(free), self.threshold):
                 digest_id = self._queue_digest(chat_id, free, now)
                 logger.info("backlog merged into a digest chat=%s alerts=%d row=%s", chat_id, len(free), digest_id)
@@ -743,6 +731,23 @@ class HoldRouter:
             out.extend(free)
         out.sort(key=lambda r: (r.kind == "edit", r.not_before, r.id))  # as the store's due()
         return out
+
+    def _hold(self, chat_id: int, alerts: Sequence[OutboxRow], now: datetime) -> list[OutboxRow]:
+        """Hold the chat's alerts its mute or quiet hours hold (state 'held'); returns the others."""
+        prefs = ChatPrefs.from_row(self.store.chat(chat_id))
+        mutes = self.store.mute_map(chat_id)
+        held: list[int] = []
+        free: list[OutboxRow] = []
+        for r in alerts:  # one pass: a set of held ids rebuilt per row was quadratic in the backlog
+            if self._until(r, prefs, mutes, now) is None:
+                free.append(r)
+            else:
+                held.append(r.id)
+        if held:
+            self.store.set_state(held, "held")
+            self._next_look.pop(chat_id, None)
+            logger.debug("alerts held chat=%s count=%d", chat_id, len(held))
+        return free
 
     def merge_backlog(self, chat_id: int, now: datetime, busy: Container[int]) -> bool:
         """A chat whose sends are deferred (an outage): hold what its mute or quiet hours hold, and merge the
@@ -754,15 +759,9 @@ class HoldRouter:
         waiting_digests = [r for r in rows if r.kind == "digest" and r.id not in busy]
         if not alerts:
             return False
-        prefs = ChatPrefs.from_row(self.store.chat(chat_id))
-        mutes = self.store.mute_map(chat_id)
-        held = [r.id for r in alerts if self._until(r, prefs, mutes, now) is not None]
-        if held:
-            self.store.set_state(held, "held")
-            self._next_look.pop(chat_id, None)
-        free = [r for r in alerts if r.id not in set(held)]
+        free = self._hold(chat_id, alerts, now)
         if not free or not (waiting_digests or over_backlog(len(free), self.threshold)):
-            return bool(held)
+            return len(free) < len(alerts)
         digest_id = self._queue_digest(chat_id, free, now, join=waiting_digests)
         logger.info("backlog after deferred sends merged into a digest chat=%s alerts=%d row=%s", chat_id,
                     len(free), digest_id)

@@ -578,8 +578,7 @@ def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list
     if ctx.console:
         return [CONSOLE_CHAT]
     # A bot restricted to some users (MEDIABOT_ALLOWED_USERS): a user taken off the list gets no more alerts.
-    let_in = ctx.settings.allowed | ctx.settings.admins if ctx.settings.allowed else None
-    return list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist, let_in=let_in)]))
+    return list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist, let_in=ctx.settings.let_in)]))
 
 
 class _Alertable(set[str]):

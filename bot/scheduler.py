@@ -42,7 +42,9 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
     from bot.pipeline import run_cycle
 
     rt = build_runtime(settings, config)
-    await asyncio.to_thread(config_served, rt, settings, rejected)
+    signature = signature if signature is not None else await asyncio.to_thread(config_signature,
+                                                                              settings.watchlists_dir)
+    await asyncio.to_thread(config_served, rt, settings, rejected, signature)
     gc.freeze()  # the dedup index rebuilt at start lives long: keep it out of every later full collection
     metrics = Metrics()
     _instrument(rt, metrics)
@@ -170,8 +172,7 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
                           max_instances=1, coalesce=True, id="poll")
         scheduler.add_job(prune, "interval", hours=6, next_run_time=datetime.now(UTC) + timedelta(minutes=1),
                           id="prune")
-        # the files as they were read (before build_runtime: an edit saved while it ran is a change)
-        rt.extras["config_files"] = signature if signature is not None else config_signature(settings.watchlists_dir)
+        rt.extras["config_files"] = signature  # as read (before build_runtime: an edit saved since is a change)
         scheduler.add_job(reload_if_changed, "interval", seconds=2, id="reload")
         scheduler.start()
         delivery = asyncio.create_task(rt.deliverer.run(), name="delivery")
@@ -278,8 +279,9 @@ def _reload_lock(rt: Runtime) -> asyncio.Lock:
     return lock
 
 
-def _prepare(settings: Settings) -> tuple[Config | None, Any, list[str]]:
-    """Read and validate the YAML and build its matcher: (config, matcher, problems)."""
+def _prepare(settings: Settings, signature: dict[str, tuple[int, int, str]]) -> tuple[Config | None, Any, list[str]]:
+    """Read and validate the YAML (whose config_signature, taken before, is `signature`) and build its
+    matcher: (config, matcher, problems)."""
     try:
         config = load_config(settings.watchlists_dir)
     except ConfigError as exc:
@@ -288,7 +290,7 @@ def _prepare(settings: Settings) -> tuple[Config | None, Any, list[str]]:
         logger.exception("config reload failed")
         return None, None, [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: "
                             f"{exc}); this is a mediabot bug, please report it with the log"]
-    _keep_good_copy(settings)
+    _keep_good_copy(settings, signature)
     from bot.match import Matcher
 
     return config, Matcher(config.watchlists), []
@@ -299,21 +301,18 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
     now = datetime.now(UTC)
     if config is None:
         logger.error("config reload rejected, keeping the last good config: %s", "; ".join(problems))
-        text = "Config reload rejected; the last good config stays in force:\n" + "\n".join(problems[:20])
-        rt.store.queue_notice(sorted(settings.admins), text, now)
+        _tell_admins_rejected(rt, settings, problems, now)
         rt.deliverer.wake()
         rt.extras["config_rejected"] = True
         return problems
     if rt.extras.pop("config_rejected", False):  # the admins' last word from the bot was the rejection
-        rt.store.queue_notice(sorted(settings.admins), f"Config reload accepted: the edited files are in force "
-                              f"({len(config.feeds)} feeds, {len(config.watchlists)} watchlists).", now)
+        _tell_admins_accepted(rt, settings, config, now)
         rt.deliverer.wake()
-    let_in = settings.allowed | settings.admins if settings.allowed else None
+    let_in = settings.let_in
     gone = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in rt.config.watchlists
             if w.id not in config.watchlist_names()]
     back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
             if w.id not in rt.config.watchlist_names()]
-    rt.extras["withdrawn_from"] = rt.config  # (reload_config drops what the new config withdrew)
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     if (metrics := rt.extras.get("metrics")) is not None:
@@ -393,10 +392,12 @@ def _tell_subscribers(rt: Runtime, lists: list[tuple[Watchlist, list[int]]], tex
 _REJECTED_MARK = "config-rejected"  # in the state directory: the problems the admins were last told of
 
 
-def config_served(rt: Runtime, settings: Settings, problems: Sequence[str]) -> None:
+def config_served(rt: Runtime, settings: Settings, problems: Sequence[str],
+                  signature: dict[str, tuple[int, int, str]]) -> None:
     """At the start of `run` and `poll --once`: with `problems`, the YAML was broken and the last good copy
     is served; the admins are told once per set of problems (a cron job must not repeat it every run).
-    Without, the config in force is kept as the good copy, and admins told of a rejection hear it is fixed."""
+    Without, the config in force (read as `signature`) is kept as the good copy, and admins told of a
+    rejection hear it is fixed."""
     mark = settings.state_dir / _REJECTED_MARK
     now = datetime.now(UTC)
     if problems:
@@ -406,21 +407,29 @@ def config_served(rt: Runtime, settings: Settings, problems: Sequence[str]) -> N
         with contextlib.suppress(OSError):
             if mark.read_text(encoding="utf-8") == digest:
                 return
-        rt.store.queue_notice(sorted(settings.admins), "Config rejected; the last good config stays in force "
-                              "until it is fixed:\n" + "\n".join(problems[:20]), now)
+        _tell_admins_rejected(rt, settings, problems, now)
         with contextlib.suppress(OSError):
             mark.write_text(digest, encoding="utf-8")
         return
     if mark.exists():
-        rt.store.queue_notice(sorted(settings.admins), f"Config accepted: the edited files are in force "
-                              f"({len(rt.config.feeds)} feeds, {len(rt.config.watchlists)} watchlists).", now)
-    _keep_good_copy(settings)
+        _tell_admins_accepted(rt, settings, rt.config, now)
+    _keep_good_copy(settings, signature)
 
 
-def _keep_good_copy(settings: Settings) -> None:
+def _tell_admins_rejected(rt: Runtime, settings: Settings, problems: Sequence[str], now: datetime) -> None:
+    rt.store.queue_notice(sorted(settings.admins), "Config rejected; the last good config stays in force until "
+                          "it is fixed:\n" + "\n".join(problems[:20]), now)
+
+
+def _tell_admins_accepted(rt: Runtime, settings: Settings, config: Config, now: datetime) -> None:
+    rt.store.queue_notice(sorted(settings.admins), f"Config accepted: the edited files are in force "
+                          f"({len(config.feeds)} feeds, {len(config.watchlists)} watchlists).", now)
+
+
+def _keep_good_copy(settings: Settings, signature: dict[str, tuple[int, int, str]]) -> None:
     """The YAML just loaded cleanly: keep it for a later start that finds a broken edit (save_good_copy)."""
     try:
-        save_good_copy(settings.watchlists_dir, settings.state_dir)
+        save_good_copy(settings.watchlists_dir, settings.state_dir, signature)
         (settings.state_dir / _REJECTED_MARK).unlink(missing_ok=True)
     except OSError as exc:
         logger.warning("could not keep a copy of the good config in %s: %s", settings.state_dir, exc)
@@ -430,11 +439,11 @@ async def reload_config(rt: Runtime, settings: Settings) -> list[str]:
     """Re-read the YAML now (/reload, SIGHUP); swap it in when valid, keep the last good one otherwise.
     Read and built off the event loop, like a reload on a change. Returns the problems."""
     async with _reload_lock(rt):
-        rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
-        prepared = await asyncio.to_thread(_prepare, settings)
+        signature = rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
+        prepared = await asyncio.to_thread(_prepare, settings, signature)
+        old = rt.config
         problems = _apply(rt, settings, *prepared)
-        old = rt.extras.pop("withdrawn_from", None)
-        if old is not None:
+        if rt.config is not old:
             # On the store's writer thread, after any write of a cycle that matched under the old config
             # (later writes check the new one: pipeline._write).
             await rt.ctx.in_store(_drop_alerts_config_withdrew, rt, old, rt.config)

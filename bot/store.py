@@ -674,8 +674,7 @@ class SqliteStore:
         which = "" if watchlist is None else " AND watchlist=?"
         args = (chat_id,) if watchlist is None else (chat_id, watchlist)
         with self._tx() as db:
-            db.execute("UPDATE outbox SET state='merged', error='unsubscribed' WHERE chat_id=? AND kind='alert' "
-                       f"AND state IN ('pending','held'){which}", args)
+            _drop_waiting(db, "unsubscribed", f"chat_id=? AND kind='alert'{which}", args)
             return db.execute(f"DELETE FROM subscriptions WHERE chat_id=?{which}", args).rowcount
 
     def subscriptions(self, chat_id: int) -> set[str]:
@@ -813,8 +812,7 @@ class SqliteStore:
         """Alerts that must not go any more (their list was removed or paused): merged away, with why."""
         with self._tx() as db:
             for chunk, marks in _in_chunks(map(str, row_ids)):
-                db.execute(f"UPDATE outbox SET state='merged', error=? WHERE state IN ('pending','held') "
-                           f"AND id IN ({marks})", [reason, *chunk])
+                _drop_waiting(db, reason, f"id IN ({marks})", chunk)
 
     def set_state(self, row_ids: Sequence[int], state: str, not_before: datetime | None = None) -> None:
         """Move rows between pending/held/merged (mute, quiet hours, digests)."""
@@ -853,13 +851,16 @@ class SqliteStore:
 
     def is_allowed(self, chat_id: int) -> bool:
         """True when an admin let this user or chat in (restricted mode)."""
-        row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
-        return bool(row and row[0] == 1)
+        return self._allowed(chat_id) == 1
 
     def is_locked_out(self, chat_id: int) -> bool:
         """True when an admin locked this chat out with /disallow (restricted mode)."""
+        return self._allowed(chat_id) == -1
+
+    def _allowed(self, chat_id: int) -> int:
+        """The chat's flag: 1 let in with /allow, -1 locked out with /disallow, 0 neither (or unknown)."""
         row = self._db.execute("SELECT allowed FROM chats WHERE id=?", (chat_id,)).fetchone()
-        return bool(row and row[0] == -1)
+        return int(row[0]) if row else 0
 
     def revoke(self, chat_id: int) -> int | None:
         """Lock a chat out of a restricted bot (/disallow): a user an admin let in, or a group or channel
@@ -870,8 +871,7 @@ class SqliteStore:
             if not db.execute("UPDATE chats SET allowed=-1 WHERE id=? AND (allowed=1 OR (id<0 AND allowed=0))",
                               (chat_id,)).rowcount:
                 return None
-            return db.execute("UPDATE outbox SET state='merged', error='not allowed' WHERE chat_id=? "
-                              "AND kind IN ('alert','digest') AND state IN ('pending','held')", (chat_id,)).rowcount
+            return _drop_waiting(db, "not allowed", "chat_id=? AND kind IN ('alert','digest')", (chat_id,))
 
     def forget_message(self, chat_id: int, message_id: int) -> None:
         """The chat's alert message is gone (deleted, too old to edit): no "also" edits for it any more."""
@@ -971,6 +971,12 @@ class _LockedConnection:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def _drop_waiting(db: _LockedConnection, reason: str, where: str, args: Sequence[object]) -> int:
+    """Rows not sent yet (pending or held) that must not go any more, merged away with why; returns how many."""
+    return int(db.execute(f"UPDATE outbox SET state='merged', error=? WHERE state IN ('pending','held') AND {where}",
+                          [reason, *args]).rowcount)
 
 
 def _insert_notices(db: _LockedConnection, notices: Iterable[tuple[int, str]], stamp: str | None) -> None:

@@ -248,13 +248,14 @@ def test_a_cron_run_with_a_broken_edit_serves_the_last_good_config_and_tells_the
 def test_a_broken_edit_never_becomes_the_kept_good_config(workdir: Path):
     """The copy was made by reading the files again after they loaded: an edit saved in between (broken)
     became the "good" copy, and the next start had nothing to fall back on."""
-    from bot.config import load_good_copy, save_good_copy
+    from bot.config import config_signature, load_good_copy, save_good_copy
 
     wdir, state = workdir / "watchlists", workdir / "state"
     write_feeds_yaml(wdir, [{"id": "n", "url": "https://n.example/feed.xml"}])
-    save_good_copy(wdir, state)
+    loaded = config_signature(wdir)  # the files as they were read
+    save_good_copy(wdir, state, loaded)
     kursk = wdir / "kursk-front.yaml"
     kursk.write_text(kursk.read_text(encoding="utf-8") + "colour: red\n", encoding="utf-8")
-    save_good_copy(wdir, state)  # loaded a moment before the broken save
+    save_good_copy(wdir, state, loaded)  # loaded a moment before the broken save
     good = load_good_copy(state)
     assert good is not None and "kursk-front" in good[0].watchlist_names()
