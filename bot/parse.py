@@ -159,6 +159,7 @@ def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_FIRST_FEED_YEAR = 1999  # RSS 0.90; a news feed item dated before it carries a placeholder
 
 
 def make_item(spec: FeedSpec, title: str, summary: str, link: str, guid: str,
@@ -172,6 +173,8 @@ def make_item(spec: FeedSpec, title: str, summary: str, link: str, guid: str,
         title, summary, link, guid, lang = (_SURROGATE.sub("\ufffd", v) for v in (title, summary, link, guid, lang))
     title = title or shorten(summary, 120)
     canon = canonical_link(link)
+    if published is not None and published.year < _FIRST_FEED_YEAR:
+        published = None  # a placeholder (a zero Unix time, 1900, year 1), not a date
     dated = published is not None
     when = published or now
     if when > now:

@@ -400,6 +400,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
 async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
+    items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window))
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
     fresh = [not any(k in seen for k in keys) for keys in keyed]
@@ -427,6 +428,9 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         matches = known
     else:
         matches = await asyncio.to_thread(_match_all, ctx.matcher, [it for it, _ in new]) if new else []
+    if frozen and new:
+        logger.info("feed dates ignored feed=%s date=%s new=%d (every item carries it: new items count as "
+                    "published when first seen)", spec.id, frozen.isoformat(), len(new))
     alertable = _alertable(spec, state, [it for it, _ in new], now, settings,
                            {it.key for (it, _), ms in zip(new, matches, strict=True) if ms})
     notices: list[tuple[int, str]] = []
@@ -579,6 +583,21 @@ def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list
         return [CONSOLE_CHAT]
     # A bot restricted to some users (MEDIABOT_ALLOWED_USERS): a user taken off the list gets no more alerts.
     return list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist, let_in=ctx.settings.let_in)]))
+
+
+def _dates_that_say_nothing(items: list[Item], now: datetime,
+                            older_than: timedelta) -> tuple[list[Item], datetime | None]:
+    """A document whose dated items (three or more) all carry one date older than `older_than` (a constant, a
+    zero or a frozen build date) gives no publication dates: its items count as undated (published when
+    first seen), and the date is returned. Otherwise every new item of such a feed looked like an old story
+    listed again, and the feed never alerted."""
+    dates = {it.published for it in items if it.dated}
+    if len(dates) != 1 or sum(it.dated for it in items) < 3:
+        return items, None
+    (date,) = dates
+    if now - date <= older_than:
+        return items, None
+    return [replace(it, dated=False, published=now) if it.dated else it for it in items], date
 
 
 class _Alertable(set[str]):

@@ -160,7 +160,8 @@ class FeedServer:
 
 
 def rss(items: list[dict[str, Any]], title: str = "Test feed") -> bytes:
-    """A small RSS 2.0 document; each item dict has title, link, guid, description, ago (minutes)."""
+    """A small RSS 2.0 document; each item dict has title, link, guid, description, ago (minutes), or
+    pubDate (the element's text as given, for dates that must not move between documents)."""
     now = datetime.now(UTC)
     parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{html.escape(title)}</title>'
              "<link>https://example.org/</link><description>test</description>"]
@@ -173,7 +174,9 @@ def rss(items: list[dict[str, Any]], title: str = "Test feed") -> bytes:
             parts.append(f'<guid isPermaLink="false">{html.escape(it["guid"])}</guid>')
         if it.get("description"):
             parts.append(f"<description>{html.escape(it['description'])}</description>")
-        if it.get("ago") is not None:
+        if it.get("pubDate"):
+            parts.append(f"<pubDate>{html.escape(it['pubDate'])}</pubDate>")
+        elif it.get("ago") is not None:
             when = now - timedelta(minutes=float(it["ago"]))
             parts.append(f"<pubDate>{email.utils.format_datetime(when)}</pubDate>")
         parts.append("</item>")

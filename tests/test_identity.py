@@ -344,6 +344,32 @@ async def test_a_moved_site_does_not_send_stories_older_than_the_dedup_window_ag
     assert not _alerted(out, 0) and not _alerted(out, 1)
 
 
+async def test_a_feed_that_stamps_every_item_with_one_old_date_still_alerts_new_stories(tmp_path, feed_server):
+    """A CMS that gives every item the same date (here a week old, frozen): each new story looked like an old
+    one listed again, was held back as older than the dedup window, and the feed never alerted."""
+    frozen = "Mon, 16 Nov 2026 06:00:00 GMT"
+    old = [dict(_story(n, 0), pubDate=frozen) for n in range(3)]
+    feed_server.routes["/f.xml"] = Route(rss(old))
+    first = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert not any(_alerted(first, n) for n in range(3))  # a first poll cannot tell what is recent: no catch-up
+    feed_server.routes["/f.xml"] = Route(rss([dict(_story(3, 0), pubDate=frozen), *old]))
+    out = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert _alerted(out, 3) and not any(_alerted(out, n) for n in range(3))
+    # the same with a zero date (1970) on every item, and on a single new one
+    feed_server.routes["/f.xml"] = Route(rss([dict(_story(4, 0), pubDate="Thu, 01 Jan 1970 00:00:00 GMT"),
+                                              dict(_story(3, 0), pubDate=frozen), *old]))
+    assert _alerted(await _poll(tmp_path, [_spec(feed_server, "/f.xml")]), 4)
+
+
+async def test_one_old_date_on_a_few_items_is_still_a_date(tmp_path, feed_server):
+    """Two items that share an old date (a relisted pair) stay what they are: old stories, held back."""
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))
+    await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30), _story(1, 3 * 24 * 60), _story(2, 3 * 24 * 60)]))
+    out = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert not _alerted(out, 1) and not _alerted(out, 2)
+
+
 async def test_a_feed_back_after_days_alerts_only_what_is_recent(tmp_path, feed_server):
     """A feed paused (or failing) for days and back: what it published meanwhile came as alerts a day old."""
     from datetime import UTC, datetime, timedelta
