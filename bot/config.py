@@ -240,13 +240,15 @@ class _Located:
     """A YAML value with the line it was written on (1-based); scalars keep the text as written (`raw`),
     mappings the line of each key (`keys`)."""
 
-    __slots__ = ("keys", "line", "raw", "value")
+    __slots__ = ("keys", "line", "lines", "raw", "value")
 
-    def __init__(self, value: Any, line: int, raw: str | None = None, keys: dict[str, int] | None = None) -> None:
+    def __init__(self, value: Any, line: int, raw: str | None = None, keys: dict[str, int] | None = None,
+                 lines: int = 1) -> None:
         self.value = value
         self.line = line
         self.raw = raw
         self.keys = keys or {}
+        self.lines = lines  # how many lines a plain (unquoted) scalar runs over; YAML joins them with spaces
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -275,9 +277,7 @@ def _compose(path: Path, problems: list[str]) -> _Located | None:
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        problems.append(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}")
+        problems.append(_yaml_problem(path, exc))
         return None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, max(exc.position, 0)) + 1
@@ -291,6 +291,36 @@ def _compose(path: Path, problems: list[str]) -> _Located | None:
     if node is None:
         return _Located(None, 1)
     return _Converter(path, problems).convert(node)
+
+
+# PyYAML's words for common slips of hand-written files -> what to do about them.
+_YAML_HINTS = (
+    ("'\\t' that cannot start any token", "a tab character: indent with spaces"),
+    ("mapping values are not allowed here", "a ': ' inside a value: put the whole text in quotes"),
+    ("unknown escape character", "in double quotes a backslash starts an escape: write regexes in single quotes"),
+    ("'@' that cannot start any token", "text that starts with @ or ` must be in quotes"),
+    ("'`' that cannot start any token", "text that starts with @ or ` must be in quotes"),
+    ("expected <block end>", "this line is indented differently from the lines of its list or mapping above"),
+)
+
+
+def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> str:
+    """A YAML syntax error as `file:line: ...`. An unclosed quote or bracket is reported where it opened
+    (the parser notices only at the end of the file, or at the next key), with the line it got to."""
+    problem = exc.problem or exc.context or "not valid YAML"
+    at = exc.problem_mark.line + 1 if exc.problem_mark else 1
+    context = exc.context or ""
+    opened = exc.context_mark.line + 1 if exc.context_mark else at
+    if "quoted scalar" in context and opened != at:
+        return (f"{path}:{opened}: invalid YAML: a quote opened on this line is never closed (the file reads on "
+                f"to line {at})")
+    if "flow sequence" in context or "flow mapping" in context:
+        bracket = "[" if "sequence" in context else "{"
+        if opened != at:
+            return (f"{path}:{opened}: invalid YAML: a {bracket} opened on this line is not closed where it should be "
+                    f"({problem} on line {at}); check its commas and its closing {']' if bracket == '[' else '}'}")
+    hint = next((h for key, h in _YAML_HINTS if key in problem), None)
+    return f"{path}:{at}: invalid YAML: {problem}" + (f" ({hint})" if hint else "")
 
 
 class _Converter:
@@ -337,7 +367,8 @@ class _Converter:
             value = None
         finally:
             loader.dispose()
-        return _Located(value, line, raw=node.value)
+        lines = node.end_mark.line - node.start_mark.line + 1 if node.style is None else 1
+        return _Located(value, line, raw=node.value, lines=lines)
 
     def _mapping(self, node: yaml.MappingNode, line: int) -> _Located:
         out: dict[str, _Located] = {}
@@ -436,7 +467,12 @@ class _Reader:
             return default
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.err(node.line, f"{what}.{key} must be a {'whole ' if whole else ''}number, got {_kind(value)}")
+            hint = ""
+            if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+                # '90' in quotes, or 085 (YAML 1.1 reads a leading 0 as octal, and 8 is no octal digit)
+                hint = (" (write it without a leading 0)" if value.strip().lstrip("+-").startswith("0")
+                        and node.raw == value else " (write it without quotes)")
+            self.err(node.line, f"{what}.{key} must be a {'whole ' if whole else ''}number, got {_kind(value)}{hint}")
             return default
         if whole and value != int(value):
             self.err(node.line, f"{what}.{key} must be a whole number, got {value:g}")
@@ -644,6 +680,7 @@ class Rule:
     title: tuple[str, ...] = ()  # these groups must match in the headline itself
     unless_any: tuple[str, ...] = ()  # the rule does not hold when any one of these groups matches
     unless_title: tuple[str, ...] = ()  # ... nor when any one of these matches in the headline
+    line: int = 0  # where it is written; 0 for the one rule a list without `rules:` has (all its groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -708,9 +745,14 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
                 r.err(terms_node.line, f"{wid}.groups.{gname} has no terms")
     rules: list[Rule] = []
     rnode = m.get("rules")
-    if rnode is None or rnode.value is None:
+    if rnode is None:
         if groups:
             rules.append(Rule(tuple(groups)))
+    elif rnode.value is None or rnode.value == []:
+        r.err(rnode.line, f"{wid}.rules is empty: list at least one rule (- all: [group, group]), or remove "
+                          "`rules:` to require every group together")
+    elif not groups:
+        pass  # no usable groups: the rules cannot be checked against them (the groups' problem is reported)
     elif not isinstance(rnode.value, list):
         r.err(rnode.line, f"{wid}.rules must be a list of {{all: [groups], near: N}}")
     else:
@@ -720,8 +762,12 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
             if rm is None:
                 continue
             names_node = rm.get("all")
-            if names_node is None or not isinstance(names_node.value, list) or not names_node.value:
-                r.err(rule_node.line, f"{what}.all must list one or more group names")
+            if names_node is None:
+                r.err(rule_node.line, f"{what} needs `all:` with the groups that must match (all: [group, group])")
+                continue
+            if _single_name(names_node) is None and (not isinstance(names_node.value, list) or not names_node.value):
+                r.err(names_node.line, f"{what}.all must list one or more group names in brackets "
+                                       "(all: [place, actor])")
                 continue
             names = _group_names(r, names_node, f"{what}.all", groups)
             unless = _optional_group_list(r, rm, "unless", what, groups)
@@ -744,10 +790,11 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
                     r.err(rm["unless_title"].line, f"{what}.unless_title: {g!r} must be in the headline (`title`) "
                                                    "and must not be, so the rule could never hold")
             near = r.number(rm, "near", what, 1, 200, None, whole=True)
-            if near is not None and len(names) < 2:
+            written = names_node.value if isinstance(names_node.value, list) else [names_node]
+            if near is not None and len(written) < 2:
                 r.err(rm["near"].line, f"{what}.near needs at least two groups in `all`")
             rules.append(Rule(tuple(names), int(near) if near is not None else None, tuple(unless),
-                              tuple(in_title), tuple(unless_any), tuple(unless_title)))
+                              tuple(in_title), tuple(unless_any), tuple(unless_title), rule_node.line))
     exclude: tuple[Term, ...] = ()
     if "exclude" in m and m["exclude"].value is not None:
         exclude = _terms(r, m["exclude"], f"{wid}.exclude")
@@ -785,18 +832,25 @@ def _optional_group_list(r: _Reader, rule: dict[str, _Located], key: str, what: 
     node = rule.get(key)
     if node is None or node.value is None:
         return []
-    if not isinstance(node.value, list) or not node.value:
-        r.err(node.line, f"{what}.{key} must list one or more group names")
+    if _single_name(node) is None and (not isinstance(node.value, list) or not node.value):
+        r.err(node.line, f"{what}.{key} must list one or more group names in brackets ({key}: [name, name])")
         return []
     return _group_names(r, node, f"{what}.{key}", groups)
 
 
+def _single_name(node: _Located) -> str | None:
+    """One group name written without brackets (`unless_title: israel`): taken as a list of one. Several
+    names without brackets (`all: iran, drones`) are not guessed at."""
+    text = _as_text(node)
+    return text if text is not None and _ID_RE.match(text) else None
+
+
 def _group_names(r: _Reader, node: _Located, what: str, groups: Mapping[str, object]) -> list[str]:
     names: list[str] = []
-    for n in node.value:
+    for n in node.value if isinstance(node.value, list) else [node]:
         name = _as_text(n)
         if name is None:
-            r.err(n.line, f"{what}: {n.value!r} is not a group name")
+            r.err(n.line, f"{what}: {_shown(n)} is not a group name")
         elif name not in groups:
             hint = _closest(name, groups)
             r.err(
@@ -821,7 +875,31 @@ def _terms(r: _Reader, node: _Located, what: str) -> tuple[Term, ...]:
     return tuple(out)
 
 
+def _shown(node: _Located) -> str:
+    """A value as the admin wrote it, for a message (a mapping's _Located parts are no text to show)."""
+    value = node.value
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return repr(node.raw if node.raw is not None and value is not None else value)
+
+
+def _colon_in_text(node: _Located) -> str | None:
+    """`Shahed: 136` in a list reads as a mapping of one key: the text the admin meant, if it looks so."""
+    if isinstance(node.value, dict) and len(node.value) == 1:
+        ((key, value),) = node.value.items()
+        if key not in TERM_KEYS and not isinstance(value.value, (dict, list)):
+            return f"{key}: {_as_text(value) or ''}".strip()
+    return None
+
+
 def _term(r: _Reader, node: _Located, what: str) -> Term | None:
+    colon = _colon_in_text(node)
+    if colon is not None:
+        r.err(node.line, f"{what}: {colon!r} reads as a key and a value (the ': ' in it); put text that holds "
+                         f"': ' in quotes: '{colon}'")
+        return None
     if not isinstance(node.value, dict):
         text = _as_text(node)
         if text is None:
@@ -830,6 +908,11 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
         text = text.strip()
         if not text:
             r.err(node.line, f"{what} is empty")
+            return None
+        if node.lines > 1 and " - " in text:
+            # "- Niger" with "  - Niamey" indented deeper below it: YAML joins the lines into one term
+            r.err(node.line, f"{what}: {text!r} runs over {node.lines} lines and reads as one term; a list item "
+                             "below it is indented deeper than it: give every `- ` of the list the same indentation")
             return None
         return Term(text, line=node.line) if _can_match(r, node.line, what, text, "fuzzy") else None
     m = r.mapping(node, what, TERM_KEYS)
@@ -851,8 +934,16 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
         else:
             for a in anode.value:
                 alias = _as_text(a)
-                if alias is None or not alias.strip():
-                    r.err(a.line, f"{what}.aliases: {a.value!r} is not text")
+                colon = _colon_in_text(a)
+                if colon is not None:
+                    r.err(a.line, f"{what}.aliases: {colon!r} reads as a key and a value (the ': ' in it); put "
+                                  f"text that holds ': ' in quotes: '{colon}'")
+                elif isinstance(a.value, dict):
+                    r.err(a.line, f"{what}.aliases: {_shown(a)}: an alias is plain text and takes the term's mode; "
+                                  "to give a spelling its own mode, write it as a term of its own in the group "
+                                  "(- {term: ..., mode: exact})")
+                elif alias is None or not alias.strip():
+                    r.err(a.line, f"{what}.aliases: {_shown(a)} is not text")
                 else:
                     spellings.append((alias.strip(), a.line))
     threshold = r.number(m, "threshold", what, 50, 100, None)
@@ -882,7 +973,10 @@ def _can_match(r: _Reader, line: int, what: str, spelling: str, mode: str) -> bo
             reason = exc.args[0] if exc.args else exc
             if isinstance(reason, bytes):
                 reason = reason.decode("utf-8", "replace")
-            r.err(line, f"{what}: invalid regular expression {spelling!r}: {reason}")
+            hint = (" (RE2 has no lookaround and no backreferences: that is what keeps every pattern linear in "
+                    "time; use an `unless` group or exclude: instead)"
+                    if "perl operator" in str(reason) or "backreference" in str(reason) else "")
+            r.err(line, f"{what}: invalid regular expression {spelling!r}: {reason}{hint}")
             return False
         if compiled.search("") is not None:
             r.err(line, f"{what}: the regular expression {spelling!r} matches empty text, so it would match every item")
@@ -891,7 +985,15 @@ def _can_match(r: _Reader, line: int, what: str, spelling: str, mode: str) -> bo
     if not any(ch.isalnum() for ch in spelling):
         r.err(line, f"{what}: {spelling!r} has no letter or digit, so it can never match")
         return False
+    if _NEAR_OPERATOR.search(spelling):
+        r.err(line, f"{what}: {spelling!r}: NEAR/n inside a term is read as words, not as an operator; put the two "
+                    "concepts in two groups and give the rule `near: n` (see the README)")
+        return False
     return True
+
+
+# NEAR/5 or W/3 as commercial tools write it, or a bare upper-case NEAR ("near Kursk" is a phrase).
+_NEAR_OPERATOR = re.compile(r"(?i:\b(?:NEAR|W)/\d+\b)|\bNEAR\b")
 
 
 # --------------------------------------------------------------------------- everything
@@ -975,8 +1077,23 @@ def _load_config(directory: Path) -> Config:
                 continue
             watchlists.append(wl)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_in_line_order(problems))
     return Config(tuple(feeds), tuple(watchlists))
+
+
+_PLACE = re.compile(r"(.*?):(\d+): ")
+
+
+def _in_line_order(problems: list[str]) -> list[str]:
+    """Problems file by file (in the order the files were read), each file's in line order."""
+    def place(problem: str) -> tuple[str, int]:
+        m = _PLACE.match(problem)
+        return (m.group(1), int(m.group(2))) if m else (problem, 0)
+
+    files: dict[str, int] = {}
+    for problem in problems:
+        files.setdefault(place(problem)[0], len(files))
+    return sorted(problems, key=lambda problem: (files[place(problem)[0]], place(problem)[1]))
 
 
 GOOD_COPY = "last-good-config.json"  # in the state directory

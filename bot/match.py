@@ -604,10 +604,15 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     A group that no rule names never counts (often left behind when a rule was removed), and a spelling
     listed twice in one term is dead weight: both hide what an edit changes. A spelling that is also in
     `exclude:` vetoes every item it would match.
+
+    Slips that YAML takes without a word: a list written without commas (`[Israel Израиль]`, one phrase
+    that never matches), an acronym written in lower case (it matches the everyday word, not the
+    acronym), AND/OR inside a term (read as words), and a list of three or more groups without `rules:`
+    (every group is then required, a group meant for a veto too).
     """
     out: list[str] = []
     for wl in watchlists:
-        out += _unused_groups(wl) + _repeated_spellings(wl) + _excluded_spellings(wl)
+        out += _unused_groups(wl) + _repeated_spellings(wl) + _excluded_spellings(wl) + _slips(wl)
         terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
         for term in terms:
             if term.mode != "fuzzy":
@@ -632,6 +637,40 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
                                f"of the commonest words of a feed language, so it counts in almost every text of "
                                f"that language; use a phrase instead (e.g. 'the {spelling}')")
+    return sorted(dict.fromkeys(out), key=_warning_place)  # in file and line order, each once
+
+
+def _warning_place(warning: str) -> tuple[str, int]:
+    path, _, rest = warning.partition(":")
+    line = rest.partition(":")[0]
+    return path, int(line) if line.isdigit() else 0
+
+
+_SCRIPTS = (("Latin", re.compile(r"[a-zà-ÿ]", re.IGNORECASE)), ("Cyrillic", _CYRILLIC), ("Korean", _HANGUL))
+
+
+def _slips(wl: Watchlist) -> list[str]:
+    out = []
+    if len(wl.rules) == 1 and wl.rules[0].line == 0 and len(wl.groups) >= 3:
+        out.append(f"{wl.source}:1: warning: no `rules:`, so an item must hit all {len(wl.groups)} groups together "
+                   f"({', '.join(wl.groups)}); if a group is meant for a veto or as an alternative, write `rules:`")
+    for term in (*(t for terms in wl.groups.values() for t in terms), *wl.exclude):
+        if term.mode == "regex":
+            continue
+        written = "".join(term.spellings)
+        if term.mode == "acronym" and not any(map(str.isupper, written)) and any(map(str.islower, written)):
+            out.append(f"{wl.source}:{term.line}: warning: {term.term!r} is an acronym in lower case: acronyms match "
+                       f"case-sensitively, so it takes the word {term.term!r}, not {term.term.upper()!r}; write it "
+                       "as it appears in headlines")
+        for spelling in term.spellings:
+            scripts = {name for word in spelling.split() for name, rx in _SCRIPTS if rx.search(word)}
+            if ";" in spelling or (len(spelling.split()) >= 2 and len(scripts) >= 2):
+                out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is one term whose words must all follow "
+                           "each other; if it is meant as several spellings, separate them with commas "
+                           "([Israel, Израиль]) or list them one per line")
+            elif re.search(r"\b(?:AND|OR|NOT)\b", spelling) and term.mode != "acronym":
+                out.append(f"{wl.source}:{term.line}: warning: {spelling!r}: AND, OR and NOT inside a term are read as "
+                           "words; put alternatives in one group and required concepts in separate groups of a rule")
     return out
 
 

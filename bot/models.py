@@ -76,11 +76,13 @@ class Match:
     @property
     def words(self) -> list[str]:
         """The words the terms took, as the item writes them, distinct and in first-hit order: what an
-        alert shows ("Artilleriegranaten", not the term names "Munition, ammunition")."""
+        alert shows ("Artilleriegranaten", not the term names "Munition, ammunition"). A word that a
+        longer phrase shown already holds goes ("Africa Corps" and "Africa" from two terms: "Africa Corps")."""
         seen: dict[str, str] = {}
         for hit in self.hits:
             seen.setdefault((hit.text or hit.term).casefold(), hit.text or hit.term)
-        return list(seen.values())
+        return [text for key, text in seen.items()
+                if not any(other != key and f" {key} " in f" {other} " for other in seen)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,14 +313,23 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
             if w.id not in config.watchlist_names()]
     back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
             if w.id not in rt.config.watchlist_names()]
+    old = rt.config
     rt.swap_config(config, matcher)
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     if (metrics := rt.extras.get("metrics")) is not None:
         metrics.feeds_in_force(f.id for f in config.feeds if f.enabled)
     from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
 
-    for warning in lint_watchlists(config.watchlists):
+    warnings = lint_watchlists(config.watchlists)
+    for warning in warnings:
         logger.warning("%s", warning)
+    # A slip YAML takes without a word (a list without commas, no rules: for a veto group) loads cleanly and
+    # changes what alerts: the admins hear of the warnings the edit brought, as they hear of errors.
+    brought = sorted(set(warnings) - set(lint_watchlists(old.watchlists)))
+    if brought:
+        rt.store.queue_notice(sorted(settings.admins), "Config reloaded; the edit is in force, with warnings "
+                              "(`mediabot check` shows them):\n" + "\n".join(brought[:20]), now)
+        rt.deliverer.wake()
     orphaned = [(w, chats) for w, chats in gone if chats or w.chats]
     if orphaned:  # a file renamed or deleted: its chats would silently get nothing more
         lines = [f"{w.id} ({w.name}): {len(set(chats) | set(w.chats))} chats" for w, chats in orphaned]

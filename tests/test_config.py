@@ -241,3 +241,85 @@ def test_check_shows_the_settings_without_credentials_in_the_telegram_url(workdi
     assert result.returncode == 0, result.stdout + result.stderr
     assert "s3cretpass" not in result.stdout
     assert "TELEGRAM_API_BASE_URL=https://[REDACTED]@tg.example/bot" in result.stdout
+
+
+# -- slips an admin makes that YAML would take without a word (hunt11a) --------------------------------------
+
+_LIST = "description: x\ngroups:\n  place: [Kursk]\n  actor: [Nordkorea]\n"
+
+
+def _warnings(d: Path) -> list[str]:
+    from bot.match import lint_watchlists
+
+    return lint_watchlists(load_config(d).watchlists)
+
+
+def test_an_empty_rules_key_is_an_error_and_no_rules_with_a_veto_group_is_a_warning(tmp_path: Path):
+    """`rules:` left empty (or commented out) made every group required, the one meant for a veto too: the
+    list alerted on the stories it was written to keep out, and check said OK."""
+    d = _dir(tmp_path, {"t.yaml": _LIST + "  veto: [Israel]\nrules:\n#  - all: [place, actor]\n"})
+    assert any("t.yaml:6: t.rules is empty" in p for p in _problems(d))
+    (d / "t.yaml").write_text(_LIST + "  veto: [Israel]\n", encoding="utf-8")
+    assert any(w.startswith(f"{d / 't.yaml'}:1: warning: no `rules:`") and "place, actor, veto" in w
+               for w in _warnings(d))
+    (d / "t.yaml").write_text(_LIST, encoding="utf-8")  # two groups and no rules: both required, as documented
+    assert _warnings(d) == []
+
+
+@pytest.mark.parametrize("terms, says", [
+    ("  veto: [Israel Израиль Tel Aviv]\n", "is one term whose words must all follow each other"),
+    ("  veto: [Israel; Israeli]\n", "is one term whose words must all follow each other"),
+    ("  veto:\n    - {term: car, mode: acronym}\n", "'car' is an acronym in lower case"),
+    ("  veto: [Iran AND Israel]\n", "AND, OR and NOT inside a term are read as words"),
+])
+def test_slips_that_load_are_warned_about(tmp_path: Path, terms: str, says: str):
+    d = _dir(tmp_path, {"t.yaml": _LIST + terms + "rules:\n  - all: [place, actor]\n    unless_any: [veto]\n"})
+    line = 5 + terms.count("\n") - 1  # the term's line
+    assert [w for w in _warnings(d) if says in w and f":{line}: warning:" in w], _warnings(d)
+
+
+def test_the_shipped_lists_bring_none_of_the_new_warnings():
+    from bot.match import lint_watchlists
+    from tests.conftest import ROOT
+
+    assert lint_watchlists(load_config(ROOT / "watchlists").watchlists) == []
+
+
+@pytest.mark.parametrize("text, line, says", [
+    # a list item indented one level too deep: YAML joined it to the item above ("Niger - Niamey")
+    (_LIST.replace("  actor: [Nordkorea]\n", "  actor:\n    - Nordkorea\n      - Pjöngjang\n"), 5,
+     "'Nordkorea - Pjöngjang' runs over 2 lines"),
+    (_LIST + "  veto:\n    - {term: Iran, aliases: [{term: Иран, mode: exact}]}\n", 6,
+     "{term: 'Иран', mode: 'exact'}: an alias is plain text"),
+    (_LIST.replace("[Kursk]", "[Kursk, Shahed: 136]"), 3, "'Shahed: 136' reads as a key and a value"),
+    (_LIST.replace("[Kursk]", "[Kursk NEAR/5 Front]"), 3, "NEAR/n inside a term is read as words"),
+    (_LIST.replace("[Kursk]", "['Kursk, Front]"), 3, "a quote opened on this line is never closed"),
+    (_LIST.replace("[Kursk]", "[Kursk, Front"), 3, "a [ opened on this line is not closed"),
+    (_LIST.replace("description: x", "description: Kursk: die Front"), 1, "put the whole text in quotes"),
+    (_LIST.replace("  place:", "\tplace:"), 3, "a tab character: indent with spaces"),
+    (_LIST + "threshold: '90'\n", 5, "got '90' (write it without quotes)"),
+    (_LIST + "rules:\n  - all: place, actor\n", 6, "group names in brackets (all: [place, actor])"),
+    (_LIST + "  veto:\n    - {term: 'Iran(?!ian)', mode: regex}\n", 6, "RE2 has no lookaround"),
+])
+def test_yaml_slips_are_errors_at_the_line_that_needs_the_fix(tmp_path: Path, text: str, line: int, says: str):
+    d = _dir(tmp_path, {"t.yaml": text})
+    problems = _problems(d)
+    assert [p for p in problems if p.startswith(f"{d / 't.yaml'}:{line}:") and says in p], problems
+    assert "_Located" not in " ".join(problems)
+
+
+def test_a_misspelt_groups_key_is_one_problem_not_one_per_rule_and_problems_come_in_line_order(tmp_path: Path):
+    text = _LIST.replace("groups:", "gropus:") + "rules:\n  - all: [place, actor]\n    near: 5\n" \
+        + "  - all: [place]\n"
+    problems = _problems(_dir(tmp_path, {"t.yaml": text}))
+    assert len(problems) == 2 and "did you mean 'groups'" in " ".join(problems), problems
+    text = _LIST + "threshold: 200\nrules:\n  - all: [place, nobody]\n    near: x\n" + "fields: nope\n"
+    (tmp_path / "b").mkdir()
+    lines = [int(p.split(":")[1]) for p in _problems(_dir(tmp_path / "b", {"t.yaml": text}))]
+    assert lines == sorted(lines) and len(lines) == 4
+
+
+def test_one_group_name_without_brackets_is_a_list_of_one(tmp_path: Path):
+    d = _dir(tmp_path, {"t.yaml": _LIST + "  veto: [Israel]\nrules:\n  - all: [place, actor]\n"
+                                          "    unless_title: veto\n"})
+    assert load_config(d).watchlists[0].rules[0].unless_title == ("veto",)

@@ -929,3 +929,15 @@ def test_a_front_story_that_recalls_the_submarine_in_its_lead_alerts():
                           "stehe Kursk für die Katastrophe seines Krieges. Die ukrainische Armee kontrolliere 1000 "
                           "Quadratkilometer der russischen Region.")
     assert "kursk-front" in [m.watchlist for m in found]
+
+
+def test_an_alert_shows_a_word_once_when_a_longer_phrase_holds_it():
+    """Two terms, 'Африканський корпус' and 'Африканський', took the same words: the alert listed
+    'Африканський корпус, Африканський'."""
+    from bot.models import Match, TermHit
+
+    hits = (TermHit("Africa Corps", "Африканський корпус", "title", 2, 100.0),
+            TermHit("Africa", "Африканський", "title", 2, 100.0),
+            TermHit("Mali", "Малі", "title", 5, 100.0), TermHit("Mali", "малі", "summary", 1, 100.0),
+            TermHit("Corps", "Corpus", "summary", 4, 100.0))
+    assert Match("w", 100.0, hits).words == ["Африканський корпус", "Малі", "Corpus"]

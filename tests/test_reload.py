@@ -228,6 +228,30 @@ async def test_a_renamed_watchlist_that_chats_follow_is_reported_to_the_admins_a
         await rt.aclose()
 
 
+async def test_an_edit_that_loads_with_a_new_warning_is_reported_to_the_admins(workdir):
+    """A list written without commas loads (one phrase that never matches), and the daemon took it in
+    silence: the admins now hear of the warnings an edit brought, once, and of none it did not bring."""
+    from bot.scheduler import reload_config
+
+    rt, settings = _runtime(workdir, admins=frozenset({ADMIN}))
+    try:
+        wdir = workdir / "watchlists"
+        text = "description: x\ngroups:\n  place: [Kursk]\n  actor: [Nordkorea, Pjöngjang]\n"
+        (wdir / "extra.yaml").write_text(text, encoding="utf-8")
+        assert await reload_config(rt, settings) == []
+        assert not [r for r in rt.store.outbox_rows() if r.kind == "notice"]  # a clean edit: nothing to say
+        (wdir / "extra.yaml").write_text(text.replace("Nordkorea, Pjöngjang", "Nordkorea Пхеньян"), encoding="utf-8")
+        assert await reload_config(rt, settings) == []
+        notices = [r for r in rt.store.outbox_rows() if r.kind == "notice"]
+        assert [r.chat_id for r in notices] == [ADMIN]
+        assert "with warnings" in notices[0].payload and f"{wdir / 'extra.yaml'}:4: warning:" in notices[0].payload
+        (wdir / "extra.yaml").write_text(text.replace("Kursk", "Kursk, Sudscha"), encoding="utf-8")
+        assert await reload_config(rt, settings) == []
+        assert len([r for r in rt.store.outbox_rows() if r.kind == "notice"]) == 1  # no warning brought
+    finally:
+        await rt.aclose()
+
+
 def test_check_rejects_a_dangling_symlink_and_names_the_line_of_a_bad_byte(workdir):
     from tests.conftest import run_cli
 
