@@ -75,7 +75,7 @@ def _e(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def _safe_url(url: str) -> str | None:
+def safe_url(url: str) -> str | None:
     """The link as Telegram takes it in a button and an href, or None. Telegram refuses the whole message
     for a URL with a space or other unencoded character, or a host without a dot (an intranet name), so
     those are percent-encoded or left out: the alert still goes, without its link."""
@@ -106,7 +106,7 @@ def render_alert(payload: Mapping[str, Any], *, watchlist_name: str, tz: tzinfo,
     offer the "mute 24 h" button (only where it works: a chat subscribed to the list itself)."""
     words = labels(lang)
     title = str(payload.get("title") or "")
-    link = _safe_url(str(payload.get("link") or ""))
+    link = safe_url(str(payload.get("link") or ""))
     source = str(payload.get("source") or "")
     when = _published(payload, tz, "%d.%m.%Y %H:%M %Z")
     terms = [str(t) for t in payload.get("terms") or []]
@@ -159,12 +159,21 @@ def _other_outlets(title: str, source: str, sources: Sequence[tuple[str, str]], 
     something else than `title`, each once, as "outlet: headline", the latest last). `sources` is the
     story's list as the store keeps it: (outlet, headline), the lead's own entry without a headline."""
     names = list(dict.fromkeys(name for name, _ in sources if name != source))
-    own = (fold(title), _headline_words(title), fold(_RUBRIC.sub("", title)))
+    plain = _plain_figures(title)
+    own = (fold(plain), _headline_words(plain), fold(_RUBRIC.sub("", plain)))
     shown: dict[str, str] = {}  # a headline past its rubric -> its line
     for name, headline in sources:
-        if headline and not _adds_nothing(headline, *own):
-            shown.setdefault(fold(_RUBRIC.sub("", headline)), f"{name}: {shorten(headline, 120)}")
+        if headline and not _adds_nothing(_plain_figures(headline), *own):
+            shown.setdefault(fold(_RUBRIC.sub("", _plain_figures(headline))), f"{name}: {shorten(headline, 120)}")
     return names, list(shown.values())[-headlines:]
+
+
+_THOUSANDS = re.compile(r"(?<=\d)[.,\u202f\u00a0 ](?=\d{3}\b)")
+
+
+def _plain_figures(headline: str) -> str:
+    """Figures without thousands separators: "3.000 Soldaten" and "3000 Soldaten" say the same."""
+    return _THOUSANDS.sub("", headline) if any(ch.isdigit() for ch in headline) else headline
 
 
 def _headline_words(headline: str) -> frozenset[str]:
@@ -205,7 +214,7 @@ def _digest_line(p: Mapping[str, Any], names: Mapping[str, str], tz: tzinfo = UT
     """One story of a digest: (HTML, plain text), with the time it was published (`tz`; the pager
     measures in UTC: the same length), and its date when the digest spans days."""
     title = shorten(str(p.get("title") or ""), 160)
-    link = _safe_url(str(p.get("link") or ""))
+    link = safe_url(str(p.get("link") or ""))
     source = str(p.get("source") or "")
     wl = names.get(str(p.get("watchlist") or ""), str(p.get("watchlist") or ""))
     when = _published(p, tz, "%d.%m. %H:%M " if dated else "%H:%M ")

@@ -225,17 +225,22 @@ def actor_swap(a: tuple[str, ...], b: tuple[str, ...], a_has: Callable[[str], bo
                b_has: Callable[[str], bool]) -> bool:
     """Two headlines identical but for one or two words on each side, at the same place, where neither
     item mentions the other's words (`a_has`/`b_has`: does that item contain this stem): a template
-    headline about someone or somewhere else ("Xi congratulates Kim" / "Medvedev congratulates Kim"),
-    never a copy. A copy that says "troops" for "soldiers" still names the troops in its teaser;
-    figures are left to `required`."""
+    headline about someone or something else ("Xi congratulates Kim" / "Medvedev congratulates Kim",
+    "sends more artillery" / "sends 3,000 more soldiers"), never a copy. A copy that says "troops" for
+    "soldiers" still names the troops in its teaser. Besides the swap, one headline may carry a rubric
+    or a source of up to two words the other lacks ("Geheimdienst: ..."). Figures alone are left to
+    `required`: a swap needs a word on each side."""
     ops = [op for op in SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
-    if len(ops) != 1 or ops[0][0] != "replace":
+    swaps = [op for op in ops if op[0] == "replace"]
+    extra = [op for op in ops if op[0] != "replace"]
+    if len(swaps) != 1 or len(extra) > 1 or any(max(i2 - i1, j2 - j1) > _SWAP_MAX for _, i1, i2, j1, j2 in extra):
         return False
-    _, i1, i2, j1, j2 = ops[0]
-    if i2 - i1 > _SWAP_MAX or j2 - j1 > _SWAP_MAX or len(a) - (i2 - i1) < 2:
+    _, i1, i2, j1, j2 = swaps[0]
+    if i2 - i1 > _SWAP_MAX or j2 - j1 > _SWAP_MAX or len(a) - (i2 - i1) - sum(i2 - i1 for _, i1, i2, _, _ in extra) < 2:
         return False
-    old, new = a[i1:i2], b[j1:j2]
-    if any(w.isdigit() or w in _NUMBER_WORDS for w in (*old, *new)):
+    old = tuple(w for w in a[i1:i2] if not w.isdigit() and w not in _NUMBER_WORDS)
+    new = tuple(w for w in b[j1:j2] if not w.isdigit() and w not in _NUMBER_WORDS)
+    if not old or not new:
         return False
 
     def absent(ws: tuple[str, ...], other_tokens: tuple[str, ...], other_has: Callable[[str], bool]) -> bool:
@@ -444,6 +449,10 @@ class StoryIndex:
         self._df = array("i")  # word id -> items in the window that contain it
         self._postings: list[array[int] | None] = []  # word id -> entry ids, kept while the word is rare
         self._entries: dict[int, _Entry] = {}
+        # Entries per language: word ids (and so document frequencies) are per language, and so must the
+        # index size of the IDF be. Counted over all languages, a busy desk in one language made every
+        # word of another look rarer, common ones most (log N grows for all), and folding looser there.
+        self._per_lang: Counter[str] = Counter()
         self._next = 0
         self._order: deque[int] = deque()
         self._lock = threading.Lock()
@@ -507,7 +516,7 @@ class StoryIndex:
             tokens: tuple[str, ...] | None = None
             idf: dict[int, float] = {}
             sa, sta = set(a), set(ta)
-            n = max(len(self._entries), 1)
+            n = max(self._per_lang[lang], 1)
             unseen = _UNSEEN_WEIGHT * math.log((n + 1) / 0.5)
             extra = ((len(ws) - len(a)) * unseen, (len(tws) - len(ta)) * unseen)
             lead_ids: set[int] | None = None  # the first sentence's words, looked up when a copy needs them
@@ -569,7 +578,7 @@ class StoryIndex:
         inter = a & b
         if not inter:
             return 0.0, 0.0
-        n = max(len(self._entries), 1)
+        n = max(self._per_lang[entry.lang], 1)
         weight = partial(_weight, idf=idf, n=n, df=self._df)
         wa, wta = weight(a) + extra[0], weight(ta) + extra[1]
         # An entry's own weights change slowly with the index size: recompute when it moved 10%.
@@ -596,6 +605,7 @@ class StoryIndex:
             self._next += 1
             numbers = sys.intern(" ".join(sorted(title_numbers(title))))
             self._entries[eid] = _Entry(key, lang, published, ids, self._lookup_ids(lang, tws), numbers, title)
+            self._per_lang[lang] += 1
             self._order.append(eid)
             df, postings = self._df, self._postings
             for i in ids:
@@ -621,6 +631,7 @@ class StoryIndex:
                 if entry is None:
                     continue
                 del self._entries[eid]
+                self._per_lang[entry.lang] -= 1
                 for i in entry.words:
                     df[i] -= 1
                     posting = self._postings[i]
@@ -672,7 +683,10 @@ def record_problem(record: object) -> str | None:
     if not isinstance(record, dict):
         return "not a JSON object"
     if record.get("id") is None or not isinstance(record.get("title"), str):
-        return "`id` and `title` (text) are required"
+        others = [f"`{k}`" for k in record if k not in ("id", "title", *RECORD_TEXT_FIELDS)]
+        return "`id` and `title` (text) are required" + (
+            f"; this line has {', '.join(others[:5])}, which `match` does not read (it reads id, title, "
+            f"{', '.join(RECORD_TEXT_FIELDS)})" if others else "")
     if isinstance(record["id"], bool) or not isinstance(record["id"], (str, int)) or record["id"] == "":
         return "`id` must be text or a whole number"
     wrong = [k for k in RECORD_TEXT_FIELDS if record.get(k) is not None and not isinstance(record[k], str)]

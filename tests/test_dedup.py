@@ -113,6 +113,43 @@ def test_agency_copy_folds_but_a_different_event_with_same_actors_stays_apart():
     assert index.check(other, "c") is None
 
 
+def test_a_delivery_of_other_weapons_in_the_same_headline_template_stays_apart():
+    """"sends more artillery" under "sends 3,000 more soldiers": the same template, another delivery; it only
+    showed as "also: DW" under the troop alert (hunt11b)."""
+    index = StoryIndex()
+    index.check(_rec("a", "Bericht: Nordkorea schickt weitere 3000 Soldaten nach Russland",
+                     "Nordkorea hat laut Seouls Geheimdienst weitere 3000 Soldaten nach Russland verlegt. Sie "
+                     "sollen im Gebiet Kursk kämpfen."), "a")
+    guns = _rec("b", "Nordkorea schickt weitere Haubitzen nach Russland",
+                "Nordkorea hat laut Kiew weitere 120 Haubitzen und Raketenwerfer nach Russland gebracht. Sie "
+                "sollen im Gebiet Kursk eingesetzt werden.", minutes=30)
+    assert index.check(guns, "b") is None
+    copy = _rec("c", "Nordkorea schickt weitere Soldaten nach Russland",
+                "Nordkorea hat laut Seouls Geheimdienst weitere 3000 Soldaten nach Russland verlegt. Sie sollen "
+                "im Gebiet Kursk kämpfen.", minutes=40)
+    assert index.check(copy, "c") == "a"  # a copy that drops the figure is still a copy
+
+
+def test_items_of_other_languages_do_not_change_what_folds_in_one():
+    """Word frequencies are per language; the index size in the IDF counted every language, so a busy
+    Korean and Russian desk made English words look rarer and folded a new English story into another."""
+    troops = _rec("a", "North Korea sends 3,000 more troops to Russia, Seoul says",
+                  "North Korea has dispatched about 3,000 additional troops to Russia, South Korea's spy agency "
+                  "said. They are to fight in the Kursk region.", lang="en")
+    summons = _rec("b", "Seoul summons Russian ambassador over North Korean troop deployment",
+                   "South Korea summoned Russia's ambassador to protest against the deployment of North Korean "
+                   "troops to the Kursk region.", lang="en", minutes=90)
+    others = [_rec(f"x{i}", f"Сообщение {i}: погода в регионе {i * 7}", f"Новость номер {i} о погоде и дорогах.",
+                   lang="ru", minutes=-i) for i in range(40)]
+    alone = StoryIndex()
+    alone.check(troops, "a")
+    busy = StoryIndex()
+    for item in others:
+        busy.check(item, item.key)
+    busy.check(troops, "a")
+    assert alone.check(summons, "b") is None and busy.check(summons, "b") is None
+
+
 def test_same_day_report_with_the_same_actors_stays_apart():
     """Kim arrives in Beijing in the morning; Putin meets him there in the afternoon: two alerts."""
     index = StoryIndex()
@@ -406,6 +443,11 @@ def test_an_alert_already_sent_keeps_its_lead_when_an_earlier_copy_turns_up(work
     ("Ukraine-Krieg: Putin und Kim unterzeichnen Partnerschaftsabkommen",
      "Krieg gegen die Ukraine: Putin und Kim unterzeichnen Partnerschaftsabkommen", False),
     ("Putin und Kim unterzeichnen Partnerschaftsabkommen", "Putin und Kim unterzeichnen Beistandspakt", True),
+    # the same figure written with and without a thousands separator (hunt11b)
+    ("Nordkorea schickt weitere 3.000 Soldaten nach Russland",
+     "Geheimdienst: Nordkorea schickt weitere 3000 Soldaten nach Russland", False),
+    ("Nordkorea schickt weitere 3.000 Soldaten nach Russland",
+     "Nordkorea schickt weitere 2.000 Soldaten nach Russland", True),
 ])
 def test_a_folded_headline_that_swaps_a_word_is_shown_under_the_alert(lead, copy, shown):
     """Nearly the same characters are not enough to hide a copy's headline: one swapped word can turn a

@@ -665,8 +665,8 @@ async def test_alerts_piled_up_in_a_telegram_outage_come_as_one_digest(runtime, 
 
 def test_an_article_link_keeps_its_host_when_made_safe_for_telegram():
     """A link with a user part and an international domain name was rewritten to point at another host."""
-    from bot.alerts import _safe_url
+    from bot.alerts import safe_url
 
-    assert _safe_url("https://user:pw@münchen.de:8080/a b") == "https://user:pw@xn--mnchen-3ya.de:8080/a%20b"
-    assert _safe_url("https://ru.example/новости/1") == "https://ru.example/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/1"
-    assert _safe_url("http://newsdesk/kursk") is None and _safe_url("ftp://x.example/a") is None
+    assert safe_url("https://user:pw@münchen.de:8080/a b") == "https://user:pw@xn--mnchen-3ya.de:8080/a%20b"
+    assert safe_url("https://ru.example/новости/1") == "https://ru.example/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/1"
+    assert safe_url("http://newsdesk/kursk") is None and safe_url("ftp://x.example/a") is None
