@@ -28,7 +28,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.alerts import MAX_MESSAGE
+from bot.alerts import MAX_MESSAGE, safe_url
 from bot.config import is_chat_id
 from bot.deliver import HoldRouter
 from bot.errors import TokenRejectedError
@@ -517,7 +517,7 @@ async def _recent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     lines = [_t(update, "recent_head", name=_e(names[wl]))]
     for m in matches:
         title = _e(m.title[:200])
-        link = m.link if m.link.startswith(("https://", "http://")) else ""
+        link = safe_url(m.link)  # as alerts have it: a link Telegram refuses failed the whole list
         head = f'<a href="{html.escape(link, quote=True)}">{title}</a>' if link else title
         lines.append(f"• {_local(rt, m.published)} {head} <i>({_e(m.source)})</i>")
     await _reply(update, "\n".join(lines))

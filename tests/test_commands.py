@@ -207,6 +207,31 @@ async def test_alert_mute_button_holds_that_watchlist_only(start_bot):
     assert any("Alert 10" in t for t in bot.stub.texts(USER))
 
 
+async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_list(start_bot, feed_server):
+    """A story on both lists arrived after its best list was muted (rightly: it also came through the other)
+    but named the muted list, so the mute looked broken (hunt11b)."""
+    from bot.config import load_config
+    from bot.match import Matcher
+    from tests.conftest import ROOT
+
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe kursk-front")
+    title, summary = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+                      "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
+    config = load_config(ROOT / "watchlists")
+    best, other = [m.watchlist for m in Matcher(config.watchlists).match(title, summary)][:2]
+    names = config.watchlist_names()
+    assert "24" in await bot.press(f"mute:{best}")
+    feed_server.routes["/news.xml"] = Route(rss([{"title": title, "description": summary,
+                                                  "link": "https://n.example/nk", "guid": "nk", "ago": 3}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    alert = next(m for m in bot.stub.sent_to(USER) if "Nordkoreanische Soldaten kämpfen" in m.text)
+    assert f"🔎 {names[other]}" in alert.text and names[best] not in alert.text
+    assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{other}"} in alert.buttons()
+
+
 async def test_recent_lists_newest_matches_first(start_bot, feed_server):
     bot = await start_bot()
     assert "Noch keine" in await bot.say("/recent kursk-front")
@@ -218,6 +243,22 @@ async def test_recent_lists_newest_matches_first(start_bot, feed_server):
     reply = await bot.say("/recent kursk-front")
     assert reply.index("Neue Offensive") < reply.index("Kämpfe im Gebiet")
     assert "Unbekannte" in await bot.say("/recent nope")
+
+
+async def test_recent_lists_an_item_whose_link_telegram_would_refuse(start_bot, feed_server):
+    """A link with '<' or a space made Telegram refuse the whole /recent reply ("ein Fehler im Bot") for as
+    long as the item was among the list's last ten; alerts encoded it already."""
+    bot = await start_bot()
+    feed_server.routes["/news.xml"] = Route(rss([
+        {"title": "Kämpfe im Gebiet Kursk dauern an, Krieg", "link": "https://n.example/a?x=1&y=<2>", "guid": "1",
+         "ago": 30},
+        {"title": "Neue Offensive bei Kursk im Krieg", "link": "https://n.example/b c", "guid": "2", "ago": 5},
+    ]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    reply = await bot.say("/recent kursk-front")
+    assert "Neue Offensive" in reply and "Kämpfe im Gebiet" in reply, reply
+    sent = bot.stub.texts(USER)[-1]
+    assert 'href="https://n.example/a?x=1&amp;y=%3C2%3E"' in sent and 'href="https://n.example/b%20c"' in sent
 
 
 async def test_quiet_hours_are_stored_and_validated(start_bot):
