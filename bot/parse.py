@@ -125,15 +125,21 @@ def _struct_to_dt(value: Any) -> datetime | None:
         return None
 
 
+# Bidirectional embeddings, overrides and isolates: one left open in a headline (U+202E) shows the alert's
+# text reversed in Telegram, and nothing in a news item needs them.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
 def _readable(raw: str) -> str:
     """Feed HTML as plain text, double-encoded UTF-8 repaired before (a no-break space turns into a plain
-    one on the way) and after (mojibake spelled as entities) the HTML is read."""
-    return repair_mojibake(html_to_text(repair_mojibake(raw)))
+    one on the way) and after (mojibake spelled as entities) the HTML is read; bidi controls dropped."""
+    text = repair_mojibake(html_to_text(repair_mojibake(raw)))
+    return _BIDI_CONTROLS.sub("", text) if not text.isascii() else text
 
 
 def _entry_to_item(entry: Mapping[str, Any], spec: FeedSpec, now: datetime, base: str,
                    feed_lang: str) -> Item | None:
-    title = _readable(str(entry.get("title") or ""))[:MAX_TITLE]
+    title = shorten(_readable(str(entry.get("title") or "")), MAX_TITLE)
     summary_raw = entry.get("summary") or ""
     if not summary_raw:
         content = entry.get("content") or []
@@ -203,7 +209,7 @@ def _parse_json_feed(body: bytes, spec: FeedSpec, now: datetime, base: str) -> l
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        title = _readable(str(entry.get("title") or ""))[:MAX_TITLE]
+        title = shorten(_readable(str(entry.get("title") or "")), MAX_TITLE)
         summary = _readable(str(entry.get("summary") or entry.get("content_text")
                                 or entry.get("content_html") or ""))[:MAX_SUMMARY]
         if not title and not summary:

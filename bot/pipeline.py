@@ -400,7 +400,8 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
 async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
-    items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window))
+    items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window),
+                                            known=state.last_success is not None)
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
     fresh = [not any(k in seen for k in keys) for keys in keyed]
@@ -585,17 +586,19 @@ def _recipients(ctx: CycleContext, chats: Sequence[int], watchlist: str) -> list
     return list(dict.fromkeys([*chats, *ctx.store.subscribers(watchlist, let_in=ctx.settings.let_in)]))
 
 
-def _dates_that_say_nothing(items: list[Item], now: datetime,
-                            older_than: timedelta) -> tuple[list[Item], datetime | None]:
-    """A document whose dated items (three or more) all carry one date older than `older_than` (a constant, a
-    zero or a frozen build date) gives no publication dates: its items count as undated (published when
-    first seen), and the date is returned. Otherwise every new item of such a feed looked like an old story
-    listed again, and the feed never alerted."""
+def _dates_that_say_nothing(items: list[Item], now: datetime, older_than: timedelta,
+                            known: bool) -> tuple[list[Item], datetime | None]:
+    """A document whose dated items (three or more) all carry one date (a constant, a zero or a frozen
+    build date) gives no publication dates: its items count as undated (published when first seen), and
+    the date is returned. Otherwise, with a date older than `older_than`, every new item of such a feed
+    looked like an old story listed again and never alerted; with a recent one, a new item showed the old
+    time and took the lead of its story from the outlet that really published first. A feed's first poll
+    (`known` False) keeps a recent shared date: it is all it has to tell the recent items apart."""
     dates = {it.published for it in items if it.dated}
     if len(dates) != 1 or sum(it.dated for it in items) < 3:
         return items, None
     (date,) = dates
-    if now - date <= older_than:
+    if not known and now - date <= older_than:
         return items, None
     return [replace(it, dated=False, published=now) if it.dated else it for it in items], date
 

@@ -361,6 +361,32 @@ async def test_a_feed_that_stamps_every_item_with_one_old_date_still_alerts_new_
     assert _alerted(await _poll(tmp_path, [_spec(feed_server, "/f.xml")]), 4)
 
 
+async def test_a_new_story_of_a_feed_with_one_recent_date_on_every_item_counts_from_when_it_was_seen(
+        tmp_path, feed_server):
+    """The shared date was 40 minutes old: a story first seen now showed that time, took the lead of its
+    story from the outlet that really published first, and sorted first in digests (hunt11b)."""
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from bot.store import SqliteStore
+
+    frozen = format_datetime(datetime.now(UTC) - timedelta(minutes=40))
+    old = [dict(_story(n, 0), pubDate=frozen) for n in range(3)]
+    feed_server.routes["/f.xml"] = Route(rss(old))
+    first = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
+    assert _alerted(first, 0)  # a first poll keeps the date: the items are recent as far as it can tell
+    feed_server.routes["/f.xml"] = Route(rss([dict(_story(3, 0), pubDate=frozen), *old]))
+    before = datetime.now(UTC)
+    assert _alerted(await _poll(tmp_path, [_spec(feed_server, "/f.xml")]), 3)
+    store = SqliteStore(tmp_path / "state" / "mediabot.db")
+    try:
+        published = {m.title: m.published for m in store.recent_matches("kursk-front", 10)}
+    finally:
+        store.close()
+    assert published[_story(3, 0)["title"]] >= before - timedelta(seconds=1)
+    assert published[_story(0, 0)["title"]] < before - timedelta(minutes=30)
+
+
 async def test_one_old_date_on_a_few_items_is_still_a_date(tmp_path, feed_server):
     """Two items that share an old date (a relisted pair) stay what they are: old stories, held back."""
     feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))

@@ -257,3 +257,19 @@ def test_text_that_only_looks_odd_is_not_repaired(text):
     from bot.text import repair_mojibake
 
     assert repair_mojibake(text) == text
+
+
+def test_a_headline_cut_to_the_stored_length_ends_at_a_word_and_bidi_controls_are_dropped():
+    """A 700-character headline was cut mid-word with no ellipsis; an unclosed U+202E showed the alert
+    reversed in Telegram."""
+    from bot.parse import MAX_TITLE
+    from tests.servers import rss
+
+    long_title = " ".join(["Nordkoreanische Soldaten"] * 40)
+    body = rss([{"title": long_title, "link": "https://x.example/1", "guid": "1", "ago": 5},
+                {"title": "\u202eNorth Korean troops seen near Kursk", "link": "https://x.example/2", "guid": "2",
+                 "ago": 5, "description": "Seoul \u2067says\u2069 so."}])
+    items = parse_feed(body, SPEC, NOW)
+    assert len(items[0].title) <= MAX_TITLE and items[0].title.endswith("…")
+    assert items[0].title[:-1].split()[-1] in ("Nordkoreanische", "Soldaten")  # a whole word
+    assert items[1].title == "North Korean troops seen near Kursk" and items[1].summary == "Seoul says so."
