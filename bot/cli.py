@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the configuration (exit 2 on errors)")
     m = sub.add_parser("match", help="match JSON Lines items from stdin or --items against the watchlists")
     m.add_argument("--items", type=Path, help="JSON Lines file (default: stdin)")
+    m.add_argument("--explain", action="store_true",
+                   help="also say, per watchlist some term hit, which words each group took and why each rule "
+                        "held or not (a veto, a missing group, a headline or near: condition)")
     sub.add_parser("demo", help="run the real pipeline on bundled sample feeds; no network, no token")
     b = sub.add_parser("backtest", help="run an (edited) watchlist over stored items and show the difference")
     b.add_argument("watchlist", type=Path, help="path to a watchlist YAML file")
@@ -335,10 +338,10 @@ def _cmd_match(args: argparse.Namespace) -> int:
         print(f"mediabot: cannot read {args.items}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     with source:
-        return match_stream(source, sys.stdout, config, settings)
+        return match_stream(source, sys.stdout, config, settings, explain=args.explain)
 
 
-def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settings) -> int:
+def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settings, explain: bool = False) -> int:
     """The `match` JSONL contract: one output line per input line, in order.
 
     `duplicate_of` is what the pipeline would decide: the same canonical link as an earlier record (the
@@ -389,6 +392,8 @@ def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settin
                                     "word": h.position} for h in m.hits]} for m in matches],
             "duplicate_of": duplicate_of,
         }
+        if explain:
+            result["why"] = matcher.explain(item.title, item.summary)
         text = json.dumps(result, ensure_ascii=False)
         if not text.isascii():
             try:

@@ -31,11 +31,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import Any
 
 import re2
 from rapidfuzz import fuzz
 
-from bot.config import Term, Watchlist
+from bot.config import Rule, Term, Watchlist
 from bot.models import Match, TermHit
 from bot.text import DROPPED_MARKS, FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
 
@@ -388,9 +389,6 @@ class Matcher:
             summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
         wcache = self._bound_cache()
         title_words, summary_words = _fold_fields(title, summary)
-        # raw[watchlist][group] -> (position, score, atom, field tokens, word index); TermHits are built
-        # only for the rule that decides a watchlist's match (see _decide).
-        raw: dict[int, dict[str, list[_Entry]]] = {}
         cache = wcache.hits
         # Stage 1: which words hit some term, and which watchlists could still match from the groups
         # present. Set operations (in C) over the item's distinct words: words known to match nothing
@@ -420,7 +418,26 @@ class Matcher:
                 return []  # the common case: nothing can match, skip the position walk
         else:
             live = self._all_watchlists
-        # Stage 2: positions, multi-word terms and acronyms.
+        raw, regex_hits, fields = self._collect(title, summary, head, title_words, summary_words, hits, live, cache)
+        matches = []
+        for wi in set(raw) | set(regex_hits):
+            token_groups = raw.get(wi, {})
+            regex_groups = regex_hits.get(wi, {})
+            present = token_groups.keys() | regex_groups.keys()
+            decided = self._decide(wi, present, token_groups, regex_groups, fields[-1].offset)
+            if decided is not None:
+                matches.append(decided)
+        matches.sort(key=lambda m: (-m.score, m.watchlist))
+        return matches
+
+    def _collect(self, title: str, summary: str, head: str | None, title_words: list[str], summary_words: list[str],
+                 hits: AbstractSet[str], live: AbstractSet[int], cache: dict[str, tuple[tuple[_Atom, float], ...]],
+                 ) -> tuple[dict[int, dict[str, list[_Entry]]], dict[int, dict[str, list[TermHit]]], list[_Tokens]]:
+        """Stage 2: the hits of the `live` watchlists with their places, multi-word terms and acronyms
+        included: (watchlist -> group -> token hits, watchlist -> group -> regex hits, the fields). `cache`:
+        the word cache the item started with (`hits`: its words that hit some term). TermHits are built
+        only for the rule that decides a watchlist's match (see _decide)."""
+        raw: dict[int, dict[str, list[_Entry]]] = {}
         fields = [_Tokens(title, title_words, 0, "title")]
         if summary_words:
             fields.append(_Tokens(summary, summary_words, len(title_words) + _FIELD_GAP, "summary"))
@@ -469,16 +486,44 @@ class Matcher:
                         pos = offset + len(words(clean(text[: m.start()])))
                         regex_hits.setdefault(atom.watchlist, {}).setdefault(atom.group, []).append(
                             TermHit(atom.term.term, m.group(0), field_name, pos, 100.0))
-        matches = []
-        for wi in set(raw) | set(regex_hits):
-            token_groups = raw.get(wi, {})
-            regex_groups = regex_hits.get(wi, {})
-            present = token_groups.keys() | regex_groups.keys()
-            decided = self._decide(wi, present, token_groups, regex_groups, fields[-1].offset)
-            if decided is not None:
-                matches.append(decided)
-        matches.sort(key=lambda m: (-m.score, m.watchlist))
-        return matches
+        return raw, regex_hits, fields
+
+    def explain(self, title: str, summary: str = "") -> list[dict[str, Any]]:
+        """Why each watchlist that some term hit did or did not match (`mediabot match --explain`): the words
+        each group took, the words of `exclude:`, and per rule whether it held and, if not, why. A veto that
+        worked and no hit at all look the same in a match's result; an admin checking a list needs to tell
+        them apart. Places every hit of every watchlist, so it is slower than match(); not for the stream."""
+        head: str | None = None
+        if self._max_reach == 0:
+            summary = ""
+        elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
+            summary = head = lead(summary)
+        wcache = self._bound_cache()
+        title_words, summary_words = _fold_fields(title, summary)
+        hits = {w for w in {*title_words, *summary_words} if self._lookup(w, wcache)}
+        raw, regex_hits, _ = self._collect(title, summary, head, title_words, summary_words, hits,
+                                           self._all_watchlists, wcache.hits)
+        out = []
+        for wi in sorted(set(raw) | set(regex_hits)):
+            wl = self.watchlists[wi]
+            token_groups, regex_groups = raw.get(wi, {}), regex_hits.get(wi, {})
+            words: dict[str, list[str]] = {}
+            titled: dict[str, bool] = {}
+            positions: dict[str, list[int]] = {}
+            for g, entries in token_groups.items():
+                words[g] = list(dict.fromkeys(tokens.written(i, len(atom.parts)) for _, _, atom, tokens, i in entries))
+                titled[g] = any(tokens.field == "title" for _, _, _, tokens, _ in entries)
+                positions[g] = [e[0] for e in entries]
+            for g, regex in regex_groups.items():
+                words.setdefault(g, []).extend(h.text for h in regex)
+                titled[g] = titled.get(g, False) or any(h.field == "title" for h in regex)
+                positions.setdefault(g, []).extend(h.position for h in regex)
+            excluded = words.pop(_EXCLUDE, [])
+            rules = [{"line": rule.line, "all": list(rule.groups), "held": why is None, **({"why": why} if why else {})}
+                     for rule in wl.rules for why in [_why_not(rule, words.keys(), titled, positions, excluded)]]
+            out.append({"watchlist": wl.id, "matched": any(r["held"] for r in rules), "groups": words,
+                        **({"excluded_by": excluded} if excluded else {}), "rules": rules})
+        return out
 
     def _rest_score(self, atom: _Atom, folded: list[str], i: int, score: float) -> float:
         """Score of a multi-word term starting at word i (0 when the following words do not match)."""
@@ -553,6 +598,28 @@ class Matcher:
                 found.setdefault((hit.term, hit.field, hit.position), hit)
         hits = sorted(found.values(), key=_place_of)
         return Match(self.watchlists[wi].id, best[0], tuple(hits))
+
+
+def _why_not(rule: Rule, present: AbstractSet[str], titled: dict[str, bool], positions: dict[str, list[int]],
+             excluded: list[str]) -> str | None:
+    """Why a rule does not hold, in the admin's words, or None when it holds: the same tests as
+    Matcher._decide, in its order."""
+    if excluded:
+        return f"exclude: took {', '.join(excluded)}"
+    missing = [g for g in rule.groups if g not in present]
+    if missing:
+        return f"no hit for {', '.join(missing)}"
+    if rule.unless and all(g in present for g in rule.unless):
+        return f"unless: {', '.join(rule.unless)} all hit"
+    if any(g in present for g in rule.unless_any):
+        return f"unless_any: {', '.join(g for g in rule.unless_any if g in present)} hit"
+    if any(titled.get(g, False) for g in rule.unless_title):
+        return f"unless_title: {', '.join(g for g in rule.unless_title if titled.get(g, False))} in the headline"
+    if rule.title and not all(titled.get(g, False) for g in rule.title):
+        return f"title: {', '.join(g for g in rule.title if not titled.get(g, False))} not in the headline"
+    if rule.near is not None and not _near({g: positions.get(g, []) for g in rule.groups}, rule.near):
+        return f"near: the groups' hits are more than {rule.near} words apart"
+    return None
 
 
 _BREAK = "__mediabot_field_break__"
