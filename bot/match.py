@@ -85,6 +85,7 @@ class _Atom:
     parts: tuple[str, ...]  # folded stems (fuzzy), folded words (exact), original words (acronym)
     threshold: float
     later: tuple[int, ...] = ()  # for phrases: an id per later word's (part, threshold, mode), see _rest_score
+    spelling: str = ""  # the term or alias it was compiled from (fuzzy mode), for `backtest --words`
 
 
 class _WordCache:
@@ -276,7 +277,7 @@ class Matcher:
                     _Atom(wi, group, term, folded, threshold, self._later_ids(folded, threshold, True)))
                 continue
             stems = tuple(stem(w) for w in folded)
-            atom = _Atom(wi, group, term, stems, threshold, self._later_ids(stems, threshold, False))
+            atom = _Atom(wi, group, term, stems, threshold, self._later_ids(stems, threshold, False), spelling)
             first = stems[0]
             key_len = min(3, len(first))
             self._prefix[key_len - 1].setdefault(first[:key_len], []).append(atom)
@@ -360,9 +361,9 @@ class Matcher:
                 if len(original) == len(folded_words):
                     for w, o in zip(folded_words, original, strict=True):
                         written_as.setdefault(w, o.lower())
-            seen: set[tuple[int, Term, str]] = set()
             for word in {*title_words, *summary_words}:
                 folded = fold_word(word)
+                by: dict[tuple[int, Term], list[str]] = {}  # the spellings of each term that take the word
                 for atom, _score in self._lookup(word, cache):
                     if atom.term.mode != "fuzzy" or len(atom.parts) > 1 or folded == atom.parts[0]:
                         continue
@@ -371,11 +372,12 @@ class Matcher:
                         written = spelled[atom.term] = {w for sp in atom.term.spellings for w in _spelling_words(sp)}
                     if folded in written:
                         continue  # written out as an alias: meant
+                    by.setdefault((atom.watchlist, atom.term), []).append(atom.spelling)
+                for (wi, term), spellings in by.items():
                     shown = written_as.get(word, word)
-                    key = (atom.watchlist, atom.term, shown)
-                    if key not in seen:
-                        seen.add(key)
-                        taken.setdefault((atom.watchlist, atom.term), Counter())[shown] += 1
+                    if term.term not in spellings:  # an alias took it: name it (a term may have ten)
+                        shown = f"{shown} (by {spellings[0]})"
+                    taken.setdefault((wi, term), Counter())[shown] += 1
         return taken
 
     # -- per item --------------------------------------------------------------------------
