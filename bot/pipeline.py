@@ -60,6 +60,7 @@ class StorePort(Protocol):
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
+    def story_sources(self, story_id: int) -> list[tuple[str, str]]: ...
     def pending_edit_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
@@ -525,6 +526,9 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
                 n = replace(n, story_id=story_id, alert_chats=[(c, w) for c, w in n.alert_chats if c not in reached])
             folded.append(n)
         new_items = folded
+    # What each story already lists: a copy from an outlet listed with the same headline (a re-published item,
+    # a second feed of the outlet) changes nothing an edit would show.
+    before = {sid: ctx.store.story_sources(sid) for sid in {n.story_id for n in new_items if n.story_id is not None}}
     story_ids = ctx.store.record_items(new_items, state, now, notices, still_listed,
                                        now - timedelta(days=ctx.settings.retention_days), touch_feed)
     if ctx.stories is not None:  # a new story's first item; its copies stay out (see StoryIndex.check)
@@ -532,7 +536,8 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
             if sid and n.story_id is None and n.matches:
                 ctx.stories.add_item(n.item, sid)
     for story_id in dict.fromkeys(n.story_id for n in new_items if n.story_id is not None):
-        _queue_also_edits(ctx, story_id, now)  # once per story, however many copies this feed carried
+        if ctx.store.story_sources(story_id) != before[story_id]:
+            _queue_also_edits(ctx, story_id, now)  # once per story, however many copies this feed carried
     return sum(len(n.alert_chats) for n, sid in zip(new_items, story_ids, strict=True) if sid)
 
 

@@ -309,6 +309,26 @@ def _two_outlets(workdir, feed_server, telegram, watchlist: str, chat: int, name
             "MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state")}
 
 
+def test_a_copy_that_adds_no_outlet_and_no_headline_sends_no_edit(workdir, feed_server, telegram):
+    """An outlet re-publishing its copy under a new link sent every chat an edit with the text unchanged
+    (Telegram answers "message is not modified"; API calls for nothing, hunt11b)."""
+    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100781, ("Outlet A", "Outlet B"))
+    story = {"title": "Nordkoreanische Soldaten kämpfen erstmals im Gebiet Kursk",
+             "description": "Kiew meldet erste Gefechte mit Truppen aus Nordkorea an der Seite Russlands nahe Sudscha.",
+             "ago": 30}
+    feed_server.routes["/a.xml"] = Route(rss([dict(story, link="https://a.example/1", guid="a1")]))
+    feed_server.routes["/b.xml"] = Route(rss([]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    copies = []
+    for n in (1, 2):  # Outlet B's copy, then the same copy under a new link
+        copies.append(dict(story, link=f"https://b.example/{n}", guid=f"b{n}", ago=20 - n))
+        feed_server.routes["/b.xml"] = Route(rss(copies))
+        assert run_cli(["poll", "--once"], env).returncode == 0
+    edits = [m for m in telegram.messages if m.method == "editMessageText"]
+    assert len(edits) == 1 and "Outlet B" in edits[0].text
+    assert len(telegram.sent_to(-100781)) == 1
+
+
 def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_server, telegram):
     """The second outlet's copy arrives after a process restart: no second alert, the first is edited."""
     env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100777, ("Outlet A", "Outlet B"))
