@@ -121,13 +121,10 @@ def make_renderer(rt: Runtime) -> Any:
         names = rt.config.watchlist_names()
         if row.kind in ("alert", "edit"):
             also = rt.store.story_sources(row.story_id) if row.story_id is not None else []
-            shown = _list_shown(row, data)
-            if shown != row.watchlist:
-                data = dict(data, watchlist=shown)  # (its mute button mutes that list)
             # the mute button sets the chat's subscription: a chat fed by `chats:` alone (a channel, whose
             # readers must not change anything) has none, and the button would only pretend to work
-            mutable = row.chat_id != CONSOLE_CHAT and shown in rt.store.subscriptions(row.chat_id)
-            return render_alert(data, watchlist_name=names.get(shown, shown),
+            mutable = row.chat_id != CONSOLE_CHAT and row.watchlist in rt.store.subscriptions(row.chat_id)
+            return render_alert(data, watchlist_name=names.get(row.watchlist, row.watchlist),
                                 tz=rt.settings.tz, lang=lang, also=also, mutable=mutable)
         if row.kind == "digest":
             entries = data.get("entries", [])
@@ -137,18 +134,6 @@ def make_renderer(rt: Runtime) -> Any:
             return render_digest(entries, heading=str(data.get("heading", "Digest")), tz=rt.settings.tz, lang=lang,
                                  names=names, total=data.get("total"), dated=bool(data.get("dated")), also=copies)
         return render_notice(str(data.get("text", "")))
-
-    def _list_shown(row: OutboxRow, data: dict[str, Any]) -> str:
-        """The list an alert names: the best-scoring one of the chat's lists the item matched, unless the chat
-        muted it with the alert's button; then one it did not mute, through which the alert still comes
-        (named after the muted list, the alert looked like a mute that failed)."""
-        lists = [str(w) for w in data.get("lists") or []]
-        if len(lists) < 2 or row.chat_id == CONSOLE_CHAT:
-            return row.watchlist
-        now = datetime.now(UTC)
-        muted = {w for w, until in rt.store.mute_map(row.chat_id).items() if until > now}
-        return row.watchlist if row.watchlist not in muted else next((w for w in lists if w not in muted),
-                                                                     row.watchlist)
 
     return render
 

@@ -367,7 +367,8 @@ def match_stream(source: IO[str], out: IO[str], config: Config, settings: Settin
             problem = record_problem(record)
         except json.JSONDecodeError as exc:  # its own "line 1 column 8" would contradict the line number shown
             problem = (f"not a JSON object: {exc.msg} at column {exc.colno}"
-                       + (" (a quote inside a text must be written \\\")" if "delimiter" in exc.msg else ""))
+                       + (" (a missing comma, or a quote inside a text not written as \\\")"
+                          if "delimiter" in exc.msg else ""))
         except (ValueError, RecursionError) as exc:  # (RecursionError: arrays nested thousands deep)
             problem = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         if problem:

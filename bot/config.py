@@ -419,9 +419,15 @@ class _Reader:
     def __init__(self, path: Path, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
+        # Slips that loaded before they were recognised stay warnings (an upgrade must not stop a deployment
+        # whose files loaded until then); `mediabot check` and a reload show them.
+        self.warnings: list[str] = []
 
     def err(self, line: int, message: str) -> None:
         self.problems.append(f"{self.path}:{line}: {message}")
+
+    def warn(self, line: int, message: str) -> None:
+        self.warnings.append(f"{self.path}:{line}: warning: {message}")
 
     def mapping(self, node: _Located, what: str, allowed: Iterable[str]) -> dict[str, _Located] | None:
         if not isinstance(node.value, dict):
@@ -468,10 +474,9 @@ class _Reader:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             hint = ""
-            if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+            if isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
                 # '90' in quotes, or 085 (YAML 1.1 reads a leading 0 as octal, and 8 is no octal digit)
-                hint = (" (write it without a leading 0)" if value.strip().lstrip("+-").startswith("0")
-                        and node.raw == value else " (write it without quotes)")
+                hint = " (write it as a plain number: no quotes, no leading 0)"
             self.err(node.line, f"{what}.{key} must be a {'whole ' if whole else ''}number, got {_kind(value)}{hint}")
             return default
         if whole and value != int(value):
@@ -504,6 +509,9 @@ class _Reader:
             self.err(node.line, f"{what}.{key} must be between {lo:g} and {hi:g}, got {value:g}")
             return default
         return float(value)
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?$")
 
 
 def _kind(value: Any) -> str:
@@ -698,6 +706,7 @@ class Watchlist:
     chats: tuple[int, ...] = ()
     enabled: bool = True
     source: str = ""
+    warnings: tuple[str, ...] = ()  # `file:line: warning: ...` the loader found (see lint_watchlists)
 
 
 WATCHLIST_KEYS = ("name", "description", "fields", "threshold", "groups", "rules", "exclude", "chats", "enabled")
@@ -745,12 +754,12 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
                 r.err(terms_node.line, f"{wid}.groups.{gname} has no terms")
     rules: list[Rule] = []
     rnode = m.get("rules")
-    if rnode is None:
+    if rnode is None or rnode.value is None:
         if groups:
             rules.append(Rule(tuple(groups)))
-    elif rnode.value is None or rnode.value == []:
-        r.err(rnode.line, f"{wid}.rules is empty: list at least one rule (- all: [group, group]), or remove "
-                          "`rules:` to require every group together")
+        if rnode is not None and len(groups) >= 2:  # (every rule commented out?)
+            r.warn(rnode.line, f"`rules:` is empty, so the one rule is all {len(groups)} groups together "
+                               f"({', '.join(groups)}); list the rules under it, or remove the key")
     elif not groups:
         pass  # no usable groups: the rules cannot be checked against them (the groups' problem is reported)
     elif not isinstance(rnode.value, list):
@@ -824,6 +833,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         chats=tuple(chats),
         enabled=r.boolean(m, "enabled", wid, True),
         source=str(path),
+        warnings=tuple(r.warnings),
     )
 
 
@@ -885,20 +895,22 @@ def _shown(node: _Located) -> str:
     return repr(node.raw if node.raw is not None and value is not None else value)
 
 
-def _colon_in_text(node: _Located) -> str | None:
-    """`Shahed: 136` in a list reads as a mapping of one key: the text the admin meant, if it looks so."""
+def _colon_in_text(r: _Reader, node: _Located, what: str) -> bool:
+    """`Shahed: 136` in a list reads as a mapping of one key: report the text the admin meant, when it looks
+    so (not a misspelt `term:`, which the key check names)."""
     if isinstance(node.value, dict) and len(node.value) == 1:
         ((key, value),) = node.value.items()
-        if key not in TERM_KEYS and not isinstance(value.value, (dict, list)):
-            return f"{key}: {_as_text(value) or ''}".strip()
-    return None
+        if key not in TERM_KEYS and not _closest(key, TERM_KEYS) and not isinstance(value.value, (dict, list)):
+            text = f"{key}: {_as_text(value) or ''}".strip()
+            quoted = '"' + text.replace('"', '\\"') + '"'
+            r.err(node.line, f"{what}: {text!r} reads as a key and a value (the ': ' in it); put text that holds "
+                             f"': ' in quotes: {quoted}")
+            return True
+    return False
 
 
 def _term(r: _Reader, node: _Located, what: str) -> Term | None:
-    colon = _colon_in_text(node)
-    if colon is not None:
-        r.err(node.line, f"{what}: {colon!r} reads as a key and a value (the ': ' in it); put text that holds "
-                         f"': ' in quotes: '{colon}'")
+    if _colon_in_text(r, node, what):
         return None
     if not isinstance(node.value, dict):
         text = _as_text(node)
@@ -911,9 +923,10 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
             return None
         if node.lines > 1 and " - " in text:
             # "- Niger" with "  - Niamey" indented deeper below it: YAML joins the lines into one term
-            r.err(node.line, f"{what}: {text!r} runs over {node.lines} lines and reads as one term; a list item "
-                             "below it is indented deeper than it: give every `- ` of the list the same indentation")
-            return None
+            r.warn(node.line, f"{text!r} runs over {node.lines} lines and reads as one term, which never matches "
+                              "as meant; a list item below it is indented deeper than it: give every `- ` of the "
+                              "list the same indentation")
+        _near_operator(r, node.line, text, "fuzzy")
         return Term(text, line=node.line) if _can_match(r, node.line, what, text, "fuzzy") else None
     m = r.mapping(node, what, TERM_KEYS)
     if m is None:
@@ -934,10 +947,8 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
         else:
             for a in anode.value:
                 alias = _as_text(a)
-                colon = _colon_in_text(a)
-                if colon is not None:
-                    r.err(a.line, f"{what}.aliases: {colon!r} reads as a key and a value (the ': ' in it); put "
-                                  f"text that holds ': ' in quotes: '{colon}'")
+                if _colon_in_text(r, a, f"{what}.aliases"):
+                    pass
                 elif isinstance(a.value, dict):
                     r.err(a.line, f"{what}.aliases: {_shown(a)}: an alias is plain text and takes the term's mode; "
                                   "to give a spelling its own mode, write it as a term of its own in the group "
@@ -951,6 +962,8 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
         r.err(m["threshold"].line, f"{what}.threshold only applies to mode fuzzy")
     if not all([_can_match(r, line, what, spelling, mode) for spelling, line in spellings]):
         return None
+    for spelling, line in spellings:
+        _near_operator(r, line, spelling, mode)
     return Term(text, tuple(a for a, _ in spellings[1:]), mode, threshold, node.line)
 
 
@@ -985,11 +998,14 @@ def _can_match(r: _Reader, line: int, what: str, spelling: str, mode: str) -> bo
     if not any(ch.isalnum() for ch in spelling):
         r.err(line, f"{what}: {spelling!r} has no letter or digit, so it can never match")
         return False
-    if _NEAR_OPERATOR.search(spelling):
-        r.err(line, f"{what}: {spelling!r}: NEAR/n inside a term is read as words, not as an operator; put the two "
-                    "concepts in two groups and give the rule `near: n` (see the README)")
-        return False
     return True
+
+
+def _near_operator(r: _Reader, line: int, spelling: str, mode: str) -> None:
+    """NEAR/5 inside a term, as commercial tools write proximity, is read as words here."""
+    if mode in ("fuzzy", "exact") and _NEAR_OPERATOR.search(spelling):
+        r.warn(line, f"{spelling!r}: NEAR/n inside a term is read as words, not as an operator, so the term "
+                     "matches only that phrase; put the two concepts in two groups and give the rule `near: n`")
 
 
 # NEAR/5 or W/3 as commercial tools write it, or a bare upper-case NEAR ("near Kursk" is a phrase).
@@ -1084,16 +1100,18 @@ def _load_config(directory: Path) -> Config:
 _PLACE = re.compile(r"(.*?):(\d+): ")
 
 
+def place_of(message: str) -> tuple[str, int]:
+    """(file, line) of a `file:line: ...` problem or warning; (the message, 0) for one without."""
+    m = _PLACE.match(message)
+    return (m.group(1), int(m.group(2))) if m else (message, 0)
+
+
 def _in_line_order(problems: list[str]) -> list[str]:
     """Problems file by file (in the order the files were read), each file's in line order."""
-    def place(problem: str) -> tuple[str, int]:
-        m = _PLACE.match(problem)
-        return (m.group(1), int(m.group(2))) if m else (problem, 0)
-
     files: dict[str, int] = {}
     for problem in problems:
-        files.setdefault(place(problem)[0], len(files))
-    return sorted(problems, key=lambda problem: (files[place(problem)[0]], place(problem)[1]))
+        files.setdefault(place_of(problem)[0], len(files))
+    return sorted(problems, key=lambda problem: (files[place_of(problem)[0]], place_of(problem)[1]))
 
 
 GOOD_COPY = "last-good-config.json"  # in the state directory

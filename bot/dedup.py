@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from bot.models import MAX_SUMMARY, MAX_TITLE, Item
-from bot.text import FUNCTION_WORDS, fold_chars, fold_word, lead, words
+from bot.text import FUNCTION_WORDS, fold_chars, fold_word, lead, shorten, words
 
 _TRACKING_PREFIXES = ("utm_", "mtm_", "pk_", "at_", "wt_", "ga_", "hsa_", "oly_")
 _TRACKING = frozenset(
@@ -720,7 +720,8 @@ def item_from_record(record: Mapping[str, Any], undated: datetime | None = None)
     canon = canonical_link(link)
     return Item(
         key=str(record.get("id")), feed_id=str(record.get("source") or ""),
-        title=str(record.get("title") or "")[:MAX_TITLE], summary=str(record.get("summary") or "")[:MAX_SUMMARY],
+        title=shorten(str(record.get("title") or ""), MAX_TITLE),
+        summary=str(record.get("summary") or "")[:MAX_SUMMARY],
         link=link, canonical_link=canon, guid="",
         published=published or undated or datetime(1970, 1, 1, tzinfo=UTC), lang=str(record.get("lang") or ""),
         source=str(record.get("source") or ""), dated=published is not None,

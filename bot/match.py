@@ -36,7 +36,7 @@ from typing import Any
 import re2
 from rapidfuzz import fuzz
 
-from bot.config import Rule, Term, Watchlist
+from bot.config import Rule, Term, Watchlist, place_of
 from bot.models import Match, TermHit
 from bot.text import DROPPED_MARKS, FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
 
@@ -681,7 +681,7 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
     """
     out: list[str] = []
     for wl in watchlists:
-        out += _unused_groups(wl) + _repeated_spellings(wl) + _excluded_spellings(wl) + _slips(wl)
+        out += [*wl.warnings, *_unused_groups(wl), *_repeated_spellings(wl), *_excluded_spellings(wl), *_slips(wl)]
         terms = [t for ts in wl.groups.values() for t in ts] + list(wl.exclude)
         for term in terms:
             if term.mode != "fuzzy":
@@ -706,16 +706,22 @@ def lint_watchlists(watchlists: Sequence[Watchlist]) -> list[str]:
                     out.append(f"{wl.source}:{term.line}: warning: {spelling!r} also matches {common[0]!r}, one "
                                f"of the commonest words of a feed language, so it counts in almost every text of "
                                f"that language; use a phrase instead (e.g. 'the {spelling}')")
-    return sorted(dict.fromkeys(out), key=_warning_place)  # in file and line order, each once
-
-
-def _warning_place(warning: str) -> tuple[str, int]:
-    path, _, rest = warning.partition(":")
-    line = rest.partition(":")[0]
-    return path, int(line) if line.isdigit() else 0
+    return sorted(dict.fromkeys(out), key=place_of)  # in file and line order, each once
 
 
 _SCRIPTS = (("Latin", re.compile(r"[a-zà-ÿ]", re.IGNORECASE)), ("Cyrillic", _CYRILLIC), ("Korean", _HANGUL))
+
+
+def _names_in_scripts(spelling: str) -> set[str]:
+    """The scripts of a phrase's name-like words: capitalised but not all capitals (an acronym such as ЗРК or
+    ATACMS beside a noun is a real phrase: "ЗРК Patriot", "ракеты ATACMS"), or Korean. Names in two scripts
+    in one term ("Israel Израиль") are a list written without commas."""
+    found: set[str] = set()
+    for word in spelling.split():
+        name = (word[:1].isupper() and not word.isupper()) or _HANGUL.match(word)
+        if name and not any(ch.isdigit() for ch in word):
+            found.update(script for script, rx in _SCRIPTS if rx.match(word))
+    return found
 
 
 def _slips(wl: Watchlist) -> list[str]:
@@ -732,8 +738,7 @@ def _slips(wl: Watchlist) -> list[str]:
                        f"case-sensitively, so it takes the word {term.term!r}, not {term.term.upper()!r}; write it "
                        "as it appears in headlines")
         for spelling in term.spellings:
-            scripts = {name for word in spelling.split() for name, rx in _SCRIPTS if rx.search(word)}
-            if ";" in spelling or (len(spelling.split()) >= 2 and len(scripts) >= 2):
+            if ";" in spelling or len(_names_in_scripts(spelling)) >= 2:
                 out.append(f"{wl.source}:{term.line}: warning: {spelling!r} is one term whose words must all follow "
                            "each other; if it is meant as several spellings, separate them with commas "
                            "([Israel, Израиль]) or list them one per line")

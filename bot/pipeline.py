@@ -61,6 +61,9 @@ class StorePort(Protocol):
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
     def story_sources(self, story_id: int) -> list[tuple[str, str]]: ...
+    def lead_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, str, str, str]]: ...
+    def correct_lead(self, story_id: int, key: str, feed_id: str, old_link: str, title: str, summary: str,
+                     link: str) -> None: ...
     def pending_edit_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
@@ -402,7 +405,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
     items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window),
-                                            known=state.last_success is not None)
+                                            known=not _like_a_first_poll(spec, state, now, settings))
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
     fresh = [not any(k in seen for k in keys) for keys in keyed]
@@ -415,6 +418,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     # items a feed keeps listing stay seen however long it keeps them (and after a clock jump): with the write
     still_listed = [k for keys in keyed for k in keys if k in seen]
     rewritten = await _rewritten(ctx, items, fresh, found)
+    await _corrections(ctx, items, fresh, now)
     new: list[tuple[Item, list[str]]] = []
     known: list[list[Match]] = []  # matches the parse process already found, for the new items
     batch_keys: set[str] = set()
@@ -502,6 +506,30 @@ async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[b
     for i in out:
         logger.info("rewritten item matches now feed=%s item=%s", items[i].feed_id, items[i].key)
     return out
+
+
+async def _corrections(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[bool], now: datetime) -> None:
+    """A story's first item corrected in place ("1.300 statt 3.000 Soldaten": same guid or link, another
+    headline): the alerts already sent for it are edited to the new text (silently, as "also"
+    edits are), within the dedup window. An edited item never alerts again; before, the alert kept the
+    wrong figure for good."""
+    known = [it for it, is_new in zip(items, fresh, strict=True) if not is_new]
+    if not known:
+        return
+    since = now - timedelta(seconds=ctx.settings.dedup_window)
+    stored = await ctx.in_store(ctx.store.lead_texts, [it.key for it in known], since)
+    # The headline decides: a teaser that changes on its own (a comment count, "updated 5 minutes ago") would
+    # edit every chat's alert at every poll for two days.
+    changed = [(it, stored[it.key]) for it in known
+               if it.key in stored and squash(it.title) != squash(stored[it.key][1])]
+    for it, (story_id, _title, _summary, old_link) in changed:
+        logger.info("story lead corrected feed=%s item=%s story=%d", it.feed_id, it.key, story_id)
+        await ctx.in_store(_correct, ctx, story_id, it, old_link, now)
+
+
+def _correct(ctx: CycleContext, story_id: int, it: Item, old_link: str, now: datetime) -> None:
+    ctx.store.correct_lead(story_id, it.key, it.feed_id, old_link, it.title, it.summary, it.link)
+    _queue_also_edits(ctx, story_id, now)
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
@@ -597,8 +625,9 @@ def _dates_that_say_nothing(items: list[Item], now: datetime, older_than: timede
     build date) gives no publication dates: its items count as undated (published when first seen), and
     the date is returned. Otherwise, with a date older than `older_than`, every new item of such a feed
     looked like an old story listed again and never alerted; with a recent one, a new item showed the old
-    time and took the lead of its story from the outlet that really published first. A feed's first poll
-    (`known` False) keeps a recent shared date: it is all it has to tell the recent items apart."""
+    time and took the lead of its story from the outlet that really published first. A poll like a first
+    one (`known` False: see _like_a_first_poll) keeps a recent shared date: it is all it has to tell the
+    recent items apart."""
     dates = {it.published for it in items if it.dated}
     if len(dates) != 1 or sum(it.dated for it in items) < 3:
         return items, None
@@ -606,6 +635,15 @@ def _dates_that_say_nothing(items: list[Item], now: datetime, older_than: timede
     if not known and now - date <= older_than:
         return items, None
     return [replace(it, dated=False, published=now) if it.dated else it for it in items], date
+
+
+def _like_a_first_poll(spec: FeedSpec, state: FeedState, now: datetime, settings: Settings) -> bool:
+    """A feed's first poll, its first since its identity was edited (every key changed, so every item it lists
+    looks new), or its first after a lapse longer than the dedup window (paused, removed and added back,
+    failing for days): only recent items may alert."""
+    return (state.polls == 0 and state.last_success is None) or (
+        state.identity is not None and state.identity != spec.identity) or (
+        state.last_success is not None and now - state.last_success > timedelta(seconds=settings.dedup_window))
 
 
 class _Alertable(set[str]):
@@ -621,14 +659,9 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
     out = _Alertable()
     window = timedelta(seconds=settings.recent_window)
     recent = [it for it in items if it.dated and now - it.published <= window]
-    # A feed's first poll, its first since its identity was edited (every key changed, so every item it lists
-    # looks new), or its first after a lapse longer than the dedup window (paused, removed and added back,
-    # failing for days): only recent items may alert. What it published meanwhile is no alert any more.
+    # What a feed published while it was unknown, its keys changed or it lapsed is no alert any more.
     lapse = timedelta(seconds=settings.dedup_window)
-    first_poll = (state.polls == 0 and state.last_success is None) or (
-        state.identity is not None and state.identity != spec.identity) or (
-        state.last_success is not None and now - state.last_success > lapse)
-    if first_poll:
+    if _like_a_first_poll(spec, state, now, settings):
         out.update(it.key for it in recent)
         return out
     cap = spec.max_new_alerts if spec.max_new_alerts is not None else settings.burst_cap

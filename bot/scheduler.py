@@ -10,11 +10,13 @@ import hashlib
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Config, Settings, Watchlist, config_signature, load_config, save_good_copy
+from bot.config import Config, Settings, Watchlist, config_signature, load_config, place_of, save_good_copy
 from bot.deliver import payload_of
 from bot.errors import ConfigError, StoreError, TokenRejectedError
 
@@ -325,10 +327,11 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
         logger.warning("%s", warning)
     # A slip YAML takes without a word (a list without commas, no rules: for a veto group) loads cleanly and
     # changes what alerts: the admins hear of the warnings the edit brought, as they hear of errors.
-    brought = sorted(set(warnings) - set(lint_watchlists(old.watchlists)))
+    brought = _new_warnings(warnings, lint_watchlists(old.watchlists))
     if brought:
+        more = f"\n(and {len(brought) - 20} more)" if len(brought) > 20 else ""
         rt.store.queue_notice(sorted(settings.admins), "Config reloaded; the edit is in force, with warnings "
-                              "(`mediabot check` shows them):\n" + "\n".join(brought[:20]), now)
+                              "(`mediabot check` shows them):\n" + "\n".join(brought[:20]) + more, now)
         rt.deliverer.wake()
     orphaned = [(w, chats) for w, chats in gone if chats or w.chats]
     if orphaned:  # a file renamed or deleted: its chats would silently get nothing more
@@ -342,6 +345,23 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
     if orphaned or told:
         rt.deliverer.wake()
     return []
+
+
+def _new_warnings(now: Sequence[str], before: Sequence[str]) -> list[str]:
+    """The warnings an edit brought: compared by file name and text, not by line (a line added above an old
+    warning moves it) nor by directory (a config served from the kept good copy was read from elsewhere)."""
+    def what(warning: str) -> tuple[str, str]:
+        path, _line = place_of(warning)
+        return Path(path).name, warning.partition(": warning: ")[2]
+
+    left = Counter(what(w) for w in before)
+    out = []
+    for warning in now:
+        if left[what(warning)] > 0:
+            left[what(warning)] -= 1
+        else:
+            out.append(warning)
+    return out
 
 
 def _drop_alerts_config_withdrew(rt: Runtime, old: Config, new: Config) -> None:

@@ -209,7 +209,8 @@ async def test_alert_mute_button_holds_that_watchlist_only(start_bot):
 
 async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_list(start_bot, feed_server):
     """A story on both lists arrived after its best list was muted (rightly: it also came through the other)
-    but named the muted list, so the mute looked broken (hunt11b)."""
+    but named the muted list, so the mute looked broken (hunt11b). It names the other list with that list's
+    words; and an alert named before a mute keeps its name when an "also" edit comes (hunt12a)."""
     from bot.config import load_config
     from bot.match import Matcher
     from tests.conftest import ROOT
@@ -220,16 +221,36 @@ async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_
     title, summary = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
                       "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
     config = load_config(ROOT / "watchlists")
-    best, other = [m.watchlist for m in Matcher(config.watchlists).match(title, summary)][:2]
+    best, other = Matcher(config.watchlists).match(title, summary)[:2]
     names = config.watchlist_names()
-    assert "24" in await bot.press(f"mute:{best}")
+    assert "24" in await bot.press(f"mute:{best.watchlist}")
     feed_server.routes["/news.xml"] = Route(rss([{"title": title, "description": summary,
                                                   "link": "https://n.example/nk", "guid": "nk", "ago": 3}]))
     await run_cycle(bot.rt.ctx, ignore_schedule=True)
     await bot.rt.deliverer.drain(timeout=5)
     alert = next(m for m in bot.stub.sent_to(USER) if "Nordkoreanische Soldaten kämpfen" in m.text)
-    assert f"🔎 {names[other]}" in alert.text and names[best] not in alert.text
-    assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{other}"} in alert.buttons()
+    assert f"🔎 {names[other.watchlist]} — Treffer: {', '.join(other.words)}" in alert.text, alert.text
+    assert names[best.watchlist] not in alert.text
+    assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{other.watchlist}"} in alert.buttons()
+    # a second story, alerted before any mute of its list, then muted, then edited with "also": same name
+    await bot.say(f"/unmute {best.watchlist}")
+    story = {"title": "Ukraine: Drohnenangriff trifft nordkoreanische Artillerie bei Sudscha",
+             "description": "Kiews Armee meldet zerstörte Geschütze aus Nordkorea im Gebiet Kursk; die Gefechte dort "
+                            "dauern an.", "link": "https://n.example/nk2", "guid": "nk2", "ago": 2}
+    assert len(Matcher(config.watchlists).match(story["title"], story["description"])) >= 2
+    feed_server.routes["/news.xml"] = Route(rss([story]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    second = next(m for m in bot.stub.sent_to(USER) if "Artillerie bei Sudscha" in m.text)
+    assert f"🔎 {names[best.watchlist]}" in second.text
+    assert "24" in await bot.press(f"mute:{best.watchlist}")
+    feed_server.routes["/news.xml"] = Route(rss([story, dict(story, title="Ukraine-Krieg: " + story["title"],
+                                                             link="https://n.example/nk3", guid="nk3")]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    edits = [m for m in bot.stub.messages if m.method == "editMessageText" and "Artillerie bei Sudscha" in m.text]
+    assert edits and f"🔎 {names[best.watchlist]}" in edits[-1].text
+    assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{best.watchlist}"} in edits[-1].buttons()
 
 
 async def test_recent_lists_newest_matches_first(start_bot, feed_server):

@@ -254,11 +254,12 @@ def _warnings(d: Path) -> list[str]:
     return lint_watchlists(load_config(d).watchlists)
 
 
-def test_an_empty_rules_key_is_an_error_and_no_rules_with_a_veto_group_is_a_warning(tmp_path: Path):
+def test_an_empty_rules_key_and_no_rules_with_a_veto_group_are_warnings(tmp_path: Path):
     """`rules:` left empty (or commented out) made every group required, the one meant for a veto too: the
-    list alerted on the stories it was written to keep out, and check said OK."""
+    list alerted on the stories it was written to keep out, and check said OK. A warning, not an error: such
+    a file loaded until now, and an upgrade must not stop a deployment (hunt12a)."""
     d = _dir(tmp_path, {"t.yaml": _LIST + "  veto: [Israel]\nrules:\n#  - all: [place, actor]\n"})
-    assert any("t.yaml:6: t.rules is empty" in p for p in _problems(d))
+    assert [w for w in _warnings(d) if w.startswith(f"{d / 't.yaml'}:6: warning: `rules:` is empty")], _warnings(d)
     (d / "t.yaml").write_text(_LIST + "  veto: [Israel]\n", encoding="utf-8")
     assert any(w.startswith(f"{d / 't.yaml'}:1: warning: no `rules:`") and "place, actor, veto" in w
                for w in _warnings(d))
@@ -268,14 +269,25 @@ def test_an_empty_rules_key_is_an_error_and_no_rules_with_a_veto_group_is_a_warn
 
 @pytest.mark.parametrize("terms, says", [
     ("  veto: [Israel Израиль Tel Aviv]\n", "is one term whose words must all follow each other"),
+    ("  veto: [Israel Израиль]\n", "is one term whose words must all follow each other"),
+    ("  veto: [Kursk NEAR/5 Front]\n", "NEAR/n inside a term is read as words"),
+    # a list item indented one level too deep: YAML joined it to the item above ("Niger - Niamey")
+    ("  veto:\n    - Israel\n      - Gaza\n", "'Israel - Gaza' runs over 2 lines"),
     ("  veto: [Israel; Israeli]\n", "is one term whose words must all follow each other"),
     ("  veto:\n    - {term: car, mode: acronym}\n", "'car' is an acronym in lower case"),
     ("  veto: [Iran AND Israel]\n", "AND, OR and NOT inside a term are read as words"),
 ])
 def test_slips_that_load_are_warned_about(tmp_path: Path, terms: str, says: str):
     d = _dir(tmp_path, {"t.yaml": _LIST + terms + "rules:\n  - all: [place, actor]\n    unless_any: [veto]\n"})
-    line = 5 + terms.count("\n") - 1  # the term's line
+    line = 5 if "[" in terms else 6  # the term's line
     assert [w for w in _warnings(d) if says in w and f":{line}: warning:" in w], _warnings(d)
+
+
+@pytest.mark.parametrize("term", ["ЗРК Patriot", "истребители F-16", "ракеты ATACMS", "Ким Чен Ын",
+                                  "{term: NEAR, mode: acronym}", "fighting near Kursk"])
+def test_real_phrases_bring_no_warning(tmp_path: Path, term: str):
+    d = _dir(tmp_path, {"t.yaml": _LIST.replace("[Kursk]", f"[Kursk, {term}]")})
+    assert _warnings(d) == []
 
 
 def test_the_shipped_lists_bring_none_of_the_new_warnings():
@@ -286,18 +298,15 @@ def test_the_shipped_lists_bring_none_of_the_new_warnings():
 
 
 @pytest.mark.parametrize("text, line, says", [
-    # a list item indented one level too deep: YAML joined it to the item above ("Niger - Niamey")
-    (_LIST.replace("  actor: [Nordkorea]\n", "  actor:\n    - Nordkorea\n      - Pjöngjang\n"), 5,
-     "'Nordkorea - Pjöngjang' runs over 2 lines"),
     (_LIST + "  veto:\n    - {term: Iran, aliases: [{term: Иран, mode: exact}]}\n", 6,
      "{term: 'Иран', mode: 'exact'}: an alias is plain text"),
     (_LIST.replace("[Kursk]", "[Kursk, Shahed: 136]"), 3, "'Shahed: 136' reads as a key and a value"),
-    (_LIST.replace("[Kursk]", "[Kursk NEAR/5 Front]"), 3, "NEAR/n inside a term is read as words"),
+    (_LIST.replace("[Kursk]", "[Kursk, {trem: Kurtschatow}]"), 3, "unknown key 'trem' (did you mean 'term'?)"),
     (_LIST.replace("[Kursk]", "['Kursk, Front]"), 3, "a quote opened on this line is never closed"),
     (_LIST.replace("[Kursk]", "[Kursk, Front"), 3, "a [ opened on this line is not closed"),
     (_LIST.replace("description: x", "description: Kursk: die Front"), 1, "put the whole text in quotes"),
     (_LIST.replace("  place:", "\tplace:"), 3, "a tab character: indent with spaces"),
-    (_LIST + "threshold: '90'\n", 5, "got '90' (write it without quotes)"),
+    (_LIST + "threshold: '90'\n", 5, "got '90' (write it as a plain number: no quotes, no leading 0)"),
     (_LIST + "rules:\n  - all: place, actor\n", 6, "group names in brackets (all: [place, actor])"),
     (_LIST + "  veto:\n    - {term: 'Iran(?!ian)', mode: regex}\n", 6, "RE2 has no lookaround"),
 ])

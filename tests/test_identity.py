@@ -38,7 +38,8 @@ def _spec(server: FeedServer, path: str, fid: str = "f", identity: str = "auto")
 
 
 def _alerts(output: str) -> int:
-    return output.count("Nordkoreanische Soldaten kämpfen")
+    """New alerts of the story (an update of an alert already sent, "(update to alert #…", is none)."""
+    return sum(line.startswith("Nordkoreanische Soldaten kämpfen") for line in output.splitlines())
 
 
 async def test_item_repeated_inside_one_feed_alerts_once(tmp_path, feed_server):
@@ -106,11 +107,18 @@ async def test_edited_item_with_a_new_link_is_known_under_that_link_in_another_f
                   description="Die Ukraine greift nach eigenen Angaben Stellungen nordkoreanischer Truppen an.",
                   link="https://x.example/kursk-beschuss-nordkoreaner-a-111.html")
     feed_server.routes["/a.xml"] = Route(rss([dict(edited, guid="sp-1")]))
-    assert "nordkoreanische Einheiten" not in await _poll(tmp_path, [spec_a, spec_b])
+    out = await _poll(tmp_path, [spec_a, spec_b])
+    assert not _new_alert(out, edited["title"])  # the alert sent is edited to the new headline instead
     feed_server.routes["/b.xml"] = Route(rss([dict(edited, guid="schlagzeilen-77",
                                                    link=edited["link"] + "?utm_source=schlagzeilen")]))
-    out = await _poll(tmp_path, [spec_a, spec_b])
-    assert "nordkoreanische Einheiten" not in out, out
+    out += await _poll(tmp_path, [spec_a, spec_b])
+    assert not _new_alert(out, edited["title"]), out
+    assert f"(update to alert #2: {edited['title']})" in out
+
+
+def _new_alert(output: str, title: str) -> bool:
+    """Does the console output hold a new alert headed `title` (not an update of one already sent)?"""
+    return any(line.startswith(title) for line in output.splitlines())
 
 
 async def test_a_breaking_news_item_filled_in_later_alerts_once_when_it_matches(tmp_path, feed_server):
@@ -128,7 +136,8 @@ async def test_a_breaking_news_item_filled_in_later_alerts_once_when_it_matches(
     assert (await _poll(tmp_path, [spec])).count("zwei nordkoreanische Soldaten in Kursk gefangen") == 1
     assert "gefangen" not in await _poll(tmp_path, [spec])  # and once only
     feed_server.routes["/f.xml"] = Route(rss([dict(filled, title=filled["title"] + " (aktualisiert)")]))
-    assert "gefangen" not in await _poll(tmp_path, [spec])  # a later edit of a matched item: never again
+    out = await _poll(tmp_path, [spec])  # a later edit of a matched item: never a new alert, an update of it
+    assert not _new_alert(out, filled["title"]) and "(aktualisiert))" in out
 
 
 async def test_a_feed_whose_guids_change_on_every_fetch_adds_no_keys(tmp_path, feed_server):
@@ -391,7 +400,7 @@ async def test_one_old_date_on_a_few_items_is_still_a_date(tmp_path, feed_server
     """Two items that share an old date (a relisted pair) stay what they are: old stories, held back."""
     feed_server.routes["/f.xml"] = Route(rss([_story(0, 30)]))
     await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
-    feed_server.routes["/f.xml"] = Route(rss([_story(0, 30), _story(1, 3 * 24 * 60), _story(2, 3 * 24 * 60)]))
+    feed_server.routes["/f.xml"] = Route(rss([_story(1, 3 * 24 * 60), _story(2, 3 * 24 * 60)]))
     out = await _poll(tmp_path, [_spec(feed_server, "/f.xml")])
     assert not _alerted(out, 1) and not _alerted(out, 2)
 

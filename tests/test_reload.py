@@ -245,6 +245,12 @@ async def test_an_edit_that_loads_with_a_new_warning_is_reported_to_the_admins(w
         notices = [r for r in rt.store.outbox_rows() if r.kind == "notice"]
         assert [r.chat_id for r in notices] == [ADMIN]
         assert "with warnings" in notices[0].payload and f"{wdir / 'extra.yaml'}:4: warning:" in notices[0].payload
+        # an edit that moves the warned line down brings no new warning (hunt12a: it was sent again)
+        moved = text.replace("description: x\n", "description: >\n  x\n").replace("Nordkorea, Pjöngjang",
+                                                                                 "Nordkorea Пхеньян")
+        (wdir / "extra.yaml").write_text(moved, encoding="utf-8")
+        assert await reload_config(rt, settings) == []
+        assert len([r for r in rt.store.outbox_rows() if r.kind == "notice"]) == 1
         (wdir / "extra.yaml").write_text(text.replace("Kursk", "Kursk, Sudscha"), encoding="utf-8")
         assert await reload_config(rt, settings) == []
         assert len([r for r in rt.store.outbox_rows() if r.kind == "notice"]) == 1  # no warning brought
