@@ -159,12 +159,13 @@ def _other_outlets(title: str, source: str, sources: Sequence[tuple[str, str]], 
     something else than `title`, each once, as "outlet: headline", the latest last). `sources` is the
     story's list as the store keeps it: (outlet, headline), the lead's own entry without a headline."""
     names = list(dict.fromkeys(name for name, _ in sources if name != source))
-    plain = _plain_figures(title)
-    own = (fold(plain), _headline_words(plain), fold(_RUBRIC.sub("", plain)))
+    lead = _plain_figures(title)
+    own = (fold(lead), _headline_words(lead), fold(_RUBRIC.sub("", lead)))
     shown: dict[str, str] = {}  # a headline past its rubric -> its line
     for name, headline in sources:
-        if headline and not _adds_nothing(_plain_figures(headline), *own):
-            shown.setdefault(fold(_RUBRIC.sub("", _plain_figures(headline))), f"{name}: {shorten(headline, 120)}")
+        plain = _plain_figures(headline)
+        if headline and not _adds_nothing(plain, *own):
+            shown.setdefault(fold(_RUBRIC.sub("", plain)), f"{name}: {shorten(headline, 120)}")
     return names, list(shown.values())[-headlines:]
 
 
