@@ -61,9 +61,6 @@ class StorePort(Protocol):
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
     def story_sources(self, story_id: int) -> list[tuple[str, str]]: ...
-    def lead_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, str, str, str]]: ...
-    def correct_lead(self, story_id: int, key: str, feed_id: str, old_link: str, title: str, summary: str,
-                     link: str) -> None: ...
     def pending_edit_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
@@ -418,7 +415,6 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
     # items a feed keeps listing stay seen however long it keeps them (and after a clock jump): with the write
     still_listed = [k for keys in keyed for k in keys if k in seen]
     rewritten = await _rewritten(ctx, items, fresh, found)
-    await _corrections(ctx, items, fresh, now)
     new: list[tuple[Item, list[str]]] = []
     known: list[list[Match]] = []  # matches the parse process already found, for the new items
     batch_keys: set[str] = set()
@@ -506,30 +502,6 @@ async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[b
     for i in out:
         logger.info("rewritten item matches now feed=%s item=%s", items[i].feed_id, items[i].key)
     return out
-
-
-async def _corrections(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[bool], now: datetime) -> None:
-    """A story's first item corrected in place ("1.300 statt 3.000 Soldaten": same guid or link, another
-    headline): the alerts already sent for it are edited to the new text (silently, as "also"
-    edits are), within the dedup window. An edited item never alerts again; before, the alert kept the
-    wrong figure for good."""
-    known = [it for it, is_new in zip(items, fresh, strict=True) if not is_new]
-    if not known:
-        return
-    since = now - timedelta(seconds=ctx.settings.dedup_window)
-    stored = await ctx.in_store(ctx.store.lead_texts, [it.key for it in known], since)
-    # The headline decides: a teaser that changes on its own (a comment count, "updated 5 minutes ago") would
-    # edit every chat's alert at every poll for two days.
-    changed = [(it, stored[it.key]) for it in known
-               if it.key in stored and squash(it.title) != squash(stored[it.key][1])]
-    for it, (story_id, _title, _summary, old_link) in changed:
-        logger.info("story lead corrected feed=%s item=%s story=%d", it.feed_id, it.key, story_id)
-        await ctx.in_store(_correct, ctx, story_id, it, old_link, now)
-
-
-def _correct(ctx: CycleContext, story_id: int, it: Item, old_link: str, now: datetime) -> None:
-    ctx.store.correct_lead(story_id, it.key, it.feed_id, old_link, it.title, it.summary, it.link)
-    _queue_also_edits(ctx, story_id, now)
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,

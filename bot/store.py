@@ -425,34 +425,6 @@ class SqliteStore:
                     out[r[0]] = (r[1], r[2])
         return out
 
-    def lead_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[int, str, str, str]]:
-        """Item key -> (story id, title, summary, link) as stored, for the items among `keys` that lead a
-        story (its first item) and were first seen after `since`."""
-        out: dict[str, tuple[int, str, str, str]] = {}
-        after = _ts(since)
-        for chunk, marks in _in_chunks(keys):
-            for r in self._db.execute(
-                    f"SELECT i.key, i.story_id, i.title, i.summary, i.link, i.first_seen FROM items i "
-                    f"JOIN stories s ON s.id = i.story_id AND s.first_item = i.id WHERE i.key IN ({marks})", chunk):
-                if r[5] > after:
-                    out[r[0]] = (int(r[1]), r[2], r[3], r[4])
-        return out
-
-    def correct_lead(self, story_id: int, key: str, feed_id: str, old_link: str, title: str, summary: str,
-                     link: str) -> None:
-        """A story's first item was corrected in its feed (same identity, another headline or teaser): store
-        the new text, also in the story's alerts of that item, sent or waiting, and in their waiting edits, so
-        every later rendering (an "also" edit included) shows it."""
-        with self._tx() as db:
-            db.execute("UPDATE items SET title=?, summary=?, link=? WHERE key=?", (title, summary, link, key))
-            rows = db.execute(
-                "SELECT id, payload FROM outbox WHERE story_id=? AND kind IN ('alert', 'edit') "
-                "AND state IN ('pending', 'held', 'sent') AND json_extract(payload, '$.feed')=? "
-                "AND json_extract(payload, '$.link')=?", (story_id, feed_id, old_link)).fetchall()
-            for rid, payload in rows:
-                body = dict(json.loads(payload), title=title, summary=summary, link=link)
-                db.execute("UPDATE outbox SET payload=? WHERE id=?", (json.dumps(body, ensure_ascii=False), rid))
-
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int:
         """Remember the unseen keys of items recognised by another key (keys, current headline) when the
         item was edited: an outlet that rewrites headline and slug keeps the guid, and its second feed may

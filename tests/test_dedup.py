@@ -329,32 +329,6 @@ def test_a_copy_that_adds_no_outlet_and_no_headline_sends_no_edit(workdir, feed_
     assert len(telegram.sent_to(-100781)) == 1
 
 
-def test_a_corrected_headline_reaches_the_alert_already_sent(workdir, feed_server, telegram):
-    """The outlet corrected its figure in place (same guid and link): the alert kept the wrong one for good.
-    Now it is edited, silently, with no second ping, and a later "also" edit keeps the correction."""
-    env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100782, ("Outlet A", "Outlet B"))
-    story = {"title": "Nordkorea schickt weitere 3.000 Soldaten nach Russland", "link": "https://a.example/1",
-             "guid": "a1", "description": "Nordkorea hat laut Seoul weitere Soldaten nach Russland verlegt.", "ago": 30}
-    feed_server.routes["/a.xml"] = Route(rss([story]))
-    feed_server.routes["/b.xml"] = Route(rss([]))
-    assert run_cli(["poll", "--once"], env).returncode == 0
-    fixed = dict(story, title="Korrektur: Nordkorea schickt weitere 1.300 Soldaten nach Russland")
-    feed_server.routes["/a.xml"] = Route(rss([fixed]))
-    result = run_cli(["poll", "--once"], env)
-    assert result.returncode == 0, result.stderr
-    [alert] = telegram.sent_to(-100782)
-    edits = [m for m in telegram.messages if m.method == "editMessageText"]
-    assert len(edits) == 1 and "1.300 Soldaten" in edits[0].text and "3.000" not in edits[0].text
-    assert run_cli(["poll", "--once"], env).returncode == 0  # the corrected headline stays: no edit again
-    copy = dict(story, title="Nordkorea schickt weitere Soldaten nach Russland", link="https://b.example/1",
-                guid="b1", ago=10)
-    feed_server.routes["/b.xml"] = Route(rss([copy]))
-    assert run_cli(["poll", "--once"], env).returncode == 0
-    edits = [m for m in telegram.messages if m.method == "editMessageText"]
-    assert len(edits) == 2 and "Outlet B" in edits[1].text and "1.300 Soldaten nach Russland</a>" in edits[1].text
-    assert len(telegram.sent_to(-100782)) == 1
-
-
 def test_same_story_in_two_feeds_alerts_once_across_a_restart(workdir, feed_server, telegram):
     """The second outlet's copy arrives after a process restart: no second alert, the first is edited."""
     env = _two_outlets(workdir, feed_server, telegram, "dprk-troops", -100777, ("Outlet A", "Outlet B"))
