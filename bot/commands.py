@@ -705,7 +705,8 @@ async def _button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         text = _unsubscribe(rt, update, watchlist)
     elif action == "mute":
         name = _names(rt).get(watchlist, watchlist)
-        if rt.store.set_watchlist_mute(chat_id, watchlist, _now() + WATCHLIST_MUTE):
+        now = _now()
+        if rt.store.set_watchlist_mute(chat_id, watchlist, now + WATCHLIST_MUTE, now):
             logger.info("watchlist muted chat=%s watchlist=%s", chat_id, watchlist)
             text = _t(update, "muted_watchlist", name=name)
         elif chat_id in (listed.chats if (listed := rt.config.watchlist(watchlist)) else ()):

@@ -760,6 +760,9 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         if rnode is not None and len(groups) >= 2:  # (every rule commented out?)
             r.warn(rnode.line, f"`rules:` is empty, so the one rule is all {len(groups)} groups together "
                                f"({', '.join(groups)}); list the rules under it, or remove the key")
+    elif rnode.value == []:
+        r.warn(rnode.line, "`rules: []` lists no rule, so this list never matches; list the rules, or remove the "
+                           "key to require every group together")
     elif not groups:
         pass  # no usable groups: the rules cannot be checked against them (the groups' problem is reported)
     elif not isinstance(rnode.value, list):

@@ -713,13 +713,15 @@ _SCRIPTS = (("Latin", re.compile(r"[a-zà-ÿ]", re.IGNORECASE)), ("Cyrillic", _C
 
 
 def _names_in_scripts(spelling: str) -> set[str]:
-    """The scripts of a phrase's name-like words: capitalised but not all capitals (an acronym such as ЗРК or
-    ATACMS beside a noun is a real phrase: "ЗРК Patriot", "ракеты ATACMS"), or Korean. Names in two scripts
-    in one term ("Israel Израиль") are a list written without commas."""
+    """The scripts of a phrase's words, leaving out an acronym beside a word ("ЗРК Patriot", "ракеты ATACMS"
+    are real phrases) and words with figures ("истребители F-16"). Words in two scripts in one term ("israel
+    израиль", "NATO НАТО") are a list written without commas."""
+    words_ = spelling.split()
+    acronyms = [w for w in words_ if w.isupper() and len(w) <= 6]
+    counted = words_ if len(acronyms) == len(words_) else [w for w in words_ if w not in acronyms]
     found: set[str] = set()
-    for word in spelling.split():
-        name = (word[:1].isupper() and not word.isupper()) or _HANGUL.match(word)
-        if name and not any(ch.isdigit() for ch in word):
+    for word in counted:
+        if len(word) >= 3 and not any(ch.isdigit() for ch in word):
             found.update(script for script, rx in _SCRIPTS if rx.match(word))
     return found
 

@@ -524,6 +524,7 @@ class SqliteStore:
                                     terms=next((m.words for m in n.matches if m.watchlist == watchlist), []))
                         if len(lists) > 1:
                             body["lists"] = list(lists)  # every list of this chat it matched (button mutes)
+                            body["list_terms"] = {m.watchlist: m.words for m in n.matches if m.watchlist in lists}
                         db.execute(
                             """INSERT INTO outbox(chat_id, kind, watchlist, story_id, payload, not_before, created)
                                VALUES(?, 'alert', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -689,12 +690,30 @@ class SqliteStore:
         """Watchlists a chat is subscribed to."""
         return {r[0] for r in self._db.execute("SELECT watchlist FROM subscriptions WHERE chat_id=?", (chat_id,))}
 
-    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None) -> bool:
+    def set_watchlist_mute(self, chat_id: int, watchlist: str, until: datetime | None,
+                           now: datetime | None = None) -> bool:
         """Mute one watchlist for one chat (the alert's mute button); False when the chat has no
-        subscription to it (it gets the list through `chats:` in the YAML)."""
+        subscription to it (it gets the list through `chats:` in the YAML). An alert still waiting (a chat
+        mute, quiet hours, Telegram down) that is named after the list and also came through another the
+        chat has not muted is named after that one now, with its words: it still comes, through that list."""
         with self._tx() as db:
-            return db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
-                              (_ts(until), chat_id, watchlist)).rowcount > 0
+            if db.execute("UPDATE subscriptions SET muted_until=? WHERE chat_id=? AND watchlist=?",
+                          (_ts(until), chat_id, watchlist)).rowcount == 0:
+                return False
+            if until is not None:
+                muted = {r[0] for r in db.execute(
+                    "SELECT watchlist FROM subscriptions WHERE chat_id=? AND muted_until > ?",
+                    (chat_id, _ts(now or datetime.now(UTC))))}
+                waiting = db.execute("SELECT id, payload FROM outbox WHERE chat_id=? AND kind='alert' AND "
+                                     "state IN ('pending', 'held') AND watchlist=?", (chat_id, watchlist)).fetchall()
+                for rid, payload in waiting:
+                    body = json.loads(payload)
+                    other = next((w for w in body.get("lists") or [] if w not in muted), None)
+                    if other is not None:
+                        body.update(watchlist=other, terms=(body.get("list_terms") or {}).get(other, body["terms"]))
+                        db.execute("UPDATE outbox SET watchlist=?, payload=? WHERE id=?",
+                                   (other, json.dumps(body, ensure_ascii=False), rid))
+            return True
 
     def deactivate_chat(self, chat_id: int) -> None:
         """The chat is gone (403): stop sending; pending alerts to it fail."""

@@ -253,6 +253,37 @@ async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_
     assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{best.watchlist}"} in edits[-1].buttons()
 
 
+async def test_an_alert_waiting_when_its_list_is_muted_comes_named_after_the_other_list(start_bot, feed_server):
+    """The list an alert names is chosen when it is queued; one still waiting (here a chat mute) when the
+    journalist muted that list came named after it, with a button to mute it again (hunt12b)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.config import load_config
+    from bot.match import Matcher
+    from tests.conftest import ROOT
+
+    bot = await start_bot()
+    await bot.say("/subscribe dprk-troops")
+    await bot.say("/subscribe kursk-front")
+    title, summary = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+                      "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
+    config = load_config(ROOT / "watchlists")
+    best, other = Matcher(config.watchlists).match(title, summary)[:2]
+    names = config.watchlist_names()
+    await bot.say("/mute 2h")
+    feed_server.routes["/news.xml"] = Route(rss([{"title": title, "description": summary,
+                                                  "link": "https://n.example/nk", "guid": "nk", "ago": 3}]))
+    await run_cycle(bot.rt.ctx, ignore_schedule=True)
+    await bot.rt.deliverer.drain(timeout=5)
+    assert "24" in await bot.press(f"mute:{best.watchlist}")
+    bot.rt.store.update_chat(USER, muted_until=datetime.now(UTC) - timedelta(seconds=1))  # the chat mute ends
+    bot.rt.deliverer.router.release(datetime.now(UTC))
+    await bot.rt.deliverer.drain(timeout=5)
+    alert = next(m for m in bot.stub.sent_to(USER) if "Nordkoreanische Soldaten kämpfen" in m.text)
+    assert f"🔎 {names[other.watchlist]} — Treffer: {', '.join(other.words)}" in alert.text, alert.text
+    assert {"text": "Watchlist 24 h stumm", "callback_data": f"mute:{other.watchlist}"} in alert.buttons()
+
+
 async def test_recent_lists_newest_matches_first(start_bot, feed_server):
     bot = await start_bot()
     assert "Noch keine" in await bot.say("/recent kursk-front")

@@ -270,6 +270,8 @@ def test_an_empty_rules_key_and_no_rules_with_a_veto_group_are_warnings(tmp_path
 @pytest.mark.parametrize("terms, says", [
     ("  veto: [Israel Израиль Tel Aviv]\n", "is one term whose words must all follow each other"),
     ("  veto: [Israel Израиль]\n", "is one term whose words must all follow each other"),
+    ("  veto: [israel израиль]\n", "is one term whose words must all follow each other"),
+    ("  veto: [NATO НАТО]\n", "is one term whose words must all follow each other"),
     ("  veto: [Kursk NEAR/5 Front]\n", "NEAR/n inside a term is read as words"),
     # a list item indented one level too deep: YAML joined it to the item above ("Niger - Niamey")
     ("  veto:\n    - Israel\n      - Gaza\n", "'Israel - Gaza' runs over 2 lines"),
@@ -332,3 +334,11 @@ def test_one_group_name_without_brackets_is_a_list_of_one(tmp_path: Path):
     d = _dir(tmp_path, {"t.yaml": _LIST + "  veto: [Israel]\nrules:\n  - all: [place, actor]\n"
                                           "    unless_title: veto\n"})
     assert load_config(d).watchlists[0].rules[0].unless_title == ("veto",)
+
+
+def test_an_empty_rules_list_loads_and_is_warned_about(tmp_path: Path):
+    """`rules: []` loaded before as a list that never matches; it still loads (an upgrade must not stop a
+    deployment), and check says why the list will stay silent."""
+    d = _dir(tmp_path, {"t.yaml": _LIST + "rules: []\n"})
+    assert load_config(d).watchlists[0].rules == ()
+    assert [w for w in _warnings(d) if ":5: warning: `rules: []` lists no rule, so this list never matches" in w]
