@@ -16,6 +16,7 @@ import pytest
 from bot.app import Runtime, build_runtime
 from bot.commands import make_application, start_application, stop_application
 from bot.config import Settings, load_config
+from bot.match import Matcher
 from bot.pipeline import run_cycle
 from tests.conftest import stop_daemon, write_feeds_yaml
 from tests.servers import FeedServer, Route, TelegramStub, rss
@@ -207,24 +208,30 @@ async def test_alert_mute_button_holds_that_watchlist_only(start_bot):
     assert any("Alert 10" in t for t in bot.stub.texts(USER))
 
 
-async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_list(start_bot, feed_server):
-    """A story on both lists arrived after its best list was muted (rightly: it also came through the other)
-    but named the muted list, so the mute looked broken (hunt11b). It names the other list with that list's
-    words; and an alert named before a mute keeps its name when an "also" edit comes (hunt12a)."""
-    from bot.config import load_config
-    from bot.match import Matcher
+TWO_LISTS = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
+             "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
+
+
+async def _on_both_lists(start_bot: Callable[..., Any]) -> tuple[Any, Any, list[Any]]:
+    """A bot whose chat follows dprk-troops and kursk-front; the config, and the matches of TWO_LISTS (a story
+    on both), best first."""
     from tests.conftest import ROOT
 
     bot = await start_bot()
     await bot.say("/subscribe dprk-troops")
     await bot.say("/subscribe kursk-front")
-    title, summary = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
-                      "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
     config = load_config(ROOT / "watchlists")
-    best, other = Matcher(config.watchlists).match(title, summary)[:2]
+    return bot, config, Matcher(config.watchlists).match(*TWO_LISTS)[:2]
+
+
+async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_list(start_bot, feed_server):
+    """A story on both lists arrived after its best list was muted (rightly: it also came through the other)
+    but named the muted list, so the mute looked broken (hunt11b). It names the other list with that list's
+    words; and an alert named before a mute keeps its name when an "also" edit comes (hunt12a)."""
+    bot, config, (best, other) = await _on_both_lists(start_bot)
     names = config.watchlist_names()
     assert "24" in await bot.press(f"mute:{best.watchlist}")
-    feed_server.routes["/news.xml"] = Route(rss([{"title": title, "description": summary,
+    feed_server.routes["/news.xml"] = Route(rss([{"title": TWO_LISTS[0], "description": TWO_LISTS[1],
                                                   "link": "https://n.example/nk", "guid": "nk", "ago": 3}]))
     await run_cycle(bot.rt.ctx, ignore_schedule=True)
     await bot.rt.deliverer.drain(timeout=5)
@@ -256,22 +263,10 @@ async def test_an_alert_that_comes_through_another_list_after_a_mute_names_that_
 async def test_an_alert_waiting_when_its_list_is_muted_comes_named_after_the_other_list(start_bot, feed_server):
     """The list an alert names is chosen when it is queued; one still waiting (here a chat mute) when the
     journalist muted that list came named after it, with a button to mute it again (hunt12b)."""
-    from datetime import UTC, datetime, timedelta
-
-    from bot.config import load_config
-    from bot.match import Matcher
-    from tests.conftest import ROOT
-
-    bot = await start_bot()
-    await bot.say("/subscribe dprk-troops")
-    await bot.say("/subscribe kursk-front")
-    title, summary = ("Nordkoreanische Soldaten kämpfen im Gebiet Kursk",
-                      "Nordkoreas Truppen greifen an der Front bei Kursk an; schwere Kämpfe dauern an.")
-    config = load_config(ROOT / "watchlists")
-    best, other = Matcher(config.watchlists).match(title, summary)[:2]
+    bot, config, (best, other) = await _on_both_lists(start_bot)
     names = config.watchlist_names()
     await bot.say("/mute 2h")
-    feed_server.routes["/news.xml"] = Route(rss([{"title": title, "description": summary,
+    feed_server.routes["/news.xml"] = Route(rss([{"title": TWO_LISTS[0], "description": TWO_LISTS[1],
                                                   "link": "https://n.example/nk", "guid": "nk", "ago": 3}]))
     await run_cycle(bot.rt.ctx, ignore_schedule=True)
     await bot.rt.deliverer.drain(timeout=5)
