@@ -951,8 +951,8 @@ def _term(r: _Reader, node: _Located, what: str) -> Term | None:
             for a in anode.value:
                 alias = _as_text(a)
                 if _colon_in_text(r, a, f"{what}.aliases"):
-                    pass
-                elif isinstance(a.value, dict):
+                    continue
+                if isinstance(a.value, dict):
                     r.err(a.line, f"{what}.aliases: {_shown(a)}: an alias is plain text and takes the term's mode; "
                                   "to give a spelling its own mode, write it as a term of its own in the group "
                                   "(- {term: ..., mode: exact})")

@@ -384,11 +384,7 @@ class Matcher:
 
     def match(self, title: str, summary: str = "") -> list[Match]:
         """Every watchlist the text matches, best score first."""
-        head: str | None = None  # the summary's lead, once known
-        if self._max_reach == 0:
-            summary = ""  # no watchlist reads past the headline
-        elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
-            summary = head = lead(summary)  # a full-text feed: fold only what some watchlist reads
+        summary, head = self._read(summary)
         wcache = self._bound_cache()
         title_words, summary_words = _fold_fields(title, summary)
         cache = wcache.hits
@@ -431,6 +427,15 @@ class Matcher:
                 matches.append(decided)
         matches.sort(key=lambda m: (-m.score, m.watchlist))
         return matches
+
+    def _read(self, summary: str) -> tuple[str, str | None]:
+        """The part of the summary some watchlist reads, and its lead when that is already known."""
+        if self._max_reach == 0:
+            return "", None  # no watchlist reads past the headline
+        if self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
+            head = lead(summary)  # a full-text feed: fold only what some watchlist reads
+            return head, head
+        return summary, None
 
     def _collect(self, title: str, summary: str, head: str | None, title_words: list[str], summary_words: list[str],
                  hits: AbstractSet[str], live: AbstractSet[int], cache: dict[str, tuple[tuple[_Atom, float], ...]],
@@ -495,11 +500,7 @@ class Matcher:
         each group took, the words of `exclude:`, and per rule whether it held and, if not, why. A veto that
         worked and no hit at all look the same in a match's result; an admin checking a list needs to tell
         them apart. Places every hit of every watchlist, so it is slower than match(); not for the stream."""
-        head: str | None = None
-        if self._max_reach == 0:
-            summary = ""
-        elif self._max_reach == 1 and len(summary) > _LONG_SUMMARY:
-            summary = head = lead(summary)
+        summary, head = self._read(summary)
         wcache = self._bound_cache()
         title_words, summary_words = _fold_fields(title, summary)
         hits = {w for w in {*title_words, *summary_words} if self._lookup(w, wcache)}

@@ -55,12 +55,12 @@ class StorePort(Protocol):
     def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None, touch_feed: str | None = None) -> list[int]: ...
+                     touch_before: datetime | None = None, touch_feed: str | None = None,
+                     ) -> tuple[list[int], set[int]]: ...
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
     def story_chats(self, story_id: int) -> set[int]: ...
-    def story_sources(self, story_id: int) -> list[tuple[str, str]]: ...
     def pending_edit_chats(self, story_id: int) -> set[int]: ...
     def queue_row(self, chat_id: int, kind: str, payload: dict[str, Any], now: datetime, watchlist: str = "",
                   story_id: int | None = None, message_id: int | None = None,
@@ -401,8 +401,8 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
 async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
-    items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window),
-                                            known=not _like_a_first_poll(spec, state, now, settings))
+    first_poll = _like_a_first_poll(spec, state, now, settings)
+    items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window), known=not first_poll)
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
     fresh = [not any(k in seen for k in keys) for keys in keyed]
@@ -434,7 +434,7 @@ async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: li
         logger.info("feed dates ignored feed=%s date=%s new=%d (every item carries it: new items count as "
                     "published when first seen)", spec.id, frozen.isoformat(), len(new))
     alertable = _alertable(spec, state, [it for it, _ in new], now, settings,
-                           {it.key for (it, _), ms in zip(new, matches, strict=True) if ms})
+                           {it.key for (it, _), ms in zip(new, matches, strict=True) if ms}, first_poll)
     notices: list[tuple[int, str]] = []
     suppressed = sum(1 for (it, _), ms in zip(new, matches, strict=True) if ms and it.key not in alertable)
     if alertable.burst and suppressed:
@@ -526,18 +526,16 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
                 n = replace(n, story_id=story_id, alert_chats=[(c, w) for c, w in n.alert_chats if c not in reached])
             folded.append(n)
         new_items = folded
-    # What each story already lists: a copy from an outlet listed with the same headline (a re-published item,
-    # a second feed of the outlet) changes nothing an edit would show.
-    before = {sid: ctx.store.story_sources(sid) for sid in {n.story_id for n in new_items if n.story_id is not None}}
-    story_ids = ctx.store.record_items(new_items, state, now, notices, still_listed,
+    story_ids, grown = ctx.store.record_items(new_items, state, now, notices, still_listed,
                                        now - timedelta(days=ctx.settings.retention_days), touch_feed)
     if ctx.stories is not None:  # a new story's first item; its copies stay out (see StoryIndex.check)
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:
                 ctx.stories.add_item(n.item, sid)
-    for story_id in dict.fromkeys(n.story_id for n in new_items if n.story_id is not None):
-        if ctx.store.story_sources(story_id) != before[story_id]:
-            _queue_also_edits(ctx, story_id, now)  # once per story, however many copies this feed carried
+    # Once per story, however many copies this feed carried; none for a copy that added no outlet or headline
+    # (an outlet re-publishing its copy, a second feed of the outlet): the edit would change nothing.
+    for story_id in dict.fromkeys(n.story_id for n in new_items if n.story_id in grown):
+        _queue_also_edits(ctx, story_id, now)
     return sum(len(n.alert_chats) for n, sid in zip(new_items, story_ids, strict=True) if sid)
 
 
@@ -623,9 +621,9 @@ class _Alertable(set[str]):
 
 
 def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: datetime,
-               settings: Settings, matched: AbstractSet[str]) -> _Alertable:
+               settings: Settings, matched: AbstractSet[str], first_poll: bool) -> _Alertable:
     """Which new items may alert. A feed's first poll alerts only on recent items (catch-up), as does
-    its first after an identity edit or a long lapse; a known feed that suddenly yields many new or mostly
+    a poll like it (`first_poll`: see _like_a_first_poll); a known feed that suddenly yields many new or mostly
     old items (a migration, changed GUIDs) alerts on at most `burst_cap` recent items, and never on an
     item dated before the dedup window."""
     out = _Alertable()
@@ -633,7 +631,7 @@ def _alertable(spec: FeedSpec, state: FeedState, items: Sequence[Item], now: dat
     recent = [it for it in items if it.dated and now - it.published <= window]
     # What a feed published while it was unknown, its keys changed or it lapsed is no alert any more.
     lapse = timedelta(seconds=settings.dedup_window)
-    if _like_a_first_poll(spec, state, now, settings):
+    if first_poll:
         out.update(it.key for it in recent)
         return out
     cap = spec.max_new_alerts if spec.max_new_alerts is not None else settings.burst_cap

@@ -12,6 +12,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,25 +282,43 @@ def _reload_lock(rt: Runtime) -> asyncio.Lock:
     return lock
 
 
-def _prepare(settings: Settings, signature: dict[str, tuple[int, int, str]]) -> tuple[Config | None, Any, list[str]]:
-    """Read and validate the YAML (whose config_signature, taken before, is `signature`) and build its
-    matcher: (config, matcher, problems)."""
+@dataclass
+class _Prepared:
+    """A reload read and built off the event loop: the config and its matcher, or the YAML's problems; the
+    new config's lint warnings (logged), and those the edit brought (told to the admins)."""
+
+    config: Config | None
+    matcher: Any = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    brought: list[str] = field(default_factory=list)
+
+
+def _prepare(settings: Settings, signature: dict[str, tuple[int, int, str]], in_force: Config,
+             in_force_warnings: list[str] | None) -> _Prepared:
+    """Read and validate the YAML (whose config_signature, taken before, is `signature`), build its matcher
+    and lint it (tens of milliseconds each: not on the event loop). `in_force_warnings`: the lint of the
+    config in force when a reload made it (None at the first reload: linted here)."""
     try:
         config = load_config(settings.watchlists_dir)
     except ConfigError as exc:
-        return None, None, exc.problems
+        return _Prepared(None, problems=exc.problems)
     except Exception as exc:  # a loader bug must not take the running bot down: keep the good config
         logger.exception("config reload failed")
-        return None, None, [f"{settings.watchlists_dir}: the files could not be read ({type(exc).__name__}: "
-                            f"{exc}); this is a mediabot bug, please report it with the log"]
+        return _Prepared(None, problems=[f"{settings.watchlists_dir}: the files could not be read "
+                                         f"({type(exc).__name__}: {exc}); this is a mediabot bug, please report "
+                                         "it with the log"])
     _keep_good_copy(settings, signature)
-    from bot.match import Matcher
+    from bot.match import Matcher, lint_watchlists
 
-    return config, Matcher(config.watchlists), []
+    warnings = lint_watchlists(config.watchlists)
+    before = in_force_warnings if in_force_warnings is not None else lint_watchlists(in_force.watchlists)
+    return _Prepared(config, Matcher(config.watchlists), [], warnings, _new_warnings(warnings, before))
 
 
-def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any, problems: list[str]) -> list[str]:
+def _apply(rt: Runtime, settings: Settings, prepared: _Prepared) -> list[str]:
     """Swap a prepared config in, or keep the last good one and tell the admins why."""
+    config, problems = prepared.config, prepared.problems
     now = datetime.now(UTC)
     if config is None:
         logger.error("config reload rejected, keeping the last good config: %s", "; ".join(problems))
@@ -315,20 +334,16 @@ def _apply(rt: Runtime, settings: Settings, config: Config | None, matcher: Any,
             if w.id not in config.watchlist_names()]
     back = [(w, rt.store.subscribers(w.id, let_in=let_in)) for w in config.watchlists
             if w.id not in rt.config.watchlist_names()]
-    old = rt.config
-    rt.swap_config(config, matcher)
+    rt.swap_config(config, prepared.matcher)
+    rt.extras["warnings"] = prepared.warnings
     logger.info("config reloaded feeds=%d watchlists=%d", len(config.feeds), len(config.watchlists))
     if (metrics := rt.extras.get("metrics")) is not None:
         metrics.feeds_in_force(f.id for f in config.feeds if f.enabled)
-    from bot.match import lint_watchlists  # the runtime already imported it (its Matcher)
-
-    warnings = lint_watchlists(config.watchlists)
-    for warning in warnings:
+    for warning in prepared.warnings:
         logger.warning("%s", warning)
     # A slip YAML takes without a word (a list without commas, no rules: for a veto group) loads cleanly and
     # changes what alerts: the admins hear of the warnings the edit brought, as they hear of errors.
-    brought = _new_warnings(warnings, lint_watchlists(old.watchlists))
-    if brought:
+    if brought := prepared.brought:
         more = f"\n(and {len(brought) - 20} more)" if len(brought) > 20 else ""
         rt.store.queue_notice(sorted(settings.admins), "Config reloaded; the edit is in force, with warnings "
                               "(`mediabot check` shows them):\n" + "\n".join(brought[:20]) + more, now)
@@ -469,9 +484,9 @@ async def reload_config(rt: Runtime, settings: Settings) -> list[str]:
     Read and built off the event loop, like a reload on a change. Returns the problems."""
     async with _reload_lock(rt):
         signature = rt.extras["config_files"] = await asyncio.to_thread(config_signature, settings.watchlists_dir)
-        prepared = await asyncio.to_thread(_prepare, settings, signature)
         old = rt.config
-        problems = _apply(rt, settings, *prepared)
+        prepared = await asyncio.to_thread(_prepare, settings, signature, old, rt.extras.get("warnings"))
+        problems = _apply(rt, settings, prepared)
         if rt.config is not old:
             # On the store's writer thread, after any write of a cycle that matched under the old config
             # (later writes check the new one: pipeline._write).

@@ -450,17 +450,21 @@ class SqliteStore:
 
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Iterable[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None, touch_feed: str | None = None) -> list[int]:
+                     touch_before: datetime | None = None, touch_feed: str | None = None,
+                     ) -> tuple[list[int], set[int]]:
         """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
         in ONE transaction: after a crash either all of it is there or none (and the items are new
         again on the next poll). Returns the story id of each item (0 for items that matched nothing:
-        they get no story, and are written in bulk). `still_listed`: keys of known items the feed still
+        they get no story, and are written in bulk), and the stories whose outlets or headlines a copy
+        added to (what an "also" edit shows). `still_listed`: keys of known items the feed still
         lists; those marked seen before `touch_before` count as seen now, so an item a feed keeps for
         months is never pruned and alerted again. `touch_feed`: the same for every guid key of that feed and
         every stored item's own key (its unchanged document was fetched again after a lapse: what it lists is
         not known without parsing it)."""
         stamp = _ts(now)
         story_ids: list[int] = []
+        grown: set[int] = set()
+        muted_of: dict[int, set[str]] = {}  # chat -> its muted lists, read once a batch
         with self._tx() as db:
             plain = [n for n in new if _plain(n)]
             db.executemany(_INSERT_ITEM, [_item_values(n.item, stamp) for n in plain])
@@ -494,7 +498,8 @@ class SqliteStore:
                         (item_id, it.lang, stamp, json.dumps([it.source])),
                     ).lastrowid or 0)
                 else:
-                    self._add_copy(db, story_id, item_id, it)
+                    if self._add_copy(db, story_id, item_id, it):
+                        grown.add(story_id)
                 db.execute("UPDATE items SET story_id=? WHERE id=?", (story_id, item_id))
                 story_ids.append(story_id)
                 db.executemany(
@@ -511,20 +516,19 @@ class SqliteStore:
                     )
                 if n.alert_chats:
                     payload = _alert_payload(it)
+                    words = {m.watchlist: m.words for m in n.matches}  # once an item, not once a chat
                     for chat_id, watchlist in n.alert_chats:
                         if len(lists := n.chat_lists.get(chat_id, ())) > 1:
                             # Named after the best list the chat has not muted: it comes through that one (named
                             # after the muted list, the alert looked like a mute that failed). Decided here, once:
                             # its edits and a digest keep the name and the words.
-                            muted = {r[0] for r in db.execute(
-                                "SELECT watchlist FROM subscriptions WHERE chat_id=? AND muted_until > ?",
-                                (chat_id, stamp))}
-                            watchlist = next((w for w in lists if w not in muted), watchlist)
-                        body = dict(payload, watchlist=watchlist,
-                                    terms=next((m.words for m in n.matches if m.watchlist == watchlist), []))
+                            if chat_id not in muted_of:
+                                muted_of[chat_id] = _muted_lists(db, chat_id, stamp)
+                            watchlist = _first_unmuted(lists, muted_of[chat_id]) or watchlist
+                        body = dict(payload, watchlist=watchlist, terms=words.get(watchlist, []))
                         if len(lists) > 1:
                             body["lists"] = list(lists)  # every list of this chat it matched (button mutes)
-                            body["list_terms"] = {m.watchlist: m.words for m in n.matches if m.watchlist in lists}
+                            body["list_terms"] = {w: words[w] for w in lists if w in words}
                         db.execute(
                             """INSERT INTO outbox(chat_id, kind, watchlist, story_id, payload, not_before, created)
                                VALUES(?, 'alert', ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -544,19 +548,20 @@ class SqliteStore:
                            "AND +first_seen < ?", (stamp, touch_feed, _ts(touch_before)))
             if state is not None:
                 self._save_feed_state(db, state)
-        return story_ids
+        return story_ids, grown
 
     @staticmethod
-    def _add_copy(db: _LockedConnection, story_id: int, item_id: int, it: Item) -> None:
+    def _add_copy(db: _LockedConnection, story_id: int, item_id: int, it: Item) -> bool:
         """A later-written copy of a story: list its outlet (with its headline) under the story. When
         it was published before the story's first item and no alert for the story has gone out yet
         (copies that arrive in one cycle are written in the order their feeds answered), it takes the
-        lead: the waiting alerts show its headline, and the other copy moves to "also"."""
+        lead: the waiting alerts show its headline, and the other copy moves to "also". Returns whether
+        the story's sources changed (an outlet listed with the same headline, re-published, adds nothing)."""
         row = db.execute(
             "SELECT s.sources, i.published, i.source, i.title FROM stories s LEFT JOIN items i ON i.id = s.first_item "
             "WHERE s.id=?", (story_id,)).fetchone()
         if row is None:
-            return
+            return False
         sources: list[Any] = json.loads(row[0])
         lead_published, lead_source, lead_title = row[1], row[2], row[3]
         earlier = lead_published is not None and (_ts(it.published) or "") < lead_published
@@ -578,7 +583,11 @@ class SqliteStore:
             # An outlet already listed, with another headline: its second report, or its own article
             # updated under a new link. The headline is kept, so the update is shown, not swallowed.
             sources.append([it.source, it.title])
-        db.execute("UPDATE stories SET sources=? WHERE id=?", (json.dumps(sources, ensure_ascii=False), story_id))
+        text = json.dumps(sources, ensure_ascii=False)
+        if text == row[0]:
+            return False
+        db.execute("UPDATE stories SET sources=? WHERE id=?", (text, story_id))
+        return True
 
     def queue_notice(self, chat_ids: Iterable[int], text: str, now: datetime) -> None:
         """Queue a plain notice (e.g. to the bot admins)."""
@@ -701,14 +710,12 @@ class SqliteStore:
                           (_ts(until), chat_id, watchlist)).rowcount == 0:
                 return False
             if until is not None:
-                muted = {r[0] for r in db.execute(
-                    "SELECT watchlist FROM subscriptions WHERE chat_id=? AND muted_until > ?",
-                    (chat_id, _ts(now or datetime.now(UTC))))}
+                muted = _muted_lists(db, chat_id, _ts(now or datetime.now(UTC)))
                 waiting = db.execute("SELECT id, payload FROM outbox WHERE chat_id=? AND kind='alert' AND "
                                      "state IN ('pending', 'held') AND watchlist=?", (chat_id, watchlist)).fetchall()
                 for rid, payload in waiting:
                     body = json.loads(payload)
-                    other = next((w for w in body.get("lists") or [] if w not in muted), None)
+                    other = _first_unmuted(body.get("lists") or [], muted)
                     if other is not None:
                         body.update(watchlist=other, terms=(body.get("list_terms") or {}).get(other, body["terms"]))
                         db.execute("UPDATE outbox SET watchlist=?, payload=? WHERE id=?",
@@ -998,6 +1005,17 @@ class _LockedConnection:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def _muted_lists(db: _LockedConnection, chat_id: int, stamp: str | None) -> set[str]:
+    """The lists a chat has muted with an alert's button, as of `stamp`."""
+    return {r[0] for r in db.execute("SELECT watchlist FROM subscriptions WHERE chat_id=? AND muted_until > ?",
+                                     (chat_id, stamp))}
+
+
+def _first_unmuted(lists: Iterable[str], muted: set[str]) -> str | None:
+    """The best of an alert's lists (best first) that the chat has not muted: the one it comes through."""
+    return next((w for w in lists if w not in muted), None)
 
 
 def _drop_waiting(db: _LockedConnection, reason: str, where: str, args: Sequence[object]) -> int:

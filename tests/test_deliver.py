@@ -61,7 +61,7 @@ def queue(rt: Runtime, chats: list[int], *, title: str = "Nordkoreanische Soldat
                 source=source)
     alerts = [] if story_id else [(c, watchlist) for c in chats]
     match = Match(watchlist, 100.0, (TermHit("Kursk", "Kursk", "title", 1, 100.0),))
-    return rt.store.record_items([NewItem(item, [key], [match], alerts, story_id=story_id)], None, now)[0]
+    return rt.store.record_items([NewItem(item, [key], [match], alerts, story_id=story_id)], None, now)[0][0]
 
 
 async def test_429_waits_exactly_retry_after_and_other_chats_go_on(runtime, telegram):
