@@ -38,7 +38,18 @@ from rapidfuzz import fuzz
 
 from bot.config import Rule, Term, Watchlist, place_of
 from bot.models import Match, TermHit
-from bot.text import DROPPED_MARKS, FUNCTION_WORDS, clean, fast_words, fold, fold_chars, fold_word, lead, words
+from bot.text import (
+    DROPPED_MARKS,
+    ELIDED_PARTICLE,
+    FUNCTION_WORDS,
+    clean,
+    fast_words,
+    fold,
+    fold_chars,
+    fold_word,
+    lead,
+    words,
+)
 
 _GERMAN_ENDINGS = ("en", "er", "es", "em", "n", "s")
 _VOWELS = set("aeiouyаеиоуэюя")
@@ -184,8 +195,8 @@ class _Tokens:
 
 
 # A word as written: the characters clean() drops join words, so "Kim's" is one word, as for matching; at a
-# word's edges they are quotes and stay outside.
-_WRITTEN_WORD = re.compile(f"\\w(?:[\\w{DROPPED_MARKS}]*\\w)?")
+# word's edges they are quotes and stay outside. An elided particle (l'Iran) is a word of its own, as in clean().
+_WRITTEN_WORD = re.compile(f"{ELIDED_PARTICLE}|\\w(?:[\\w{DROPPED_MARKS}]*\\w)?")
 
 # One hit of a word (or phrase) in an item: (position, score, atom, the field's tokens, word index).
 _Entry = tuple[int, float, _Atom, _Tokens, int]

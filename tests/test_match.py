@@ -976,3 +976,32 @@ def test_match_explain_tells_a_veto_from_no_hit_and_agrees_with_match(tmp_path):
     for r in corpus:
         assert ({x.watchlist for x in m.match(r["title"], r["summary"])}
                 == {x["watchlist"] for x in m.explain(r["title"], r["summary"]) if x["matched"]}), r["title"]
+
+
+@pytest.mark.parametrize(("title", "written"), [
+    ("L'Iran livre des drones à la Russie", "Iran"),
+    ("Frappes sur l’Ukraine : Moscou accuse", "Ukraine"),
+    ("Des soldats d’Ukraine capturés", "Ukraine"),
+    ("Nuovi droni dell'Iran per Mosca", "Iran"),
+    ("Attacco contro l’Iran: nell'Ucraina si teme", "Iran"),
+])
+def test_french_and_italian_elision_is_read_as_two_words(title, written):
+    """A French or Italian feed writes the article onto the name (l'Iran, d’Ukraine, dell'Iran): the name
+    still matches, and the explanation quotes it as written, without the article."""
+    matcher = Matcher([wl({"country": [Term("Iran"), Term("Ukraine")]})])
+    [match] = matcher.match(title)
+    assert [h.text for h in match.hits] == [written]
+
+
+@pytest.mark.parametrize("title", ["Kim's envoy in Moscow", "В'ячеслав Гладков", "rock'n'roll in Pyongyang"])
+def test_other_apostrophes_still_join_words(title):
+    """Only the French and Italian particles split off: a possessive, a Ukrainian apostrophe or a word
+    with an apostrophe inside stays one word, as before."""
+    terms = [Term("Kims"), Term("Вячеслав"), Term("rocknroll")]
+    [match] = Matcher([wl({"x": terms})]).match(title)
+    assert len(match.hits) == 1 and match.hits[0].text == title.split()[0]
+
+
+def test_an_acronym_after_an_elided_article_matches():
+    [match] = Matcher([wl({"nato": [Term("OTAN", mode="acronym")]})]).match("L'OTAN renforce son flanc est")
+    assert match.hits[0].text == "OTAN"
