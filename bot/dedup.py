@@ -286,17 +286,33 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
 # shorter than the index keeps.
 _EVENTS = {
     "deploy": "schickt* schicken schickte* geschickt entsend* entsandt send sends sent deploy* dispatch* отправ* "
-              "направ* перебро* перебрас* відправ* перекин* перекид*",
+              "направ* перебро* перебрас* відправ* перекин* перекид* "
+              # fr, es, it, tr, ar: feeds in other languages fold by the same rules
+              "envoie envoient envoi* envoy* deploie deploye deploient envia envian enviad* envio despleg* desplieg* "
+              "invia inviat* inviano dispiega* schier* gonder* konuslandir* ارسل* ترسل* يرسل* ينشر تنشر",
     "withdraw": "abgezog* abzieh* abzug rückzug* zurückgezog* zurückzieh* withdr* pull pulls pulled вывести "
                 "выводит* выводят* вывел* выведен* выведут отвод отвода отводит* отводят* "
-                "отвел* вивести виводить* виводять* вивед* вивел* вивів* відвод* відвел* відвели*",
-    "capture": "gefangen* festgenommen captur* плен плена пленн* пленен* пленил* полон*",
+                "отвел* вивести виводить* виводять* вивед* вивел* вивів* відвод* відвел* відвели* "
+                "retire retirent retirer retrait retraits rapatri* retira retiran retirada retiro repliega repliegan "
+                "repliegue ritira ritirano ritirato ritiro cekil* cekti تسحب* يسحب* "
+                "سحب* انسحب* انسحاب* ينسحب* تنسحب*",
+    "capture": "gefangen* festgenommen captur* плен плена пленн* пленен* пленил* полон* "
+               "prisonnier* prisioner* cattur* prigionier* esir* yakaland* اسر اسرى اسير* ياسر تاسر",
     "killed": "getötet tötet töten tot tote toten gefallen gefallene starb gestorben stirbt killed kill kills "
-              "dead died погиб* убит* убил* умер* скончал* загин* загибл* вбит* вбил* помер*",
-    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отразил* отражен*",
-    "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн*",
+              "dead died погиб* убит* убил* умер* скончал* загин* загибл* вбит* вбил* помер* "
+              "tues tuee tuees morts morte mortes decede* muert* mueren murieron mato matad* fallec* uccis* morto "
+              "morti olduruld* "
+              "قتل* مقتل*",
+    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отразил* отражен* "
+              "attaque attaques attaquent attaqu* assaut* ataque ataques atac* attacc* saldir* هجوم* يهاجم* تهاجم* "
+              "هاجم*",
+    "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн* "
+                 "repris* reprend* reconqu* libere liberes liberee liberation reconquist* recuper* "
+                 "liberad* riconquist* ripres* liberat* kurtar* استعاد* تستعيد* يستعيد* حرر* تحرير*",
     "reject": "lehnt abgelehnt ablehn* zurückgewiesen dementi* fake reject* refus* deny denies denied denial "
-              "dismiss* отверг* отклон* отрица* опроверг* фейк* відкин* відхил* заперечу* спростову*",
+              "dismiss* отверг* отклон* отрица* опроверг* фейк* відкин* відхил* заперечу* спростову* "
+              "rejet* dement dementent nient rechaz* niega* desmient* respin* smentit* smentisc* reddet* yalanla* "
+              "نفى تنفي* ينفي* رفض* يرفض* ترفض*",
 }
 _CONTRASTS = (("deploy", "withdraw"), ("capture", "killed"), ("attack", "recapture"))
 _ONE_SIDED = frozenset({"withdraw", "reject"})

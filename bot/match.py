@@ -42,6 +42,7 @@ from bot.text import (
     DROPPED_MARKS,
     ELIDED_PARTICLE,
     FUNCTION_WORDS,
+    MARKS,
     clean,
     fast_words,
     fold,
@@ -58,6 +59,24 @@ _EXCLUDE = "\x00exclude"
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _HANGUL_OR_HAN = re.compile(r"[\uac00-\ud7a3\u4e00-\u9fff]")
 _HAN_PREFIX = re.compile(r"[\u4e00-\u9fff][\uac00-\ud7a3]")
+_CJK = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # Han and kana
+_PROCLITIC_SCRIPT = re.compile(r"[\u0620-\u064a\u05d0-\u05ea]")  # an Arabic or Hebrew letter
+# Arabic: a conjunction (و, ف), then a preposition (ب, ل, ك), then the article (ال), each optional; Hebrew:
+# up to two of ו ה ב ל מ ש כ. What is left must keep three letters.
+_ARABIC_PROCLITICS = tuple(sorted({c + p + a for c in ("", "و", "ف") for p in ("", "ب", "ل", "ك") for a in ("", "ال")}
+                                  - {""}, key=len, reverse=True))
+_HEBREW_PROCLITICS = "והבלמשכ"
+
+
+def _without_proclitics(word: str) -> list[str]:
+    """The bases an Arabic or Hebrew word can have under its one-letter prefixes (لإيران -> إيران, ايران;
+    וברוסיה -> ברוסיה, רוסיה), longest prefix last."""
+    if word[0] in _HEBREW_PROCLITICS:
+        return [word[n:] for n in (1, 2) if len(word) - n >= 3 and all(c in _HEBREW_PROCLITICS for c in word[:n])]
+    bases = [word[len(p):] for p in reversed(_ARABIC_PROCLITICS) if word.startswith(p) and len(word) - len(p) >= 3]
+    if word.startswith("لل") and len(word) >= 5:  # li + al- writes one lam less: للكرملين = ل + الكرملين
+        bases.append("ال" + word[2:])
+    return bases
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _CACHE_LIMIT = 500_000
 _REACH = {"title": 0, "title+lead": 1, "title+summary": 2}  # how far into the summary a watchlist reads
@@ -97,6 +116,7 @@ class _Atom:
     threshold: float
     later: tuple[int, ...] = ()  # for phrases: an id per later word's (part, threshold, mode), see _rest_score
     spelling: str = ""  # the term or alias it was compiled from (fuzzy mode), for `backtest --words`
+    inside: bool = False  # Chinese or Japanese: matches anywhere inside a word (those scripts have no spaces)
 
 
 class _WordCache:
@@ -196,7 +216,7 @@ class _Tokens:
 
 # A word as written: the characters clean() drops join words, so "Kim's" is one word, as for matching; at a
 # word's edges they are quotes and stay outside. An elided particle (l'Iran) is a word of its own, as in clean().
-_WRITTEN_WORD = re.compile(f"{ELIDED_PARTICLE}|\\w(?:[\\w{DROPPED_MARKS}]*\\w)?")
+_WRITTEN_WORD = re.compile(f"{ELIDED_PARTICLE}|\\w(?:[\\w{MARKS}{DROPPED_MARKS}]*[\\w{MARKS}])?")
 
 # One hit of a word (or phrase) in an item: (position, score, atom, the field's tokens, word index).
 _Entry = tuple[int, float, _Atom, _Tokens, int]
@@ -228,6 +248,7 @@ class Matcher:
         self._exact: dict[str, list[_Atom]] = {}
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
+        self._inside: list[_Atom] = []  # Chinese and Japanese terms, found inside words
         self._words = _WordCache()
         # The later words of phrases: (part, threshold, exact) -> id, and (id, word) -> score, cached.
         self._part_ids: dict[tuple[str, float, bool], int] = {}
@@ -283,6 +304,10 @@ class Matcher:
             folded = tuple(_spelling_words(spelling))
             if not folded:
                 continue
+            if len(folded) == 1 and len(folded[0]) >= 2 and _CJK.search(folded[0]) and not _HANGUL.search(folded[0]):
+                # Chinese and Japanese run a clause together as one "word": look for the term inside it.
+                self._inside.append(_Atom(wi, group, term, folded, threshold, spelling=spelling, inside=True))
+                continue
             if term.mode == "exact":
                 self._exact.setdefault(folded[0], []).append(
                     _Atom(wi, group, term, folded, threshold, self._later_ids(folded, threshold, True)))
@@ -308,6 +333,25 @@ class Matcher:
             return cached
         word = fold_word(raw)
         found: dict[int, tuple[_Atom, float]] = {}
+        self._first_part_hits(word, cache, found)
+        if not word.isascii():
+            if self._inside and _CJK.search(word):
+                for atom in self._inside:
+                    if atom.parts[0] in word:
+                        found[id(atom)] = (atom, 100.0)
+            elif _PROCLITIC_SCRIPT.match(word):  # Arabic and Hebrew glue "and", "in", "to", "the" to a noun
+                for base in _without_proclitics(word):
+                    self._first_part_hits(base, cache, found)
+        result = tuple(found.values())
+        if result:
+            cache.group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
+            cache.hits[raw] = result  # after its group keys: another thread may see the hit at once
+        else:
+            cache.no_hit.add(raw)
+        return result
+
+    def _first_part_hits(self, word: str, cache: _WordCache, found: dict[int, tuple[_Atom, float]]) -> None:
+        """Add to `found` the atoms whose first part a folded word matches, with their scores."""
         start = word[:3]
         candidates = cache.starts.get(start)
         if candidates is None:  # the atoms keyed by the word's first 1, 2 and 3 letters, once per start
@@ -334,13 +378,6 @@ class Matcher:
             if _HAN_PREFIX.match(word):  # 北노동자, 北군: a Han abbreviation glued to a Korean noun
                 for atom in self._exact.get(word[0], ()):
                     found[id(atom)] = (atom, 100.0)
-        result = tuple(found.values())
-        if result:
-            cache.group_keys[raw] = frozenset((a.watchlist, a.group) for a, _ in result)
-            cache.hits[raw] = result  # after its group keys: another thread may see the hit at once
-        else:
-            cache.no_hit.add(raw)
-        return result
 
     def _bound_cache(self) -> _WordCache:
         """The per-word caches for one item. Once they hold _CACHE_LIMIT words (a stream's vocabulary keeps
@@ -525,7 +562,7 @@ class Matcher:
             titled: dict[str, bool] = {}
             positions: dict[str, list[int]] = {}
             for g, entries in token_groups.items():
-                words[g] = list(dict.fromkeys(tokens.written(i, len(atom.parts)) for _, _, atom, tokens, i in entries))
+                words[g] = list(dict.fromkeys(_written(atom, tokens, i) for _, _, atom, tokens, i in entries))
                 titled[g] = any(tokens.field == "title" for _, _, _, tokens, _ in entries)
                 positions[g] = [e[0] for e in entries]
             for g, regex in regex_groups.items():
@@ -602,7 +639,7 @@ class Matcher:
         found: dict[tuple[str, str, int], TermHit] = {}
         for g in best[1]:
             for _, score, atom, tokens, i in token_groups.get(g, ()):
-                hit = TermHit(atom.term.term, tokens.written(i, len(atom.parts)), tokens.field, i, round(score, 1))
+                hit = TermHit(atom.term.term, _written(atom, tokens, i), tokens.field, i, round(score, 1))
                 key = (hit.term, hit.field, i)
                 if key not in found or found[key].score < hit.score:
                     found[key] = hit
@@ -638,6 +675,12 @@ def _why_not(rule: Rule, present: AbstractSet[str], titled: dict[str, bool], pos
 
 _BREAK = "__mediabot_field_break__"
 _score_of = operator.itemgetter(1)  # an _Entry's score
+
+
+def _written(atom: _Atom, tokens: _Tokens, i: int) -> str:
+    """What an atom took at word i, as the text writes it: for a Chinese or Japanese term, the term (the
+    word is a whole clause)."""
+    return atom.spelling if atom.inside else tokens.written(i, len(atom.parts))
 
 
 def _place_of(hit: TermHit) -> tuple[bool, int]:

@@ -14,7 +14,11 @@ _BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.IGNORECA
 # A tag starts with a letter, "/", "!" or "?" after "<": "Verluste <10% und >5%", "3 < 4" and "Kim<->Putin" are text.
 _TAG = re.compile(r"<(?:/?[A-Za-z]|[!?])[^>]{0,2000}>")
 _WS = re.compile(r"\s+")
-_WORD = re.compile(r"\w+")
+# Combining marks are not \w, yet they sit inside words: Arabic vowel signs and shadda (روسيّا), Hebrew
+# points, and the dot that lower-casing Turkish İ leaves (İstanbul -> i̇stanbul). Split at them, a word
+# fell apart ("i", "stanbul"); fold_word drops them.
+MARKS = "\u0300-\u036f\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+_WORD = re.compile(f"[\\w{MARKS}]+")
 
 
 def html_to_text(value: str) -> str:
@@ -120,6 +124,17 @@ def fold_chars(text: str) -> str:
     return text
 
 
+# Per word, outside Latin and Cyrillic: Turkish dotless ı as i (KIRIM, Kırım); Arabic and Persian letter
+# variants as one (أ إ آ ٱ as ا; Persian ی and alef maksura as ي; Persian ک as ك; ة as ه); the tatweel
+# that stretches headlines (إيـران) and Arabic and Hebrew vowel points dropped.
+_SCRIPT_MAP = str.maketrans(
+    {"ı": "i", "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ی": "ي", "ى": "ي", "ک": "ك", "ة": "ه", "ـ": None}
+    | {chr(c): None for c in (*range(0x0591, 0x05C8), *range(0x0610, 0x061B), *range(0x064B, 0x0660), 0x0670,
+                              *range(0x06D6, 0x06EE)) if unicodedata.category(chr(c)) == "Mn"})
+_NEEDS_SCRIPT_MAP = re.compile(r"[ı\u0591-\u05c7\u0610-\u061a\u0622-\u0625\u0629\u0640\u064b-\u065f\u0670\u0671"
+                               r"\u06a9\u06cc\u0649\u06d6-\u06ed]")
+
+
 def fold_word(word: str) -> str:
     """The per-word part of fold(), applied to one word that already went through fold_chars().
 
@@ -127,6 +142,8 @@ def fold_word(word: str) -> str:
     """
     if "j" in word or "w" in word:
         word = word.replace("j", "y").replace("w", "v")
+    if not word.isascii() and _NEEDS_SCRIPT_MAP.search(word):
+        word = word.translate(_SCRIPT_MAP)
     if not word.isascii() and _NEEDS_NFD.search(word):
         # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
         word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
@@ -189,9 +206,11 @@ def fast_words(text: str) -> list[str]:
     return text.encode("ascii").translate(_ASCII_SEPARATORS).decode("ascii").split()  # bytes: a plain table
 
 
-# A sentence ends at . ! ? or … followed by a space and a capital letter, a digit, an opening quote or
-# Hangul; not after a single letter, a number (German ordinals) or a common abbreviation (U.S., Dr., Oct.).
-_SENTENCE_END = re.compile(r"[.!?…][\"'»“”’)]*\s+(?=[\"'„“«(\[]?[^\W\d_a-zа-яё]|\d|[\uac00-\ud7a3])")
+# A sentence ends at . ! ? ؟ or … followed by a space and a capital letter, a digit, an opening quote or
+# Hangul (or a letter of a script without capitals); not after a single letter, a number (German ordinals)
+# or a common abbreviation (U.S., Dr., Oct.). A Chinese or Japanese full stop needs no space after it.
+_SENTENCE_END = re.compile(r"[.!?…؟][\"'»“”’)]*\s+(?=[\"'„“«(\[]?[^\W\d_a-zа-яё]|\d|[\uac00-\ud7a3])"
+                           r"|[。！？][」』）”]*\s*(?=\S)")
 _ABBREVIATION_LIST = ("dr prof nr st mr mrs ms gen lt col sgt vs no bzw ca mio mrd ggf vgl inkl jan feb mar apr jun "
                       "jul aug sep sept oct nov dec okt dez sen rep gov usw etc abs art ст г гг им тыс млн млрд")
 _ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())

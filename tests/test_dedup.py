@@ -542,14 +542,53 @@ def test_an_alert_deleted_in_the_chat_is_not_edited_again_and_nothing_counts_as_
       "Pyongyang has sent around 11,000 soldiers to help Moscow in the Kursk region, according to Seoul."),
      ("North Korea pulls 3,000 troops out of Russia, Seoul says",
       "Pyongyang has sent around 11,000 soldiers to help Moscow in the Kursk region, according to Seoul."), "en"),
+    # feeds in languages beyond the shipped lists' five (a foreign desk's own lists)
+    (("Pyongyang envoie 2 000 soldats supplémentaires en Russie, selon Séoul",
+      "Les services sud-coréens affirment que Pyongyang a envoyé 2 000 soldats de plus dans la région de Koursk."),
+     ("Pyongyang retire 2 000 soldats de Russie, selon Séoul",
+      "Les services sud-coréens affirment que Pyongyang a retiré 2 000 soldats de la région de Koursk."), "fr"),
+    (("Pyongyang envía 2.000 soldados más a Rusia, según Seúl",
+      "La inteligencia surcoreana afirma que Pyongyang envió 2.000 soldados más a la región de Kursk."),
+     ("Pyongyang retira 2.000 soldados de Rusia, según Seúl",
+      "La inteligencia surcoreana afirma que Pyongyang retiró 2.000 soldados de la región de Kursk."), "es"),
+    (("Kursk, l'Ucraina respinge un attacco russo a Sudzha",
+      "L'esercito ucraino afferma di aver respinto un attacco russo contro Sudzha."),
+     ("Kursk, la Russia riconquista Sudzha",
+      "L'esercito russo afferma di aver riconquistato la città di Sudzha."), "it"),
+    (("Kuzey Kore Rusya'ya 2 bin asker daha gönderdi",
+      "Güney Kore istihbaratına göre Pyongyang, Kursk bölgesine 2 bin asker daha gönderdi."),
+     ("Kuzey Kore Rusya'dan 2 bin askerini geri çekti",
+      "Güney Kore istihbaratına göre Pyongyang, Kursk bölgesinden 2 bin askerini geri çekti."), "tr"),
+    (("كوريا الشمالية ترسل ألفي جندي إضافي إلى روسيا",
+      "قالت الاستخبارات الكورية الجنوبية إن بيونغ يانغ أرسلت ألفي جندي إضافي إلى منطقة كورسك."),
+     ("كوريا الشمالية تسحب ألفي جندي من روسيا",
+      "قالت الاستخبارات الكورية الجنوبية إن بيونغ يانغ سحبت ألفي جندي من منطقة كورسك."), "ar"),
 ], ids=["de-sent-withdrawn", "en-sent-withdrawn", "de-attack-recapture", "en-offer-rejected", "ru-captured-killed",
-        "en-putin-kim", "en-putin-kim-same-teaser", "en-sends-pulls-same-background"])
+        "en-putin-kim", "en-putin-kim-same-teaser", "en-sends-pulls-same-background", "fr-sent-withdrawn",
+        "es-sent-withdrawn", "it-attack-recapture", "tr-sent-withdrawn", "ar-sent-withdrawn"])
 def test_the_opposite_event_in_the_same_template_is_another_story(first, later, lang):
     """A bug hunt's wrong merges: the later report reverses, answers or mirrors the first in the same
     words. Folded, it only showed as a silent edit of the first alert."""
     index = StoryIndex()
     index.check(_rec("a", *first, lang=lang), "a")
     assert index.check(_rec("b", *later, lang=lang, minutes=40), "b") is None
+
+
+@pytest.mark.parametrize(("first", "copy", "lang"), [
+    (("Pyongyang envoie 2 000 soldats supplémentaires en Russie, selon Séoul",
+      "Les services sud-coréens affirment que Pyongyang a envoyé 2 000 soldats de plus dans la région de Koursk."),
+     ("Guerre en Ukraine : Pyongyang envoie 2 000 soldats supplémentaires en Russie",
+      "Selon les services sud-coréens, Pyongyang a envoyé 2 000 soldats de plus dans la région de Koursk."), "fr"),
+    (("كوريا الشمالية ترسل ألفي جندي إضافي إلى روسيا",
+      "قالت الاستخبارات الكورية الجنوبية إن بيونغ يانغ أرسلت ألفي جندي إضافي إلى منطقة كورسك."),
+     ("عاجل: كوريا الشمالية ترسل ألفي جندي إضافي إلى روسيا",
+      "قالت الاستخبارات الكورية الجنوبية إن بيونغ يانغ أرسلت ألفي جندي إضافي إلى منطقة كورسك الروسية."), "ar"),
+], ids=["fr", "ar"])
+def test_an_agency_copy_in_another_language_still_folds(first, copy, lang):
+    """The event words of other languages split reversals, not copies that name the same event."""
+    index = StoryIndex()
+    index.check(_rec("a", *first, lang=lang), "a")
+    assert index.check(_rec("b", *copy, lang=lang, minutes=30), "b") is not None
 
 
 def test_a_copy_that_mentions_a_withdrawal_in_its_background_still_folds():

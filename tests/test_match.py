@@ -1005,3 +1005,62 @@ def test_other_apostrophes_still_join_words(title):
 def test_an_acronym_after_an_elided_article_matches():
     [match] = Matcher([wl({"nato": [Term("OTAN", mode="acronym")]})]).match("L'OTAN renforce son flanc est")
     assert match.hits[0].text == "OTAN"
+
+
+# A foreign desk's own list: names written in the feed's own script, no aliases for their forms.
+FOREIGN = {
+    "korea": [Term("北朝鮮"), Term("朝鲜"), Term("كوريا الشمالية"), Term("צפון קוריאה")],
+    "iran": [Term("イラン"), Term("伊朗"), Term("إيران"), Term("ایران"), Term("איראן"), Term("İran")],
+    "crimea": [Term("Kırım"), Term("Istanbul")],
+}
+
+
+@pytest.mark.parametrize(("title", "group", "shown"), [
+    # Chinese and Japanese run a clause together: the term is found inside it and quoted as the term
+    ("米国務省、北朝鮮兵のウクライナ派遣を確認", "korea", "北朝鮮"),
+    ("テヘランで爆発、イラン政府が声明", "iran", "イラン"),
+    ("俄方证实朝鲜工兵已抵达库尔斯克", "korea", "朝鲜"),
+    ("美国宣布对伊朗实施新制裁", "iran", "伊朗"),
+    # Arabic and Hebrew glue "and", "to", "in" to the name
+    ("عقوبات أوروبية جديدة على طهران ودعم لإيران من موسكو", "iran", "لإيران"),
+    ("سيول تتهم بيونغ يانغ وكوريا الشمالية تنفي", "korea", "وكوريا الشمالية"),
+    ("פיצוץ בנמל באיראן", "iran", "באיראן"),
+    ("שגריר רוסיה נפגש עם שגריר לצפון קוריאה", "korea", "לצפון קוריאה"),
+    # Arabic and Persian spelling variants: no hamza, vowel points, the stretching tatweel, Arabic yeh
+    ("مسؤول: ايران لن تتراجع", "iran", "ايران"),
+    ("عاجل | إِيرَان تعلن حالة التأهب", "iran", "إِيرَان"),
+    ("إيـــران ترد على التقارير", "iran", "إيـــران"),
+    ("گزارش تازه درباره برنامه ايران", "iran", "ايران"),
+    # Turkish İ and ı in capitals and in other languages' feeds
+    ("SON DAKİKA: KIRIM KÖPRÜSÜNDE PATLAMA", "crimea", "KIRIM"),
+    ("Ankara: İran'a yeni yaptırım yok", "iran", "İran'a"),
+    ("Gefangenenaustausch: nächste Runde in İstanbul", "crimea", "İstanbul"),
+])
+def test_names_in_other_scripts_match_as_their_writers_write_them(title, group, shown):
+    """Feeds in Japanese, Chinese, Arabic, Persian, Hebrew and Turkish (`lang:` takes any language): a
+    list's name matches in the forms those languages write it, and the alert quotes it as written."""
+    matcher = Matcher([Watchlist(id="desk", name="desk", description="d",
+                                 groups={k: tuple(v) for k, v in FOREIGN.items()},
+                                 rules=tuple(Rule((g,)) for g in FOREIGN))])
+    [match] = matcher.match(title)
+    assert {(h.term in {t.term for t in FOREIGN[group]}, h.text) for h in match.hits} == {(True, shown)}
+
+
+@pytest.mark.parametrize("title", [
+    "北京で首脳会談",  # 北 alone is not 北朝鮮
+    "ومن جهة أخرى قالت الحكومة",  # و + a word that is no name
+    "ברוסיה",  # control for the next line: a Hebrew prefix before a name it does not start
+    "Istanbuler Konvention",
+])
+def test_other_scripts_do_not_take_words_that_are_not_the_name(title):
+    matcher = Matcher([wl({"korea": FOREIGN["korea"], "iran": FOREIGN["iran"]},
+                          rules=(Rule(("korea",)), Rule(("iran",))))])
+    assert not matcher.match(title)
+
+
+def test_a_chinese_or_japanese_lead_ends_at_the_second_full_stop():
+    """`title+lead` reads two sentences in Japanese as in German: a background third sentence counts not."""
+    groups = {"korea": [Term("北朝鮮")], "russia": [Term("ロシア")]}
+    teaser = "北朝鮮が弾道ミサイルを発射した。日本海に落下したとみられる。北朝鮮はロシアとの協力を深めている。"
+    assert Matcher([wl(groups)]).match("ミサイル発射", teaser)
+    assert not Matcher([wl(groups, fields="title+lead")]).match("ミサイル発射", teaser)
