@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import logging
 import time
@@ -886,8 +887,32 @@ async def start_application(app: Any, stop: asyncio.Event, *, first_wait: float 
         # bootstrap (deleteWebhook) retried for ever: the same outage may still be going on
         await app.updater.start_polling(drop_pending_updates=False, bootstrap_retries=-1,
                                         error_callback=_polling_failed)
+        for task in asyncio.all_tasks():
+            if task.get_name() == _POLLING_TASK:
+                task.add_done_callback(functools.partial(_polling_ended, app))
     logger.info("telegram connected bot=@%s", app.bot.username)
     return True
+
+
+_POLLING_TASK = "Updater:start_polling:polling_task"  # python-telegram-bot's name for its getUpdates loop
+
+
+def _polling_ended(app: Any, task: asyncio.Task[Any]) -> None:
+    """python-telegram-bot's polling loop retries network trouble for ever but gives up on a rejected token
+    (revoked in BotFather while the bot runs), with a traceback of its own and nothing else: say what it
+    means, and let health and delivery know (alerts stay queued, as when a send finds the token rejected)."""
+    from telegram.error import InvalidToken
+
+    if task.cancelled() or task.exception() is None:
+        return  # stopped on purpose
+    exc = task.exception()
+    if isinstance(exc, InvalidToken):
+        app.bot_data["rt"].deliverer.token_rejected = True
+        logger.error("telegram rejected the bot token while running (revoked?): commands get no answer and alerts "
+                     "stay queued; set a new TELEGRAM_BOT_TOKEN and restart")
+    else:
+        logger.error("telegram polling stopped: %s: %s; commands get no answer until a restart",
+                     type(exc).__name__, exc)
 
 
 _said: dict[str, float] = {}  # what the polling error callback last said, when (monotonic)
@@ -912,9 +937,16 @@ def _polling_failed(exc: Exception) -> None:
 
 
 async def stop_application(app: Any) -> None:
-    """Stop polling and the Application, whatever part of the start it got through."""
+    """Stop polling and the Application, whatever part of the start it got through. A step that fails (the
+    updater re-raises what ended its polling loop, a rejected token) does not keep the next from running."""
+    steps = []
     if app.updater is not None and app.updater.running:
-        await app.updater.stop()
+        steps.append(app.updater.stop)
     if app.running:
-        await app.stop()
-    await app.shutdown()
+        steps.append(app.stop)
+    steps.append(app.shutdown)
+    for step in steps:
+        try:
+            await step()
+        except Exception as exc:
+            logger.info("telegram %s at shutdown: %s: %s", step.__name__, type(exc).__name__, exc)

@@ -257,3 +257,47 @@ def test_flood_control_at_start_is_waited_out_not_an_exit(workdir, feed_server, 
         err = _stop(daemon)
     assert daemon.returncode == 0, err
     assert "flood control" in err and "telegram connected" in err
+
+
+def test_a_token_revoked_while_running_is_said_and_a_sigterm_still_stops_cleanly(workdir, feed_server, telegram):
+    """The token is revoked in BotFather while the daemon runs: python-telegram-bot's polling loop gives up
+    with a traceback of its own; the ops engineer then stops the container to put the new token in. That
+    stop crashed ("uncaught exception", exit 1, the store not closed)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    _feed(workdir, feed_server, [UNRELATED])
+    port = _closed_port()
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url,
+               MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}")
+
+    def telegram_health() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        except OSError:
+            return ""
+        return str(body["checks"]["telegram"]["detail"])
+
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: telegram_health() == "connected", timeout=15), telegram_health()
+        telegram.reject_token = True
+        assert _wait(lambda: "token was rejected" in telegram_health(), timeout=20), telegram_health()
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert elapsed < 10
+    assert err.count("telegram rejected the bot token while running") == 1
+    assert "uncaught" not in err
+    wal = workdir / "state" / "mediabot.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # the store was closed (checkpointed)
