@@ -55,8 +55,7 @@ class StorePort(Protocol):
     def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]: ...
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Sequence[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None, touch_feed: str | None = None,
-                     ) -> tuple[list[int], set[int]]: ...
+                     touch_before: datetime | None = None) -> tuple[list[int], set[int]]: ...
     def subscribers(self, watchlist: str, *, let_in: Container[int] | None = None) -> list[int]: ...
     def queue_notice(self, chat_ids: Sequence[int], text: str, now: datetime) -> None: ...
     def sent_alerts_for_story(self, story_id: int) -> list[OutboxRow]: ...
@@ -314,8 +313,10 @@ async def poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Feed
 async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> FeedOutcome:
     now = ctx.now()
     full = state.last_full_fetch is None or now - state.last_full_fetch >= FULL_FETCH_EVERY
-    # a day without the 4-hourly full fetch: the bot was off, or the clock jumped ahead
-    lapse = state.last_full_fetch is not None and now - state.last_full_fetch > timedelta(days=1)
+    # The first full fetch of a UTC day reads the document even when it has not changed, so the keys of the
+    # items it still lists stay seen: a feed that sits unchanged for months (or answers 304) would otherwise
+    # lose them to the store's retention, and its old items would alert again (see _record's still_listed).
+    new_day = state.last_full_fetch is None or now.date() != state.last_full_fetch.date()
     result = await ctx.fetcher.fetch(spec, state, conditional=not full)
     now = ctx.now()
     state.last_attempt = now
@@ -335,11 +336,8 @@ async def _poll_feed(ctx: CycleContext, spec: FeedSpec, state: FeedState) -> Fee
     async with ctx.processing():
         body = result.body
         digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
-        if digest == state.body_hash:
-            # the same document, fetched unconditionally after a lapse (the clock jumped ahead, or the bot was
-            # off): its items are still listed, so their keys stay seen (a feed answering 304 is not parsed)
-            return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"),
-                                    touch_feed=spec.id if full and lapse else None)
+        if digest == state.body_hash and not (full and new_day):
+            return await _succeeded(ctx, spec, state, now, result, FeedOutcome(spec.id, "not_modified"))
         try:
             parsed, found = await ctx.parse(body, spec, now, result.final_url or state.url, result.content_type)
         except ParseError as exc:
@@ -377,8 +375,7 @@ async def _failed(ctx: CycleContext, spec: FeedSpec, state: FeedState, result: F
 
 async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: datetime, result: FetchResult,
                outcome: FeedOutcome, notices: Sequence[tuple[int, str]] = (),
-               new_items: Sequence[NewItem] = (), still_listed: Sequence[str] = (),
-               touch_feed: str | None = None) -> FeedOutcome:
+               new_items: Sequence[NewItem] = (), still_listed: Sequence[str] = ()) -> FeedOutcome:
     if state.failures >= FAILING_NOTICE_AFTER:  # the admins were told it failed: tell them it is back
         text = f"Feed {spec.name} ({spec.id}) works again after {state.failures} failed polls."
         notices = [*notices, *((a, text) for a in ctx.settings.admins)]
@@ -392,7 +389,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
     state.next_poll = now + timedelta(seconds=interval)
     # The one big write of a feed runs in a worker thread: SQLite releases the GIL while it works, and
     # the event loop stays free for commands and deliveries (the store serialises its connection).
-    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices, still_listed, touch_feed)
+    outcome.queued = await ctx.in_store(_write, ctx, new_items, state, now, notices, still_listed)
     logger.info("feed polled feed=%s status=%s new=%d matched=%d queued=%d elapsed_ms=%d",
                 spec.id, outcome.status, outcome.new, outcome.matched, outcome.queued, result.elapsed_ms)
     return outcome
@@ -505,8 +502,7 @@ async def _rewritten(ctx: CycleContext, items: Sequence[Item], fresh: Sequence[b
 
 
 def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, now: datetime,
-           notices: Sequence[tuple[int, str]], still_listed: Sequence[str] = (),
-           touch_feed: str | None = None) -> int:
+           notices: Sequence[tuple[int, str]], still_listed: Sequence[str] = ()) -> int:
     """Everything one feed's poll writes, on the store's single writer thread, in order: the story
     lookup for matched items, the transaction, the new stories into the dedup index, then "also: ..."
     edits for later copies. Because one thread does this for every feed, a copy of a story that
@@ -527,7 +523,7 @@ def _write(ctx: CycleContext, new_items: Sequence[NewItem], state: FeedState, no
             folded.append(n)
         new_items = folded
     story_ids, grown = ctx.store.record_items(new_items, state, now, notices, still_listed,
-                                       now - timedelta(days=ctx.settings.retention_days), touch_feed)
+                                       now - timedelta(days=ctx.settings.retention_days))
     if ctx.stories is not None:  # a new story's first item; its copies stay out (see StoryIndex.check)
         for n, sid in zip(new_items, story_ids, strict=True):
             if sid and n.story_id is None and n.matches:

@@ -450,17 +450,15 @@ class SqliteStore:
 
     def record_items(self, new: Sequence[NewItem], state: FeedState | None, now: datetime,
                      notices: Iterable[tuple[int, str]] = (), still_listed: Sequence[str] = (),
-                     touch_before: datetime | None = None, touch_feed: str | None = None,
-                     ) -> tuple[list[int], set[int]]:
+                     touch_before: datetime | None = None) -> tuple[list[int], set[int]]:
         """Write new items, their matches, stories and outbox rows, the seen keys and the feed state
         in ONE transaction: after a crash either all of it is there or none (and the items are new
         again on the next poll). Returns the story id of each item (0 for items that matched nothing:
         they get no story, and are written in bulk), and the stories whose outlets or headlines a copy
         added to (what an "also" edit shows). `still_listed`: keys of known items the feed still
         lists; those marked seen before `touch_before` count as seen now, so an item a feed keeps for
-        months is never pruned and alerted again. `touch_feed`: the same for every guid key of that feed and
-        every stored item's own key (its unchanged document was fetched again after a lapse: what it lists is
-        not known without parsing it)."""
+        months is never pruned and alerted again (the pipeline reads an unchanged document once a day for
+        this)."""
         stamp = _ts(now)
         story_ids: list[int] = []
         grown: set[int] = set()
@@ -539,13 +537,6 @@ class SqliteStore:
                 for chunk, marks in _in_chunks(still_listed):
                     db.execute(f"UPDATE seen SET first_seen=? WHERE key IN ({marks}) AND +first_seen < ?",
                                [stamp, *chunk, _ts(touch_before)])
-            if touch_feed is not None and touch_before is not None:
-                low = f"g:{touch_feed}:"  # guid keys are "g:<feed>:<digest>"; ";" follows ":"
-                db.execute("UPDATE seen SET first_seen=? WHERE key >= ? AND key < ? AND +first_seen < ?",
-                           (stamp, low, low[:-1] + ";", _ts(touch_before)))
-                # and each stored item's own key (a link key for feeds without guids); rare: after a lapse
-                db.execute("UPDATE seen SET first_seen=? WHERE key IN (SELECT key FROM items WHERE feed_id=?) "
-                           "AND +first_seen < ?", (stamp, touch_feed, _ts(touch_before)))
             if state is not None:
                 self._save_feed_state(db, state)
         return story_ids, grown

@@ -431,3 +431,45 @@ async def test_a_shorter_interval_in_feeds_yaml_applies_at_once(tmp_path, feed_s
         finally:
             await rt.aclose()
         assert feed_server.hits("/f.xml") == expected_hits
+
+
+async def test_an_item_a_feed_keeps_listing_unchanged_for_months_never_alerts_again(tmp_path, feed_server):
+    """A quiet feed keeps listing the undated story it alerted on its second poll, its document unchanged for
+    70 days (polled twice a day, pruned at each run as `poll --once` does), then it publishes something new:
+    the story must not alert again though the store's retention (keys kept twice the 30 days) came round.
+    Before, an unchanged document was not read, so nothing refreshed its items' keys. One feed with guids,
+    one without."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.scheduler import prune_store
+
+    clock = [datetime.now(UTC)]
+    other = {"title": "Wetter: Regen in Bremen", "description": "Morgen wird es nass.", "ago": 30}
+    story = {"g": dict(STORY, ago=None, link="https://x.example/g1", guid="g1"),
+             "l": {"title": "Duma ratifiziert Beistandsvertrag mit Nordkorea", "ago": None,
+                   "description": "Das Abkommen mit Pjöngjang sieht gegenseitigen militärischen Beistand vor.",
+                   "link": "https://y.example/l1"}}
+    for fid in story:
+        feed_server.routes[f"/{fid}.xml"] = Route(rss([dict(other, link=f"https://{fid}.example/w")]))
+    settings = replace(load_settings({}), state_dir=tmp_path / "state", token=None)
+    config = Config((_spec(feed_server, "/g.xml", "g"), _spec(feed_server, "/l.xml", "l"),
+                     _spec(feed_server, "/busy.xml", "busy")), load_config(ROOT / "watchlists").watchlists)
+    out = io.StringIO()
+    rt = build_runtime(settings, config, force_console=True, console_stream=out, now=lambda: clock[0])
+    try:
+        for step in range(2 * 75):
+            # another feed publishes all along (with none, the prune keeps every key: the clock may have jumped)
+            feed_server.routes["/busy.xml"] = Route(rss([dict(other, link=f"https://busy.example/{step}")]))
+            if step in (1, 2 * 70):  # the story arrives, then nothing changes until day 70 brings a new item
+                for fid, item in story.items():
+                    news = [dict(other, title="Glatteis", link=f"https://{fid}.example/new")] if step > 1 else []
+                    feed_server.routes[f"/{fid}.xml"] = Route(rss([*news, item, dict(
+                        other, link=f"https://{fid}.example/w", pubDate="Tue, 24 Nov 2026 08:00:00 GMT")]))
+            await run_cycle(rt.ctx, ignore_schedule=True)
+            await rt.deliverer.drain(timeout=30)
+            await prune_store(rt, settings, clock[0])
+            clock[0] += timedelta(hours=12)
+    finally:
+        await rt.aclose()
+    lines = out.getvalue().splitlines()
+    assert [sum(line.startswith(item["title"]) for line in lines) for item in story.values()] == [1, 1]
