@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import run_cli
-from tests.servers import FeedServer, TelegramStub
+from tests.servers import FeedServer, Route, TelegramStub, rss
 from tests.test_e2e import MATCHING, UNRELATED
 from tests.test_lifecycle import _env, _feed, _start, _wait
 
@@ -162,36 +162,35 @@ def test_removing_the_lock_file_does_not_let_a_second_daemon_in(workdir, feed_se
     assert daemon.returncode == 0, err
 
 
-def test_a_database_deleted_under_the_daemon_turns_health_red_and_is_logged(workdir, feed_server):
-    import json
-    import urllib.error
-    import urllib.request
+def test_a_state_directory_deleted_under_the_daemon_stops_it_so_no_second_instance_sends_alongside(
+        workdir, feed_server, telegram):
+    """`rm -rf state/` while the daemon runs (a reset, a clean-up job): its lock went with the directory, so
+    a cron run or a restarted container on the same path was let in while the old daemon went on polling and
+    sending from its deleted file: every new story reached the chats twice. The daemon now stops (exit 4)."""
+    import shutil
 
     _feed(workdir, feed_server, [UNRELATED])
-    port = _closed_port()
-    env = _env(workdir, MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}", MEDIABOT_POLL_INTERVAL="2",
-               MEDIABOT_POLL_MIN_INTERVAL="2")
-
-    def health() -> tuple[int, dict[str, object]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except OSError:
-            return 0, {}
-
+    _with_channel(workdir)
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url,
+               MEDIABOT_POLL_INTERVAL="2", MEDIABOT_POLL_MIN_INTERVAL="2")
     daemon = _start(["run"], env)
     try:
-        assert _wait(lambda: health()[0] == 200, timeout=10), health()
-        for name in ("mediabot.db", "mediabot.db-wal", "mediabot.db-shm"):
-            (workdir / "state" / name).unlink(missing_ok=True)
-        assert _wait(lambda: health()[0] == 503, timeout=25), health()
-        body = health()[1]
-        assert "was deleted while mediabot ran" in json.dumps(body["checks"])
+        assert _wait(lambda: feed_server.hits("/news.xml") >= 1, timeout=10), "daemon never polled"
+        time.sleep(0.5)
+        shutil.rmtree(workdir / "state")
+        err = _exited(daemon, timeout=20)
     finally:
-        err = _stop(daemon)
-    assert "was deleted while mediabot ran" in err
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 4, err
+    assert "was deleted while mediabot ran" in err and "stopping (exit 4)" in err
+    assert "uncaught" not in err
+    # the next run owns the (new) state directory alone: the story goes out once
+    feed_server.routes["/news.xml"] = Route(rss([MATCHING, UNRELATED]))
+    again = run_cli(["poll", "--once"], env, timeout=30)
+    assert again.returncode == 0, again.stderr
+    assert len(telegram.sent_to(CHANNEL)) == 1
 
 
 def test_another_process_polling_with_the_token_is_one_clear_error_not_a_traceback_per_try(workdir, feed_server,
