@@ -50,6 +50,7 @@ class FetcherPort(Protocol):
 class StorePort(Protocol):
     def feed_state(self, feed_id: str, url: str) -> FeedState: ...
     def save_feed_state(self, s: FeedState) -> None: ...
+    def note_polled(self, latest: datetime) -> None: ...
     def seen_keys(self, keys: Iterable[str]) -> set[str]: ...
     def learn_keys(self, known: Sequence[tuple[Sequence[str], str]], now: datetime) -> int: ...
     def unmatched_texts(self, keys: Sequence[str], since: datetime) -> dict[str, tuple[str, str]]: ...
@@ -114,6 +115,8 @@ class CycleContext:
     # from the store, each such feed was due again at every tick, fetched and parsed for nothing.
     _unsaved: dict[str, FeedState] = field(default_factory=dict, repr=False)
     big_cycle: bool = False  # set by run_cycle from the number of due feeds
+    # The store is a restored older copy: the latest poll it recorded (feeds not polled since are like new)
+    restored_at: datetime | None = None
 
     async def parse(self, *args: Any) -> tuple[ParsedFeed, list[list[Match]] | None]:
         """parse_document off the event loop. In big cycles a second process parses and also matches
@@ -226,6 +229,9 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
     polled = {f.id for f in due}
+    latest = max((s.last_success for f, s in states.items() if f in polled and s.last_success), default=None)
+    if latest is not None:
+        await ctx.in_store(ctx.store.note_polled, latest)
     report = PollReport(
         feeds_waiting={f.id: _waiting(states[f.id]) for f in feeds
                        if f.id not in polled and (states[f.id].failures or states[f.id].disabled)},
@@ -398,7 +404,7 @@ async def _succeeded(ctx: CycleContext, spec: FeedSpec, state: FeedState, now: d
 async def _record(ctx: CycleContext, spec: FeedSpec, state: FeedState, items: list[Item], now: datetime,
                   result: FetchResult, found: list[list[Match]] | None = None) -> FeedOutcome:
     settings = ctx.settings
-    first_poll = _like_a_first_poll(spec, state, now, settings)
+    first_poll = _like_a_first_poll(spec, state, now, settings, ctx.restored_at)
     items, frozen = _dates_that_say_nothing(items, now, timedelta(seconds=settings.dedup_window), known=not first_poll)
     keyed = [identity_keys(spec.id, it.guid, it.canonical_link, it.title, spec.identity) for it in items]
     seen = await ctx.in_store(ctx.store.seen_keys, [k for keys in keyed for k in keys])
@@ -603,13 +609,16 @@ def _dates_that_say_nothing(items: list[Item], now: datetime, older_than: timede
     return [replace(it, dated=False, published=now) if it.dated else it for it in items], date
 
 
-def _like_a_first_poll(spec: FeedSpec, state: FeedState, now: datetime, settings: Settings) -> bool:
+def _like_a_first_poll(spec: FeedSpec, state: FeedState, now: datetime, settings: Settings,
+                       restored_at: datetime | None = None) -> bool:
     """A feed's first poll, its first since its identity was edited (every key changed, so every item it lists
-    looks new), or its first after a lapse longer than the dedup window (paused, removed and added back,
-    failing for days): only recent items may alert."""
+    looks new), its first after a lapse longer than the dedup window (paused, removed and added back,
+    failing for days), or its first on a restored older copy of the store (what it alerted since the backup
+    looks new): only recent items may alert."""
     return (state.polls == 0 and state.last_success is None) or (
         state.identity is not None and state.identity != spec.identity) or (
-        state.last_success is not None and now - state.last_success > timedelta(seconds=settings.dedup_window))
+        state.last_success is not None and now - state.last_success > timedelta(seconds=settings.dedup_window)) or (
+        restored_at is not None and state.last_success is not None and state.last_success <= restored_at)
 
 
 class _Alertable(set[str]):

@@ -372,6 +372,31 @@ class SqliteStore:
             configured=row["config_url"], identity=row["config_identity"], configured_interval=row["config_interval"],
         )
 
+    def note_polled(self, latest: datetime) -> None:
+        """Remember beside the database file the latest successful poll it recorded (`mediabot.db.last-poll`),
+        so a start on an older copy of the file (a restored backup) can tell (see `went_back`)."""
+        marker = self.path.with_name(self.path.name + ".last-poll")
+        stamp = _ts(latest) or ""
+        try:
+            if marker.exists() and marker.read_text(encoding="ascii").strip() >= stamp:
+                return
+            tmp = marker.with_name(marker.name + ".tmp")
+            tmp.write_text(stamp + "\n", encoding="ascii")
+            os.replace(tmp, marker)
+        except (OSError, UnicodeError) as exc:  # only a restore goes unnoticed; polls and alerts go on
+            logger.debug("cannot write %s: %s", marker, exc)
+
+    def went_back(self) -> datetime | None:
+        """When the file is older than the polls this state directory saw (a backup put back in place): the
+        latest poll the file recorded. The items its feeds listed since then look new to it."""
+        marker = self.path.with_name(self.path.name + ".last-poll")
+        try:
+            noted = marker.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeError):
+            return None
+        latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
+        return _dt(latest) if latest is not None and noted > latest else None
+
     def feed_states(self) -> list[FeedState]:
         """Every stored feed state."""
         ids = [(r["id"], r["url"]) for r in self._db.execute("SELECT id, url FROM feeds ORDER BY id")]

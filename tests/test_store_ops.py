@@ -202,3 +202,47 @@ def test_a_store_that_cannot_write_fails_with_store_error_whatever_the_call(stor
     store._db.execute("PRAGMA max_page_count=1073741823")
     store.record_items([_new("a", chat=1)], None, T0)  # and it works again once it can write
     assert store.count("items") == 1 and store.pending_count() == 1
+
+
+def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_window(workdir, feed_server,
+                                                                                      telegram):
+    """README, Backup and restore: items seen after the backup count as new again, "but only those inside
+    the recent window can alert". A restored store knew the feed, so everything of the last 48 h that the
+    feed still listed went out a second time (hunt13b: a story of 12 hours ago)."""
+    import shutil
+
+    from tests.conftest import run_cli, write_feeds_yaml
+    from tests.servers import Route, rss
+    from tests.test_e2e import MATCHING, UNRELATED
+
+    channel = -1001234567890
+    wl = workdir / "watchlists" / "dprk-troops.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"), "lang": "de"}])
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state"),
+           "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url}
+    feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    db = workdir / "state" / "mediabot.db"
+    backup = workdir / "backup.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # the README's online backup
+    story = dict(MATCHING, ago=12 * 60)  # published 12 hours ago, seen (and alerted) after the backup
+    feed_server.routes["/news.xml"] = Route(rss([story, UNRELATED]))
+    first = run_cli(["poll", "--once"], env)
+    assert first.returncode == 0, first.stderr
+    assert len(telegram.sent_to(channel)) == 1
+    for name in ("mediabot.db-wal", "mediabot.db-shm"):  # the README's restore
+        (workdir / "state" / name).unlink(missing_ok=True)
+    shutil.copy(backup, db)
+    again = run_cli(["poll", "--once"], env)
+    assert again.returncode == 0, again.stderr
+    assert "older than the last poll of this state directory" in again.stderr
+    assert len(telegram.sent_to(channel)) == 1  # not again
+    fresh = dict(MATCHING, title="Nordkorea schickt weitere Soldaten nach Kursk", link="https://n.example/new",
+                 guid="new", ago=5)
+    feed_server.routes["/news.xml"] = Route(rss([fresh, story, UNRELATED]))
+    later = run_cli(["poll", "--once"], env)
+    assert later.returncode == 0, later.stderr
+    assert "older than the last poll" not in later.stderr  # said once: the restored store polls on normally
+    assert len(telegram.sent_to(channel)) == 2
