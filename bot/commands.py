@@ -32,7 +32,7 @@ from telegram.ext import (
 from bot.alerts import MAX_MESSAGE, safe_url
 from bot.config import is_chat_id
 from bot.deliver import HoldRouter
-from bot.errors import TokenRejectedError
+from bot.errors import StoreError, TokenRejectedError
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
 from bot.text import shorten
 
@@ -111,6 +111,8 @@ _T: dict[str, dict[str, str]] = {
         "unknown_command": "Unbekannter Befehl {cmd}. /help zeigt alle Befehle.",
         "crashed": "Das hat leider nicht geklappt (ein Fehler im Bot; er steht im Log für die Admins). "
                    "Bitte später noch einmal versuchen.",
+        "store_busy": "Das ging gerade nicht: der Bot konnte es nicht speichern (sein Speicher ist belegt oder "
+                      "voll). Bitte in einer Minute noch einmal versuchen.",
         "language_set": "Sprache der Meldungen: Deutsch.",
         "bad_language": "Bitte so: /language de oder /language en",
         "language_private": "In privaten Chats folgen die Meldungen der Sprache Ihrer Telegram-App (jetzt: Deutsch).",
@@ -177,6 +179,8 @@ _T: dict[str, dict[str, str]] = {
         "unknown_command": "Unknown command {cmd}. /help lists every command.",
         "crashed": "Sorry, that did not work (a fault in the bot; it is in the log for the admins). "
                    "Please try again later.",
+        "store_busy": "That did not work just now: the bot could not save it (its store is busy or full). "
+                      "Please try again in a minute.",
         "language_set": "Alert language: English.",
         "bad_language": "Please write: /language de or /language en",
         "language_private": "In private chats alerts follow your Telegram app's language (now: English).",
@@ -307,12 +311,18 @@ def _guard(handler: Handler, *, admin: bool = False, changes: bool = False, anyo
 
 
 def _ensure_chat(rt: Runtime, update: Update) -> None:
+    """Record the chat (and a private chat's language) before a command. Bookkeeping: a store that cannot
+    write just now (locked by another process) must not fail /help or /list; a command that writes
+    (/subscribe) still fails then, and says so."""
     chat = update.effective_chat
     if chat is None:
         return
-    rt.store.ensure_chat(chat.id, chat.type, chat.title or chat.first_name or "", _lang(update))
-    if chat.type == "private":
-        rt.store.update_chat(chat.id, language=_lang(update))
+    try:
+        rt.store.ensure_chat(chat.id, chat.type, chat.title or chat.first_name or "", _lang(update))
+        if chat.type == "private":
+            rt.store.update_chat(chat.id, language=_lang(update))
+    except StoreError as exc:
+        logger.warning("chat=%s not recorded before its command: %s", chat.id, exc)
 
 
 def _remember_topic(rt: Runtime, update: Update) -> None:
@@ -825,13 +835,18 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update):
         logger.error("telegram polling failed: %s: %s", type(context.error).__name__, context.error)
         return
-    logger.error("command failed: %s: %s", type(context.error).__name__, context.error, exc_info=context.error)
+    if isinstance(context.error, StoreError):  # locked by another process, a full disk: no bug, one line
+        logger.warning("command not done, the state store failed: %s", context.error)
+        key = "store_busy"
+    else:
+        logger.error("command failed: %s: %s", type(context.error).__name__, context.error, exc_info=context.error)
+        key = "crashed"
     if update.callback_query is not None:
         with contextlib.suppress(TelegramError):
-            await update.callback_query.answer(_t(update, "crashed")[:200])
+            await update.callback_query.answer(_t(update, key)[:200])
         return
     with contextlib.suppress(TelegramError):
-        await _reply(update, _t(update, "crashed"))
+        await _reply(update, _t(update, key))
 
 
 async def set_menu(bot: Any) -> None:

@@ -9,6 +9,7 @@ opens cleanly, and every method that changes state commits its own transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -16,6 +17,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,6 +154,17 @@ class StoredMatch:
 
 
 _BUSY_MS = 30_000  # how long a statement waits for another process's lock before it fails
+_LOOP_WAIT = 0.25  # s: how long a write on the event loop waits for it (see SqliteStore._tx)
+_RETRY_PAUSE = 0.05  # s: one try's wait for the write lock, and the pause between tries
+
+
+def _on_event_loop() -> bool:
+    """Is this thread running an asyncio event loop (the daemon's loop, not a worker thread)?"""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class SqliteStore:
@@ -296,23 +309,56 @@ class SqliteStore:
                 raise
 
     @contextmanager
-    def _tx(self) -> Iterator[_LockedConnection]:
-        with self._lock:
+    def _tx(self, wait: float | None = None) -> Iterator[_LockedConnection]:
+        """A write transaction. While another process holds SQLite's write lock (an admin's `sqlite3` session,
+        a backup tool) it waits up to `wait` seconds: by default 30 s in a worker thread and a quarter of a
+        second on the event loop, which must go on answering commands (a write there then fails with
+        StoreError, and its caller keeps the work for later). The store's own lock is let go between tries,
+        so the event loop is never stuck behind a worker that waits."""
+        if wait is None:
+            wait = _LOOP_WAIT if _on_event_loop() else _BUSY_MS / 1000
+        deadline = time.monotonic() + wait
+        while True:
+            self._lock.acquire()
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except StoreError as exc:
-                raise StoreError(f"store busy or unwritable: {exc.__cause__}") from exc.__cause__
-            try:
-                yield self._db
+                if self._begin():
+                    break
             except BaseException:
-                # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK would
-                # fail and hide the reason ("cannot rollback - no transaction is active")
-                if self._db.in_transaction:
-                    with contextlib.suppress(StoreError):
-                        self._db.execute("ROLLBACK")
+                self._lock.release()
                 raise
-            else:
-                self._db.execute("COMMIT")
+            self._lock.release()
+            if time.monotonic() >= deadline:
+                raise StoreError(f"store busy or unwritable: the database is locked by another process "
+                                 f"(waited {wait:g} s)")
+            time.sleep(_RETRY_PAUSE)
+        try:
+            yield self._db
+        except BaseException:
+            # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK would
+            # fail and hide the reason ("cannot rollback - no transaction is active")
+            if self._db.in_transaction:
+                with contextlib.suppress(StoreError):
+                    self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._lock.release()
+
+    def _begin(self) -> bool:
+        """BEGIN IMMEDIATE, waiting a moment for another process's write lock: False when it is still held."""
+        self._db.execute(f"PRAGMA busy_timeout={int(_RETRY_PAUSE * 1000)}")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            return True
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorname in ("SQLITE_BUSY",
+                                                                                          "SQLITE_LOCKED"):
+                return False
+            raise StoreError(f"store busy or unwritable: {cause}") from cause
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
     def schema_version(self) -> int:
         """The schema version of the open store."""
@@ -340,21 +386,16 @@ class SqliteStore:
         problem = self.file_problem()
         if problem is not None:
             raise StoreError(problem)
-        with self._lock:  # a probe waits 5 s for another process's lock, not the 30 s writes wait
-            try:
-                self._db.execute("PRAGMA busy_timeout=5000")
-                with self._tx() as db:
-                    db.execute(
-                        "INSERT INTO meta(key, value) VALUES('health', ?) "
-                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        (_ts(datetime.now(UTC)),),
-                    )
-                return True
-            except StoreError:
-                return False
-            finally:
-                with contextlib.suppress(StoreError):
-                    self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        try:  # a probe waits 5 s for another process's lock, not the 30 s writes wait
+            with self._tx(wait=5.0) as db:
+                db.execute(
+                    "INSERT INTO meta(key, value) VALUES('health', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (_ts(datetime.now(UTC)),),
+                )
+            return True
+        except StoreError:
+            return False
 
     # -- feeds -----------------------------------------------------------------------------
 

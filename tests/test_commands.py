@@ -134,9 +134,9 @@ async def test_a_paused_watchlist_is_not_offered_and_says_so_where_it_shows(star
     assert data == ["unsub:dprk-troops", "unsub:kursk-front", "sub:russia-dprk-treaty"]
 
 
-async def test_a_command_that_fails_tells_the_user_and_logs_the_traceback(start_bot, caplog):
-    """A handler that crashed left the user without any answer and the log without a traceback. Here the
-    store cannot write (as on a full disk) while a journalist subscribes."""
+async def test_a_command_the_store_cannot_save_tells_the_user_to_try_again_in_one_line(start_bot, caplog):
+    """The store cannot write (a full disk, another process holding its lock) while a journalist subscribes:
+    the user hears it did not work and to try again, the log has one line (no traceback: not a bug)."""
     bot = await start_bot()
     bot.rt.store._db.execute("PRAGMA query_only=ON")
     try:
@@ -144,11 +144,25 @@ async def test_a_command_that_fails_tells_the_user_and_logs_the_traceback(start_
         answer = await bot.press("sub:dprk-troops", lang="en")
     finally:
         bot.rt.store._db.execute("PRAGMA query_only=OFF")
-    assert "did not work" in reply and "did not work" in answer
-    failed = [r for r in caplog.records if r.getMessage().startswith("command failed")]
-    assert len(failed) == 2 and all(r.exc_info for r in failed)
+    assert "could not save it" in reply and "could not save it" in answer
+    failed = [r for r in caplog.records if r.getMessage().startswith("command not done, the state store failed")]
+    assert len(failed) == 2 and not any(r.exc_info for r in failed)
     assert bot.rt.store.subscriptions(USER) == set()
     assert "Subscribed" in await bot.say("/subscribe kursk-front", lang="en")  # and it works again
+
+
+async def test_a_command_that_crashes_tells_the_user_and_logs_the_traceback(start_bot, caplog, monkeypatch):
+    """A handler that crashed (a bug) left the user without any answer and the log without a traceback."""
+    bot = await start_bot()
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(bot.rt.store, "subscribe", broken)
+    reply = await bot.say("/subscribe kursk-front", lang="en")
+    assert "a fault in the bot" in reply
+    failed = [r for r in caplog.records if r.getMessage().startswith("command failed")]
+    assert len(failed) == 1 and failed[0].exc_info
 
 
 async def test_subscribe_and_unsubscribe_commands(start_bot):

@@ -300,3 +300,59 @@ def test_a_token_revoked_while_running_is_said_and_a_sigterm_still_stops_cleanly
     assert "uncaught" not in err
     wal = workdir / "state" / "mediabot.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0  # the store was closed (checkpointed)
+
+
+def test_another_process_holding_the_store_locked_does_not_freeze_commands_or_health(workdir, feed_server,
+                                                                                     telegram):
+    """An admin leaves `sqlite3 state/mediabot.db` in a write transaction while news comes in: the cycle's
+    write waits for the lock in its thread, and held the store's own lock meanwhile, so every store call on
+    the event loop waited too: /help went unanswered for 30 s, /healthz blamed the loop. Now commands are
+    answered, health names the store, and the story goes out once the lock is released."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    _with_channel(workdir)
+    port = _closed_port()
+    _feed(workdir, feed_server, [UNRELATED])
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url,
+               MEDIABOT_HTTP_ADDR=f"127.0.0.1:{port}", MEDIABOT_POLL_INTERVAL="2", MEDIABOT_POLL_MIN_INTERVAL="2")
+
+    def checks() -> dict[str, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as resp:
+                return dict(json.loads(resp.read())["checks"])
+        except urllib.error.HTTPError as exc:
+            return dict(json.loads(exc.read())["checks"])
+        except OSError:
+            return {}
+
+    daemon = _start(["run"], env)
+    other = None
+    try:
+        assert _wait(lambda: checks().get("telegram", {}).get("detail") == "connected", timeout=15), checks()
+        other = sqlite3.connect(workdir / "state" / "mediabot.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the admin's session
+        polled = feed_server.hits("/news.xml")
+        feed_server.routes["/news.xml"] = Route(rss([MATCHING, UNRELATED]))
+        assert _wait(lambda: feed_server.hits("/news.xml") > polled, timeout=10)
+        time.sleep(1.0)  # the cycle's write now waits for the lock
+        asked = time.monotonic()
+        telegram.user_message("/help", chat_id=4242)
+        assert _wait(lambda: bool(telegram.sent_to(4242)), timeout=8), "/help not answered while the store is locked"
+        assert time.monotonic() - asked < 8
+        assert "/subscribe" in telegram.sent_to(4242)[0].text  # the help, not an apology
+        telegram.user_message("/subscribe dprk-troops", chat_id=4242)  # a command that must write: it says so
+        assert _wait(lambda: len(telegram.sent_to(4242)) == 2, timeout=8)
+        assert "konnte es nicht speichern" in telegram.sent_to(4242)[1].text
+        assert _wait(lambda: "locked" in str(checks().get("store", {}).get("detail")), timeout=20), checks()
+        assert checks()["loop"]["ok"], checks()
+        assert not telegram.sent_to(CHANNEL)  # the story is not recorded yet
+        other.execute("ROLLBACK")
+        assert _wait(lambda: bool(telegram.sent_to(CHANNEL)), timeout=40), "the story never went out"
+    finally:
+        if other is not None:
+            other.close()
+        err = _stop(daemon)
+    assert daemon.returncode == 0, err
+    assert len(telegram.sent_to(CHANNEL)) == 1
