@@ -310,7 +310,7 @@ def _exit_now_if_threads_linger(code: int) -> None:
 
     busy = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()]
     if busy:
-        logging.getLogger(__name__).info("not waiting for %d worker threads of the cancelled cycle", len(busy))
+        logging.getLogger(__name__).info("not waiting for %d worker threads of the stopped run", len(busy))
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
