@@ -557,7 +557,7 @@ def load_feeds(path: Path, problems: list[str]) -> list[FeedSpec]:
     feeds: list[FeedSpec] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(node.value):
-        what = f"feeds[{i}]"
+        what = f"feeds#{i + 1}"  # counted from 1, as an admin counts
         m = r.mapping(entry, what, FEED_KEYS)
         if m is None:
             continue
@@ -769,7 +769,7 @@ def load_watchlist(path: Path, problems: list[str]) -> Watchlist | None:
         r.err(rnode.line, f"{wid}.rules must be a list of {{all: [groups], near: N}}")
     else:
         for i, rule_node in enumerate(rnode.value):
-            what = f"{wid}.rules[{i}]"
+            what = f"{wid}.rules#{i + 1}"
             rm = r.mapping(rule_node, what, RULE_KEYS)
             if rm is None:
                 continue
@@ -882,7 +882,7 @@ def _terms(r: _Reader, node: _Located, what: str) -> tuple[Term, ...]:
         return ()
     out: list[Term] = []
     for i, t in enumerate(node.value):
-        term = _term(r, t, f"{what}[{i}]")
+        term = _term(r, t, f"{what}#{i + 1}")
         if term is not None:
             out.append(term)
     return tuple(out)

@@ -78,7 +78,7 @@ def test_check_rejects_duplicate_feed_ids_and_private_urls(workdir: Path):
     )
     result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists")})
     assert result.returncode == 2
-    assert "feeds.yaml:3: feeds[1]: duplicate feed id 'one' (first at line 2)" in result.stdout
+    assert "feeds.yaml:3: feeds#2: duplicate feed id 'one' (first at line 2)" in result.stdout
     assert "feeds.yaml:4:" in result.stdout and "allow_private" in result.stdout
 
 

@@ -50,7 +50,7 @@ def test_feed_urls_that_cannot_be_fetched_are_errors_with_their_line(tmp_path: P
     d = _dir(tmp_path, {}, feeds=f"feeds:\n  - id: a\n    url: '{url}'\n")
     result = run_cli(["check"], {"MEDIABOT_WATCHLISTS_DIR": str(d)}, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{d / 'feeds.yaml'}:3: feeds[0] (a):" in result.stdout
+    assert f"{d / 'feeds.yaml'}:3: feeds#1 (a):" in result.stdout
     assert "Traceback" not in result.stderr and "uncaught" not in result.stderr
 
 
@@ -103,7 +103,7 @@ def test_a_bad_regex_alias_is_reported_at_its_own_line_once_and_quietly(tmp_path
     d = _dir(tmp_path, {"k.yaml": "description: x\ngroups:\n  a:\n    - term: 'KN-?23'\n      mode: regex\n"
                                   "      aliases:\n        - 'Hwasong'\n        - 'KN-('\n"})
     problems = _problems(d)
-    assert problems == [f"{d / 'k.yaml'}:8: k.groups.a[0]: invalid regular expression 'KN-(': missing ): KN-("]
+    assert problems == [f"{d / 'k.yaml'}:8: k.groups.a#1: invalid regular expression 'KN-(': missing ): KN-("]
     assert "re2" not in capfd.readouterr().err  # RE2's own copy of the error stays out of the terminal
 
 

@@ -731,7 +731,7 @@ def test_check_rejects_a_title_group_missing_from_all(workdir):
     wl_path, result = _check(workdir, "description: d\ngroups:\n  a: [Kursk]\n  b: [Krieg]\nrules:\n"
                                       "  - all: [a]\n    title: [b]\n    unless: [c]\n")
     assert result.returncode == 2
-    assert f"{wl_path}:7: t.rules[0].title: 'b' must also be in `all`" in result.stdout
+    assert f"{wl_path}:7: t.rules#1.title: 'b' must also be in `all`" in result.stdout
     assert f"{wl_path}:8:" in result.stdout and "no group named 'c'" in result.stdout
 
 
@@ -742,10 +742,10 @@ def test_check_rejects_a_rule_that_could_never_hold(workdir):
                                       "  - all: [a, b]\n    title: [a]\n    unless_title: [a]\n"
                                       "  - all: [a, b]\n    unless: [b, c]\n    unless_any: [c]\n")
     assert result.returncode == 2
-    assert f"{wl_path}:8: t.rules[0].unless_any: 'b' is also in `all`, so the rule could never hold" in result.stdout
-    assert f"{wl_path}:10: t.rules[1].unless: every group of it is also in `all`" in result.stdout
-    assert f"{wl_path}:13: t.rules[2].unless_title: 'a' must be in the headline" in result.stdout
-    assert "rules[3]" not in result.stdout  # a veto that needs a group outside `all` can hold
+    assert f"{wl_path}:8: t.rules#1.unless_any: 'b' is also in `all`, so the rule could never hold" in result.stdout
+    assert f"{wl_path}:10: t.rules#2.unless: every group of it is also in `all`" in result.stdout
+    assert f"{wl_path}:13: t.rules#3.unless_title: 'a' must be in the headline" in result.stdout
+    assert "rules#4" not in result.stdout  # a veto that needs a group outside `all` can hold
 
 
 def test_check_warns_about_a_short_capitalised_term_in_fuzzy_mode(workdir):
