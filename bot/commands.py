@@ -32,7 +32,7 @@ from telegram.ext import (
 from bot.alerts import MAX_MESSAGE, safe_url
 from bot.config import is_chat_id
 from bot.deliver import HoldRouter
-from bot.errors import StoreError, TokenRejectedError
+from bot.errors import StoreUnavailableError, TokenRejectedError
 from bot.subscribers import ChatPrefs, parse_digest, parse_mute, parse_quiet
 from bot.text import shorten
 
@@ -321,7 +321,7 @@ def _ensure_chat(rt: Runtime, update: Update) -> None:
         rt.store.ensure_chat(chat.id, chat.type, chat.title or chat.first_name or "", _lang(update))
         if chat.type == "private":
             rt.store.update_chat(chat.id, language=_lang(update))
-    except StoreError as exc:
+    except StoreUnavailableError as exc:
         logger.warning("chat=%s not recorded before its command: %s", chat.id, exc)
 
 
@@ -835,7 +835,7 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update):
         logger.error("telegram polling failed: %s: %s", type(context.error).__name__, context.error)
         return
-    if isinstance(context.error, StoreError):  # locked by another process, a full disk: no bug, one line
+    if isinstance(context.error, StoreUnavailableError):  # locked by another process, a full disk: one line
         logger.warning("command not done, the state store failed: %s", context.error)
         key = "store_busy"
     else:

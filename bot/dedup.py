@@ -286,33 +286,39 @@ def follow_up(new: tuple[str, ...], old: tuple[str, ...], old_has: Callable[[str
 # shorter than the index keeps.
 _EVENTS = {
     "deploy": "schickt* schicken schickte* geschickt entsend* entsandt send sends sent deploy* dispatch* отправ* "
-              "направ* перебро* перебрас* відправ* перекин* перекид* "
-              # fr, es, it, tr, ar: feeds in other languages fold by the same rules
-              "envoie envoient envoi* envoy* deploie deploye deploient envia envian enviad* envio despleg* desplieg* "
-              "invia inviat* inviano dispiega* schier* gonder* konuslandir* ارسل* ترسل* يرسل* ينشر تنشر",
+              "направ* перебро* перебрас* відправ* перекин* перекид*",
     "withdraw": "abgezog* abzieh* abzug rückzug* zurückgezog* zurückzieh* withdr* pull pulls pulled вывести "
                 "выводит* выводят* вывел* выведен* выведут отвод отвода отводит* отводят* "
-                "отвел* вивести виводить* виводять* вивед* вивел* вивів* відвод* відвел* відвели* "
-                "retire retirent retirer retrait retraits rapatri* retira retiran retirada retiro repliega repliegan "
-                "repliegue ritira ritirano ritirato ritiro cekil* cekti تسحب* يسحب* "
-                "سحب* انسحب* انسحاب* ينسحب* تنسحب*",
-    "capture": "gefangen* festgenommen captur* плен плена пленн* пленен* пленил* полон* "
-               "prisonnier* prisioner* cattur* prigionier* esir* yakaland* اسر اسرى اسير* ياسر تاسر",
+                "отвел* вивести виводить* виводять* вивед* вивел* вивів* відвод* відвел* відвели*",
+    "capture": "gefangen* festgenommen captur* плен плена пленн* пленен* пленил* полон*",
     "killed": "getötet tötet töten tot tote toten gefallen gefallene starb gestorben stirbt killed kill kills "
-              "dead died погиб* убит* убил* умер* скончал* загин* загибл* вбит* вбил* помер* "
-              "tues tuee tuees morts morte mortes decede* muert* mueren murieron mato matad* fallec* uccis* morto "
-              "morti olduruld* "
-              "قتل* مقتل*",
-    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отразил* отражен* "
-              "attaque attaques attaquent attaqu* assaut* ataque ataques atac* attacc* saldir* هجوم* يهاجم* تهاجم* "
-              "هاجم*",
-    "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн* "
-                 "repris* reprend* reconqu* libere liberes liberee liberation reconquist* recuper* "
-                 "liberad* riconquist* ripres* liberat* kurtar* استعاد* تستعيد* يستعيد* حرر* تحرير*",
+              "dead died погиб* убит* убил* умер* скончал* загин* загибл* вбит* вбил* помер*",
+    "attack": "angriff* angegriffen abgewehrt abwehr* attack* assault* repel* атак* штурм* отразил* отражен*",
+    "recapture": "rückerober* zurückerober* zurückgeeroberte recaptur* retak* retook освобо* звільн*",
     "reject": "lehnt abgelehnt ablehn* zurückgewiesen dementi* fake reject* refus* deny denies denied denial "
-              "dismiss* отверг* отклон* отрица* опроверг* фейк* відкин* відхил* заперечу* спростову* "
-              "rejet* dement dementent nient rechaz* niega* desmient* respin* smentit* smentisc* reddet* yalanla* "
-              "نفى تنفي* ينفي* رفض* يرفض* ترفض*",
+              "dismiss* отверг* отклон* отрица* опроверг* фейк* відкин* відхил* заперечу* спростову*",
+}
+# Feeds in other languages (a foreign desk's own lists): their words count only for items of that language
+# ("retire" is French for withdraws, and English for something else).
+_EVENTS_BY_LANG = {
+    "fr": {"deploy": "envoie envoient envoi* envoy* deploie deploye deploient",
+           "withdraw": "retire retirent retirer retrait retraits rapatri*", "capture": "prisonnier*",
+           "killed": "tues tuee tuees morts morte mortes decede*",
+           "attack": "attaque attaques attaquent attaqu* assaut*",
+           "recapture": "repris* reprend* reconqu* libere liberes liberee liberation",
+           "reject": "rejet* dement dementent nient"},
+    "es": {"deploy": "envia envian enviad* envio despleg* desplieg*",
+           "withdraw": "retira retiran retirada retiro repliega repliegan repliegue", "capture": "prisioner*",
+           "killed": "muert* mueren murieron mato matad* fallec*", "attack": "ataque ataques atac*",
+           "recapture": "reconquist* recuper* liberad*", "reject": "rechaz* niega* desmient*"},
+    "it": {"deploy": "invia inviat* inviano dispiega* schier*", "withdraw": "ritira ritirano ritirato ritiro",
+           "capture": "cattur* prigionier*", "killed": "uccis* morto morti", "attack": "attacc*",
+           "recapture": "riconquist* ripres* liberat*", "reject": "respin* smentit* smentisc*"},
+    "tr": {"deploy": "gonder* konuslandir*", "withdraw": "cekil* cekti", "capture": "esir* yakaland*",
+           "killed": "olduruld*", "attack": "saldir*", "recapture": "kurtar*", "reject": "reddet* yalanla*"},
+    "ar": {"deploy": "ارسل* ترسل* يرسل* ينشر تنشر", "withdraw": "تسحب* يسحب* سحب* انسحب* انسحاب* ينسحب* تنسحب*",
+           "capture": "اسر اسرى اسير* ياسر تاسر", "killed": "قتل* مقتل*", "attack": "هجوم* يهاجم* تهاجم* هاجم*",
+           "recapture": "استعاد* تستعيد* يستعيد* حرر* تحرير*", "reject": "نفى تنفي* ينفي* رفض* يرفض* ترفض*"},
 }
 _CONTRASTS = (("deploy", "withdraw"), ("capture", "killed"), ("attack", "recapture"))
 _ONE_SIDED = frozenset({"withdraw", "reject"})
@@ -345,6 +351,11 @@ _MENTIONS = {"withdraw": "вывод* вивод* left leave leaves leaving verl
 _EVENT_LEXICON = _lexicon(_EVENTS)
 _MENTION_LEXICON = _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") for k in _EVENTS})
 _ACTOR_LEXICON = _lexicon(_ACTORS)
+_LANG_LEXICONS = {  # language -> (event lexicon, mention lexicon): the base words and that language's
+    lang: (_lexicon({k: _EVENTS[k] + " " + more.get(k, "") for k in _EVENTS}),
+           _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") + " " + more.get(k, "") for k in _EVENTS}))
+    for lang, more in _EVENTS_BY_LANG.items()
+}
 
 
 def _classes(stem_: str, lexicon: tuple[dict[str, str], tuple[tuple[str, str], ...]]) -> set[str]:
@@ -363,31 +374,34 @@ _SEPARABLE = (
 )
 
 
-def headline_classes(title: str) -> tuple[frozenset[str], frozenset[str]]:
+def headline_classes(title: str, lang: str = "") -> tuple[frozenset[str], frozenset[str]]:
     """(event classes, actors) a headline names, separable verbs included."""
-    events, actors = word_classes(_stems(title), mentions=False)
+    events, actors = word_classes(_stems(title), mentions=False, lang=lang)
     found = {name for pattern, name in _SEPARABLE if pattern.search(title)}
     return (events | found if found else events), actors
 
 
-_NAMED: dict[tuple[str, bool], tuple[frozenset[str], frozenset[str]]] = {}  # (stem, mentions) -> classes
+_NAMED: dict[tuple[str, bool, str], tuple[frozenset[str], frozenset[str]]] = {}  # (stem, mentions, lang)
 _NOTHING: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
 
-def word_classes(stems: Iterable[str], mentions: bool = True) -> tuple[frozenset[str], frozenset[str]]:
-    """(event classes, actors) named by a set of stems. `mentions`: also the ambiguous words that show an
-    item speaks of an event (for the other item of a pair; a headline's classes leave them out)."""
-    lexicon = _MENTION_LEXICON if mentions else _EVENT_LEXICON
+def word_classes(stems: Iterable[str], mentions: bool = True, lang: str = "") -> tuple[frozenset[str], frozenset[str]]:
+    """(event classes, actors) named by a set of stems of an item in `lang`. `mentions`: also the ambiguous
+    words that show an item speaks of an event (for the other item of a pair; a headline's classes leave
+    them out)."""
+    lang = lang[:2] if lang[:2] in _LANG_LEXICONS else ""
+    events_of, mentioned_of = _LANG_LEXICONS[lang] if lang else (_EVENT_LEXICON, _MENTION_LEXICON)
+    lexicon = mentioned_of if mentions else events_of
     found: list[tuple[frozenset[str], frozenset[str]]] = []
     for st in stems:
-        named = _NAMED.get((st, mentions))
+        named = _NAMED.get((st, mentions, lang))
         if named is None:
             named = (frozenset(_classes(st, lexicon)), frozenset(_classes(st, _ACTOR_LEXICON)))
             if not (named[0] or named[1]):
                 named = _NOTHING
             if len(_NAMED) > 200_000:
                 _NAMED.clear()
-            _NAMED[(st, mentions)] = named
+            _NAMED[(st, mentions, lang)] = named
         if named is not _NOTHING:
             found.append(named)
     return _union(found)
@@ -492,7 +506,7 @@ class StoryIndex:
                 i = ids[w] = len(self._df)
                 self._df.append(0)
                 self._postings.append(array("i"))
-                named = word_classes((w,))
+                named = word_classes((w,), lang=lang)
                 if named[0] or named[1]:
                     self._word_classes[i] = named
             out.append(i)
@@ -574,11 +588,11 @@ class StoryIndex:
                             _own_words(_stems(summary), entry_has):  # (the same teaser: a copy, re-headlined)
                         continue
                     if mine is None:
-                        head = headline_classes(title)
-                        whole = word_classes(ws)
+                        head = headline_classes(title, lang)
+                        whole = word_classes(ws, lang=lang)
                         mine = ((whole[0] | head[0], whole[1]), head)
                     theirs = self._entry_classes(entry.words)
-                    theirs_head = headline_classes(entry.title)
+                    theirs_head = headline_classes(entry.title, lang)
                     if events_differ(mine[0], mine[1], (theirs[0] | theirs_head[0], theirs[1]), theirs_head):
                         continue
                     best, best_margin = entry.key, margin

@@ -478,6 +478,11 @@ class Deliverer:
                 await asyncio.sleep(0)
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        if self._unrecorded:  # a last try (the store's own wait on the loop, 2 s): lost now, they go out again
+            self._record_unrecorded()
+            if self._unrecorded:
+                logger.error("%d messages were sent but the state store could not record them; they may be sent "
+                             "again at the next start", len(self._unrecorded))
 
     def _due(self, now: datetime) -> list[OutboxRow]:
         """Due rows, routed. The query and the routing run when something changed or every 0.5 s,

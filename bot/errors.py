@@ -5,6 +5,8 @@
     ├── ParseError                 feed body unusable
     ├── StoreError                 any failure of the store (a full disk, a broken file), or a store
     │   │                          written by a newer version; the database's own errors never escape it
+    │   ├── StoreUnavailableError  it cannot write just now (locked by another process, full, read-only):
+    │   │                          keep the work and try again later; not a bug
     │   └── StoreLockedError       another instance holds the state directory
     └── DeliveryError              anything else Telegram answered -> retry a few times
         ├── RetryLaterError        RetryAfter or network; carries retry_after
@@ -38,6 +40,11 @@ class ParseError(BotError):
 
 class StoreError(BotError):
     """The state store failed or cannot be used."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot write just now (another process holds its lock, the disk is full, the file is
+    read-only): the caller keeps its work and tries again later."""
 
 
 class StoreLockedError(StoreError):

@@ -62,7 +62,8 @@ _HAN_PREFIX = re.compile(r"[\u4e00-\u9fff][\uac00-\ud7a3]")
 _CJK = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # Han and kana
 _PROCLITIC_SCRIPT = re.compile(r"[\u0620-\u064a\u05d0-\u05ea]")  # an Arabic or Hebrew letter
 # Arabic: a conjunction (و, ف), then a preposition (ب, ل, ك), then the article (ال), each optional; Hebrew:
-# up to two of ו ה ב ל מ ש כ. What is left must keep three letters.
+# up to two of ו ה ב ל מ ש כ. What is left must keep four letters: a shorter one is too often another word
+# (העזה "the daring" is not ה + עזה Gaza, הקים "he set up" not ה + קים Kim); list such names' forms as aliases.
 _ARABIC_PROCLITICS = tuple(sorted({c + p + a for c in ("", "و", "ف") for p in ("", "ب", "ل", "ك") for a in ("", "ال")}
                                   - {""}, key=len, reverse=True))
 _HEBREW_PROCLITICS = "והבלמשכ"
@@ -72,9 +73,9 @@ def _without_proclitics(word: str) -> list[str]:
     """The bases an Arabic or Hebrew word can have under its one-letter prefixes (لإيران -> إيران, ايران;
     וברוסיה -> ברוסיה, רוסיה), longest prefix last."""
     if word[0] in _HEBREW_PROCLITICS:
-        return [word[n:] for n in (1, 2) if len(word) - n >= 3 and all(c in _HEBREW_PROCLITICS for c in word[:n])]
-    bases = [word[len(p):] for p in reversed(_ARABIC_PROCLITICS) if word.startswith(p) and len(word) - len(p) >= 3]
-    if word.startswith("لل") and len(word) >= 5:  # li + al- writes one lam less: للكرملين = ل + الكرملين
+        return [word[n:] for n in (1, 2) if len(word) - n >= 4 and all(c in _HEBREW_PROCLITICS for c in word[:n])]
+    bases = [word[len(p):] for p in reversed(_ARABIC_PROCLITICS) if word.startswith(p) and len(word) - len(p) >= 4]
+    if word.startswith("لل") and len(word) >= 6:  # li + al- writes one lam less: للكرملين = ل + الكرملين
         bases.append("ال" + word[2:])
     return bases
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
@@ -678,9 +679,14 @@ _score_of = operator.itemgetter(1)  # an _Entry's score
 
 
 def _written(atom: _Atom, tokens: _Tokens, i: int) -> str:
-    """What an atom took at word i, as the text writes it: for a Chinese or Japanese term, the term (the
-    word is a whole clause)."""
-    return atom.spelling if atom.inside else tokens.written(i, len(atom.parts))
+    """What an atom took at word i, as the text writes it. For a Chinese or Japanese term (the word is a
+    whole clause) the term with a character either side, so a reader sees a word it sits inside (美国 in
+    南美国家, South American countries)."""
+    if not atom.inside:
+        return tokens.written(i, len(atom.parts))
+    clause = tokens.written(i, 1)
+    at = clause.find(atom.spelling)
+    return atom.spelling if at < 0 else clause[max(0, at - 1) : at + len(atom.spelling) + 1]
 
 
 def _place_of(hit: TermHit) -> tuple[bool, int]:

@@ -96,16 +96,22 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
         running = current.get("cycle")
         if stop.is_set() or (running is not None and not running.done()):
             return
-        problem = rt.store.file_problem()
-        if problem is not None:
-            # Deleted or replaced under us: what this process records is lost, and the lock it holds is on a
-            # directory nobody sees, so a second instance may already run on the path and send the same
-            # alerts. Stop (exit 4); a restart opens whatever is at the path now.
+        gone = rt.store.file_gone()
+        if gone is not None and rt.extras.get("store_gone") is not None:
+            # Deleted or replaced under us, at two ticks in a row: what this process records is lost, and the
+            # lock it holds is on a directory nobody sees, so a second instance may already run on the path
+            # and send the same alerts. Stop (exit 4); a restart opens whatever is at the path now.
             nonlocal exit_code
-            logger.error("state store: %s; stopping (exit 4)", problem)
+            logger.error("state store: %s; stopping (exit 4)", gone)
             exit_code = 4
             stop.set()
             return
+        rt.extras["store_gone"] = gone
+        problem = gone or rt.store.file_problem()  # said once per change, not once per tick
+        if problem != rt.extras.get("file_problem"):
+            rt.extras["file_problem"] = problem
+            if problem is not None:
+                logger.error("state store: %s", problem)
         cycle_started[0] = time.monotonic()
         current["cycle"] = asyncio.ensure_future(cycle())
 

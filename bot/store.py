@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.errors import StoreError, StoreLockedError
+from bot.errors import StoreError, StoreLockedError, StoreUnavailableError
 from bot.models import FeedState, Item, Match, OutboxRow
 from bot.text import squash
 
@@ -154,7 +154,7 @@ class StoredMatch:
 
 
 _BUSY_MS = 30_000  # how long a statement waits for another process's lock before it fails
-_LOOP_WAIT = 0.25  # s: how long a write on the event loop waits for it (see SqliteStore._tx)
+_LOOP_WAIT = 2.0  # s: how long a write on the event loop waits for it (see SqliteStore._tx)
 _RETRY_PAUSE = 0.05  # s: one try's wait for the write lock, and the pause between tries
 
 
@@ -311,15 +311,18 @@ class SqliteStore:
     @contextmanager
     def _tx(self, wait: float | None = None) -> Iterator[_LockedConnection]:
         """A write transaction. While another process holds SQLite's write lock (an admin's `sqlite3` session,
-        a backup tool) it waits up to `wait` seconds: by default 30 s in a worker thread and a quarter of a
-        second on the event loop, which must go on answering commands (a write there then fails with
-        StoreError, and its caller keeps the work for later). The store's own lock is let go between tries,
-        so the event loop is never stuck behind a worker that waits."""
+        a backup tool, a health check's checkpoint) it waits up to `wait` seconds: by default 30 s in a worker
+        thread and 2 s on the event loop, which must go on answering commands (a write there then fails with
+        StoreUnavailableError, and its caller keeps the work for later). The store's own lock is let go
+        between tries, so the event loop never waits for SQLite's lock behind a worker thread (it still
+        waits for a transaction of this process that is running)."""
         if wait is None:
             wait = _LOOP_WAIT if _on_event_loop() else _BUSY_MS / 1000
-        deadline = time.monotonic() + wait
+        deadline: float | None = None  # from the first try on: waiting for this process's own lock is not it
         while True:
             self._lock.acquire()
+            if deadline is None:
+                deadline = time.monotonic() + wait
             try:
                 if self._begin():
                     break
@@ -328,8 +331,8 @@ class SqliteStore:
                 raise
             self._lock.release()
             if time.monotonic() >= deadline:
-                raise StoreError(f"store busy or unwritable: the database is locked by another process "
-                                 f"(waited {wait:g} s)")
+                raise StoreUnavailableError(f"store busy: the database is locked by another process (waited "
+                                            f"{wait:g} s)")
             time.sleep(_RETRY_PAUSE)
         try:
             yield self._db
@@ -356,7 +359,7 @@ class SqliteStore:
             if isinstance(cause, sqlite3.OperationalError) and cause.sqlite_errorname in ("SQLITE_BUSY",
                                                                                           "SQLITE_LOCKED"):
                 return False
-            raise StoreError(f"store busy or unwritable: {cause}") from cause
+            raise type(exc)(f"store busy or unwritable: {cause}") from cause
         finally:
             self._db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
@@ -367,17 +370,30 @@ class SqliteStore:
 
     def file_problem(self) -> str | None:
         """Why the file at `path` is no longer the one this store writes to (deleted or replaced under
-        the running bot: every later write goes to a file nobody will open again), or None."""
+        the running bot: every later write goes to a file nobody will open again), or cannot be looked at
+        (a network filesystem's hiccup), or None."""
+        gone = self.file_gone()
+        if gone is not None:
+            return gone
+        try:
+            os.stat(self.path)
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror or exc}"
+        return None
+
+    def file_gone(self) -> str | None:
+        """Why the file at `path` is certainly not this store's any more: deleted, or another file in its
+        place. None otherwise, also when it cannot be looked at just now (NFS's stale handle, a reconnect)."""
         if self._identity is None:
             return None
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return f"{self.path} was deleted while mediabot ran; what it records now is lost at exit: restart it"
-        except OSError as exc:
-            return f"{self.path}: {exc.strerror or exc}"
+            return f"{self.path} was deleted while mediabot ran; what it records now is lost at exit"
+        except OSError:
+            return None
         if (st.st_dev, st.st_ino) != self._identity:
-            return f"{self.path} was replaced while mediabot ran; it still writes to the old file: restart it"
+            return f"{self.path} was replaced while mediabot ran; it still writes to the old file"
         return None
 
     def check_writable(self) -> bool:
@@ -413,16 +429,20 @@ class SqliteStore:
             configured=row["config_url"], identity=row["config_identity"], configured_interval=row["config_interval"],
         )
 
-    def note_polled(self, latest: datetime) -> None:
-        """Remember beside the database file the latest successful poll it recorded (`mediabot.db.last-poll`),
-        so a start on an older copy of the file (a restored backup) can tell (see `went_back`)."""
+    def note_polled(self) -> None:
+        """Copy the latest successful poll the database holds to a file beside it (`mediabot.db.last-poll`),
+        so a start on an older copy of the database (a restored backup) can tell (see `went_back`). From what
+        was committed, not from memory (a poll whose write failed is not in the database), and whatever its
+        direction (a clock that was ahead and was put right)."""
+        latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
+        if latest is None:
+            return
         marker = self.path.with_name(self.path.name + ".last-poll")
-        stamp = _ts(latest) or ""
         try:
-            if marker.exists() and marker.read_text(encoding="ascii").strip() >= stamp:
+            if marker.exists() and marker.read_text(encoding="ascii").strip() == latest:
                 return
             tmp = marker.with_name(marker.name + ".tmp")
-            tmp.write_text(stamp + "\n", encoding="ascii")
+            tmp.write_text(latest + "\n", encoding="ascii")
             os.replace(tmp, marker)
         except (OSError, UnicodeError) as exc:  # only a restore goes unnoticed; polls and alerts go on
             logger.debug("cannot write %s: %s", marker, exc)
@@ -1031,6 +1051,8 @@ def _as_store_error() -> Iterator[None]:
     file) without knowing which database is behind it."""
     try:
         yield
+    except sqlite3.OperationalError as exc:  # locked, busy, full, read-only, I/O: the moment, not the code
+        raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 

@@ -770,3 +770,19 @@ def test_a_word_common_in_a_past_surge_finds_copies_again_once_the_surge_expired
               "de", now)
     copy = index.nearest("Ukrainische Truppen ziehen sich aus Sudscha zurück", lead, "de", now + timedelta(minutes=5))
     assert copy == "story-A"
+
+
+@pytest.mark.parametrize(("title", "lang", "events"), [
+    ("Pyongyang retire 2 000 soldats de Russie", "fr", {"withdraw"}),
+    ("Kim's top general to retire after Kursk losses", "en", set()),  # French "retire" is English too
+    ("Putin's envoy arrives in Pyongyang", "en", set()),
+    ("Fears of reprisals grow in Kursk", "en", set()),
+    ("Schier endlose Kolonnen an der Grenze", "de", set()),
+    ("La Russia riconquista Sudzha", "it", {"recapture"}),
+])
+def test_event_words_of_other_languages_count_only_in_their_language(title, lang, events):
+    """The French, Spanish, Italian, Turkish and Arabic event words apply to items of that language: in
+    English "retire" made two copies of one story two alerts (a one-sided withdrawal)."""
+    from bot.dedup import headline_classes
+
+    assert set(headline_classes(title, lang)[0]) == events

@@ -984,6 +984,7 @@ def test_match_explain_tells_a_veto_from_no_hit_and_agrees_with_match(tmp_path):
     ("Des soldats d’Ukraine capturés", "Ukraine"),
     ("Nuovi droni dell'Iran per Mosca", "Iran"),
     ("Attacco contro l’Iran: nell'Ucraina si teme", "Iran"),
+    ("'L'Iran attacca', scrive il giornale", "Iran"),  # after an opening quote
 ])
 def test_french_and_italian_elision_is_read_as_two_words(title, written):
     """A French or Italian feed writes the article onto the name (l'Iran, d’Ukraine, dell'Iran): the name
@@ -1016,11 +1017,11 @@ FOREIGN = {
 
 
 @pytest.mark.parametrize(("title", "group", "shown"), [
-    # Chinese and Japanese run a clause together: the term is found inside it and quoted as the term
-    ("米国務省、北朝鮮兵のウクライナ派遣を確認", "korea", "北朝鮮"),
-    ("テヘランで爆発、イラン政府が声明", "iran", "イラン"),
-    ("俄方证实朝鲜工兵已抵达库尔斯克", "korea", "朝鲜"),
-    ("美国宣布对伊朗实施新制裁", "iran", "伊朗"),
+    # Chinese and Japanese run a clause together: the term is found inside it, quoted with a character either side
+    ("米国務省、北朝鮮兵のウクライナ派遣を確認", "korea", "北朝鮮兵"),
+    ("テヘランで爆発、イラン政府が声明", "iran", "イラン政"),
+    ("俄方证实朝鲜工兵已抵达库尔斯克", "korea", "实朝鲜工"),
+    ("美国宣布对伊朗实施新制裁", "iran", "对伊朗实"),
     # Arabic and Hebrew glue "and", "to", "in" to the name
     ("عقوبات أوروبية جديدة على طهران ودعم لإيران من موسكو", "iran", "لإيران"),
     ("سيول تتهم بيونغ يانغ وكوريا الشمالية تنفي", "korea", "وكوريا الشمالية"),
@@ -1049,12 +1050,14 @@ def test_names_in_other_scripts_match_as_their_writers_write_them(title, group, 
 @pytest.mark.parametrize("title", [
     "北京で首脳会談",  # 北 alone is not 北朝鮮
     "ومن جهة أخرى قالت الحكومة",  # و + a word that is no name
-    "ברוסיה",  # control for the next line: a Hebrew prefix before a name it does not start
     "Istanbuler Konvention",
+    "העזה שלו הפתיעה את כולם",  # "the daring", not ה + עזה (Gaza): a base of three letters takes no prefix
+    "الاجتماع على مستوى الوزراء",  # على (on) is not the name علي
 ])
 def test_other_scripts_do_not_take_words_that_are_not_the_name(title):
-    matcher = Matcher([wl({"korea": FOREIGN["korea"], "iran": FOREIGN["iran"]},
-                          rules=(Rule(("korea",)), Rule(("iran",))))])
+    matcher = Matcher([wl({"korea": FOREIGN["korea"], "iran": FOREIGN["iran"],
+                           "names": [Term("עזה"), Term("علي")]},
+                          rules=(Rule(("korea",)), Rule(("iran",)), Rule(("names",))))])
     assert not matcher.match(title)
 
 
@@ -1064,3 +1067,16 @@ def test_a_chinese_or_japanese_lead_ends_at_the_second_full_stop():
     teaser = "北朝鮮が弾道ミサイルを発射した。日本海に落下したとみられる。北朝鮮はロシアとの協力を深めている。"
     assert Matcher([wl(groups)]).match("ミサイル発射", teaser)
     assert not Matcher([wl(groups, fields="title+lead")]).match("ミサイル発射", teaser)
+
+
+def test_a_chinese_term_inside_a_longer_word_is_quoted_with_what_surrounds_it():
+    """美国 (the USA) inside 南美国家 (South American countries): the match is a known limit of matching without
+    word boundaries, and the alert shows the characters around the term so the reader sees it."""
+    [match] = Matcher([wl({"us": [Term("美国")]})]).match("南美国家领导人举行峰会")
+    assert [h.text for h in match.hits] == ["南美国家"]
+
+
+def test_a_japanese_quotation_inside_a_sentence_does_not_end_the_lead():
+    groups = {"korea": [Term("北朝鮮")], "russia": [Term("ロシア")]}
+    teaser = "政府は「北朝鮮の発射を確認した。」と発表した。ロシアとの関係も協議した。三つ目の文。"
+    assert Matcher([wl(groups, fields="title+lead")]).match("政府発表", teaser)

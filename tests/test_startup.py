@@ -356,3 +356,43 @@ def test_another_process_holding_the_store_locked_does_not_freeze_commands_or_he
         err = _stop(daemon)
     assert daemon.returncode == 0, err
     assert len(telegram.sent_to(CHANNEL)) == 1
+
+
+def test_an_alert_sent_while_another_process_holds_the_store_is_recorded_before_a_stop(workdir, feed_server,
+                                                                                      telegram):
+    """Telegram takes an alert while another process holds the store's write lock for a few seconds, and the
+    daemon is stopped meanwhile (docker stop, a deploy): the send, which the store could not record at once,
+    is recorded before the daemon exits, so the next start does not send it again."""
+    import threading
+
+    _with_channel(workdir)
+    _feed(workdir, feed_server, [MATCHING, UNRELATED])
+    env = _env(workdir, TELEGRAM_BOT_TOKEN=telegram.TOKEN, TELEGRAM_API_BASE_URL=telegram.base_url)
+    db = workdir / "state" / "mediabot.db"
+    holders: list[sqlite3.Connection] = []
+
+    def lock_the_store(msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.method == "sendMessage" and msg.chat_id == CHANNEL and not holders:
+            other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+            other.execute("BEGIN IMMEDIATE")
+            holders.append(other)
+            threading.Timer(3.5, lambda: other.execute("ROLLBACK")).start()
+
+    telegram.on_accept = lock_the_store
+    daemon = _start(["run"], env)
+    try:
+        assert _wait(lambda: len(telegram.sent_to(CHANNEL)) >= 1, timeout=20), "the alert never went out"
+        time.sleep(1.0)
+        err = _stop(daemon)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        time.sleep(3.0)  # the other process is done
+        for other in holders:
+            other.close()
+    assert daemon.returncode == 0, err
+    telegram.on_accept = None
+    again = run_cli(["poll", "--once"], env)
+    assert again.returncode == 0, again.stderr
+    assert len(telegram.sent_to(CHANNEL)) == 1, "the alert reached the channel twice"

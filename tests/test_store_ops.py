@@ -246,3 +246,35 @@ def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_wi
     assert later.returncode == 0, later.stderr
     assert "older than the last poll" not in later.stderr  # said once: the restored store polls on normally
     assert len(telegram.sent_to(channel)) == 2
+
+
+def test_a_clock_put_right_after_running_ahead_is_not_taken_for_a_restore(workdir, feed_server, telegram):
+    """A run while the host clock was a day ahead (a VM resumed with a wrong clock) recorded its poll a day
+    ahead; the clock put right, the next run records the real time. The note beside the database follows
+    the database down: a later start is no "restore", and a new undated story alerts (review of the restore
+    detection: every cron run until the clock caught up polled like a first poll, and such stories never
+    alerted)."""
+    from tests.conftest import run_cli, write_feeds_yaml
+    from tests.servers import Route, rss
+    from tests.test_e2e import MATCHING, UNRELATED
+
+    channel = -1001234567890
+    wl = workdir / "watchlists" / "dprk-troops.yaml"
+    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
+    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"), "lang": "de"}])
+    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state"),
+           "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url}
+    feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
+    assert run_cli(["poll", "--once"], env).returncode == 0
+    db = workdir / "state" / "mediabot.db"
+    ahead = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="microseconds")
+    with sqlite3.connect(db) as con:  # what a run with the clock a day ahead writes
+        con.execute("UPDATE feeds SET last_success=?, next_poll=NULL", (ahead,))
+    db.with_name("mediabot.db.last-poll").write_text(ahead + "\n", encoding="ascii")
+    assert run_cli(["poll", "--once"], env).returncode == 0  # the clock is right again
+    undated = {k: v for k, v in MATCHING.items() if k != "ago"}
+    feed_server.routes["/news.xml"] = Route(rss([undated, UNRELATED]))
+    later = run_cli(["poll", "--once"], env)
+    assert later.returncode == 0, later.stderr
+    assert "older than the last poll" not in later.stderr
+    assert len(telegram.sent_to(channel)) == 1
