@@ -1051,10 +1051,16 @@ def _as_store_error() -> Iterator[None]:
     file) without knowing which database is behind it."""
     try:
         yield
-    except sqlite3.OperationalError as exc:  # locked, busy, full, read-only, I/O: the moment, not the code
-        raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
     except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorname", None) or "").startswith(_UNAVAILABLE):
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+
+# SQLite's result codes (extended ones start with these) that say the store cannot write just now, not that
+# the code is wrong ("no such table" and syntax errors are OperationalError too)
+_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+                "SQLITE_PROTOCOL", "SQLITE_NOLFS")
 
 
 class _LockedConnection:
