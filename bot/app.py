@@ -197,10 +197,6 @@ def build_runtime(settings: Settings, config: Config, *, console_stream: IO[str]
                 stories.add_item(item, story_id)
         ctx = CycleContext(config=config, settings=settings, store=store, fetcher=fetcher, matcher=matcher,
                            console=console, stories=stories, now=clock, restored_at=store.went_back())
-        if ctx.restored_at is not None:
-            logger.warning("the store is older than the last poll of this state directory (it ends %s UTC: a "
-                           "restored backup?): each feed alerts only on items from the last %d h at its next poll",
-                           f"{ctx.restored_at:%Y-%m-%d %H:%M}", settings.recent_window // 3600)
         # mute, quiet hours, digests and backlogs concern Telegram chats only
         # digests are paged with the names they will show (ctx.config is swapped on reload)
         router = None if console else HoldRouter(store, settings.tz, settings.digest_threshold, settings.language,

@@ -351,11 +351,21 @@ _MENTIONS = {"withdraw": "вывод* вивод* left leave leaves leaving verl
 _EVENT_LEXICON = _lexicon(_EVENTS)
 _MENTION_LEXICON = _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") for k in _EVENTS})
 _ACTOR_LEXICON = _lexicon(_ACTORS)
-_LANG_LEXICONS = {  # language -> (event lexicon, mention lexicon): the base words and that language's
+_EVERY_LANGUAGE = {k: " ".join(words[k] for words in _EVENTS_BY_LANG.values() if k in words) for k in _EVENTS}
+_LANG_LEXICONS = {  # language -> (event lexicon, mention lexicon): the base words and that language's; "*" (an
+    # item of no known language) all of them: an event word can only keep two items apart, never fold them
     lang: (_lexicon({k: _EVENTS[k] + " " + more.get(k, "") for k in _EVENTS}),
            _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") + " " + more.get(k, "") for k in _EVENTS}))
-    for lang, more in _EVENTS_BY_LANG.items()
+    for lang, more in (*_EVENTS_BY_LANG.items(), ("*", _EVERY_LANGUAGE))
 }
+_LANG_CODES = {"fra": "fr", "fre": "fr", "spa": "es", "ita": "it", "tur": "tr", "ara": "ar", "deu": "de", "ger": "de",
+               "eng": "en", "rus": "ru", "ukr": "uk", "kor": "ko"}  # ISO 639-2, as some feeds write them
+
+
+def lang_key(lang: str | None) -> str:
+    """The language an item is compared in: two letters, lower case (de-AT is de; ISO 639-2's spa is es)."""
+    code = (lang or "").strip().lower()
+    return _LANG_CODES.get(code[:3], code[:2])
 
 
 def _classes(stem_: str, lexicon: tuple[dict[str, str], tuple[tuple[str, str], ...]]) -> set[str]:
@@ -389,7 +399,9 @@ def word_classes(stems: Iterable[str], mentions: bool = True, lang: str = "") ->
     """(event classes, actors) named by a set of stems of an item in `lang`. `mentions`: also the ambiguous
     words that show an item speaks of an event (for the other item of a pair; a headline's classes leave
     them out)."""
-    lang = lang[:2] if lang[:2] in _LANG_LEXICONS else ""
+    lang = lang_key(lang)
+    if lang not in _LANG_LEXICONS:
+        lang = "" if lang else "*"  # a language of its own: the base words; none known: every word (they only split)
     events_of, mentioned_of = _LANG_LEXICONS[lang] if lang else (_EVENT_LEXICON, _MENTION_LEXICON)
     lexicon = mentioned_of if mentions else events_of
     found: list[tuple[frozenset[str], frozenset[str]]] = []
@@ -525,7 +537,7 @@ class StoryIndex:
         if not ws:
             return None
         numbers = title_numbers(title)
-        lang = (lang or "")[:2]
+        lang = lang_key(lang)
         with self._lock:
             a = self._lookup_ids(lang, ws)
             ta = self._lookup_ids(lang, tws)
@@ -627,7 +639,7 @@ class StoryIndex:
 
     def add(self, key: Hashable, title: str, summary: str, lang: str, published: datetime) -> None:
         """Remember an item under `key` (its story id)."""
-        lang = (lang or "")[:2]
+        lang = lang_key(lang)
         ws, tws = item_words(title, summary)
         with self._lock:
             ids = self._intern_ids(lang, ws)

@@ -561,7 +561,8 @@ class Deliverer:
                 self._store_failed(exc)
                 return
             del self._unrecorded[row_id]
-        logger.info("state store records again; sending resumes")
+        logger.info("state store records again; %s", "what was sent is recorded" if self._stopping else
+                    "sending resumes")
         self._store_said = 0.0
 
     def _chat_gone(self, chat_id: int, reason: str, migrated_to: int | None) -> None:

@@ -808,7 +808,15 @@ def _slips(wl: Watchlist) -> list[str]:
             elif re.search(r"\b(?:AND|OR|NOT)\b", spelling) and term.mode != "acronym":
                 out.append(f"{wl.source}:{term.line}: warning: {spelling!r}: AND, OR and NOT inside a term are read as "
                            "words; put alternatives in one group and required concepts in separate groups of a rule")
+            elif term.mode != "acronym" and _SHORT_UNDER_PROCLITICS.fullmatch(fold(spelling)) and not any(
+                    _PROCLITIC_SCRIPT.match(a) and len(fold(a)) > len(fold(spelling)) for a in term.spellings):
+                out.append(f"{wl.source}:{term.line}: warning: {spelling!r} has three letters or fewer, so it does not "
+                           "match under the one-letter prefixes Arabic and Hebrew glue on (بغزة, לעזה): list the "
+                           "forms the feeds write as aliases")
     return out
+
+
+_SHORT_UNDER_PROCLITICS = re.compile(r"[\u0620-\u064a\u05d0-\u05ea]{2,3}")  # one Arabic or Hebrew word of 2-3 letters
 
 
 def _unused_groups(wl: Watchlist) -> list[str]:

@@ -229,7 +229,7 @@ async def run_cycle(ctx: CycleContext, *, ignore_schedule: bool = False) -> Poll
     ctx.big_cycle = len(due) >= ctx.parse_process_from
     outcomes = await asyncio.gather(*(poll_feed(ctx, f, states[f.id]) for f in due))
     polled = {f.id for f in due}
-    if polled:
+    if any(o.status in ("ok", "not_modified") for o in outcomes):  # (a run whose polls all failed notes nothing)
         await ctx.in_store(ctx.store.note_polled)
     report = PollReport(
         feeds_waiting={f.id: _waiting(states[f.id]) for f in feeds

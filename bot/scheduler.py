@@ -112,6 +112,8 @@ async def run_daemon(settings: Settings, config: Config, early_signals: Sequence
             rt.extras["file_problem"] = problem
             if problem is not None:
                 logger.error("state store: %s", problem)
+        if gone is not None:
+            return  # no cycle into a file nobody will open again; the next tick looks once more
         cycle_started[0] = time.monotonic()
         current["cycle"] = asyncio.ensure_future(cycle())
 

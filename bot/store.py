@@ -449,14 +449,26 @@ class SqliteStore:
 
     def went_back(self) -> datetime | None:
         """When the file is older than the polls this state directory saw (a backup put back in place): the
-        latest poll the file recorded. The items its feeds listed since then look new to it."""
+        latest poll the file recorded; the items its feeds listed since then look new to it. Kept in the
+        database once found, so a feed that is polled only in a later run (the first one failed, cron) is
+        still treated as restored; a feed polled since then is past it."""
+        latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
+        row = self._db.execute("SELECT value FROM meta WHERE key='restored_at'").fetchone()
+        known = row[0] if row else None
         marker = self.path.with_name(self.path.name + ".last-poll")
         try:
             noted = marker.read_text(encoding="ascii").strip()
         except (OSError, UnicodeError):
-            return None
-        latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
-        return _dt(latest) if latest is not None and noted > latest else None
+            noted = ""
+        if latest is not None and noted > latest and latest != known:
+            with self._tx() as db:
+                db.execute("INSERT INTO meta(key, value) VALUES('restored_at', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (latest,))
+            known = latest
+            logger.warning("the store is older than the last poll of this state directory (it ends %s UTC: a "
+                           "restored backup?): each feed alerts only on recent items at its next poll",
+                           latest[:16].replace("T", " "))
+        return _dt(known)
 
     def feed_states(self) -> list[FeedState]:
         """Every stored feed state."""

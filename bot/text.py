@@ -126,15 +126,15 @@ def fold_chars(text: str) -> str:
 
 
 # Per word, outside Latin and Cyrillic: Turkish dotless ı as i (KIRIM, Kırım); Arabic and Persian letter
-# variants as one (أ إ آ ٱ as ا; Persian ی as ي, not alef maksura: على "on" is not the name علي; Persian ک as
-# ك; ة as ه); the tatweel
+# variants as one (أ إ آ ٱ as ا; Persian ی as ي, and a final alef maksura after three letters, not in على
+# "on", which is not the name علي; Persian ک as ك; ة as ه); the tatweel
 # that stretches headlines (إيـران) and Arabic and Hebrew vowel points dropped.
 _SCRIPT_MAP = str.maketrans(
     {"ı": "i", "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ی": "ي", "ک": "ك", "ة": "ه", "ـ": None}
     | {chr(c): None for c in (*range(0x0591, 0x05C8), *range(0x0610, 0x061B), *range(0x064B, 0x0660), 0x0670,
                               *range(0x06D6, 0x06EE)) if unicodedata.category(chr(c)) == "Mn"})
 _NEEDS_SCRIPT_MAP = re.compile(r"[ı\u0591-\u05c7\u0610-\u061a\u0622-\u0625\u0629\u0640\u064b-\u065f\u0670\u0671"
-                               r"\u06a9\u06cc\u06d6-\u06ed]")
+                               r"\u06a9\u06cc\u0649\u06d6-\u06ed]")
 
 
 def fold_word(word: str) -> str:
@@ -146,6 +146,8 @@ def fold_word(word: str) -> str:
         word = word.replace("j", "y").replace("w", "v")
     if not word.isascii() and _NEEDS_SCRIPT_MAP.search(word):
         word = word.translate(_SCRIPT_MAP)
+        if word.endswith("ى") and len(word) > 3:  # Egyptian spelling of a final yeh (زيلينسكى); not على, إلى
+            word = word[:-1] + "ي"
     if not word.isascii() and _NEEDS_NFD.search(word):
         # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
         word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
@@ -212,7 +214,7 @@ def fast_words(text: str) -> list[str]:
 # Hangul (or a letter of a script without capitals); not after a single letter, a number (German ordinals)
 # or a common abbreviation (U.S., Dr., Oct.). A Chinese or Japanese full stop needs no space after it.
 _SENTENCE_END = re.compile(r"[.!?…؟][\"'»“”’)]*\s+(?=[\"'„“«(\[]?[^\W\d_a-zа-яё]|\d|[\uac00-\ud7a3])"
-                           r"|[。！？](?![」』）”])\s*(?=\S)")  # 。」と: a quotation inside the sentence
+                           r"|[。！？](?:[」』）”]+(?!と)|(?![」』）”]))\s*(?=\S)")  # 。」と: a quotation inside it
 _ABBREVIATION_LIST = ("dr prof nr st mr mrs ms gen lt col sgt vs no bzw ca mio mrd ggf vgl inkl jan feb mar apr jun "
                       "jul aug sep sept oct nov dec okt dez sen rep gov usw etc abs art ст г гг им тыс млн млрд")
 _ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())

@@ -278,6 +278,8 @@ def test_an_empty_rules_key_and_no_rules_with_a_veto_group_are_warnings(tmp_path
     ("  veto: [Israel; Israeli]\n", "is one term whose words must all follow each other"),
     ("  veto:\n    - {term: car, mode: acronym}\n", "'car' is an acronym in lower case"),
     ("  veto: [Iran AND Israel]\n", "AND, OR and NOT inside a term are read as words"),
+    ("  veto: [غزة]\n", "does not match under the one-letter prefixes Arabic and Hebrew glue on"),
+    ("  veto: [עזה]\n", "does not match under the one-letter prefixes Arabic and Hebrew glue on"),
 ])
 def test_slips_that_load_are_warned_about(tmp_path: Path, terms: str, says: str):
     d = _dir(tmp_path, {"t.yaml": _LIST + terms + "rules:\n  - all: [place, actor]\n    unless_any: [veto]\n"})
@@ -286,7 +288,8 @@ def test_slips_that_load_are_warned_about(tmp_path: Path, terms: str, says: str)
 
 
 @pytest.mark.parametrize("term", ["ЗРК Patriot", "истребители F-16", "ракеты ATACMS", "Ким Чен Ын",
-                                  "{term: NEAR, mode: acronym}", "fighting near Kursk"])
+                                  "{term: NEAR, mode: acronym}", "fighting near Kursk", "إيران",
+                                  "{term: غزة, aliases: [بغزة, لغزة, وغزة]}"])
 def test_real_phrases_bring_no_warning(tmp_path: Path, term: str):
     d = _dir(tmp_path, {"t.yaml": _LIST.replace("[Kursk]", f"[Kursk, {term}]")})
     assert _warnings(d) == []

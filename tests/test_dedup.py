@@ -779,6 +779,8 @@ def test_a_word_common_in_a_past_surge_finds_copies_again_once_the_surge_expired
     ("Fears of reprisals grow in Kursk", "en", set()),
     ("Schier endlose Kolonnen an der Grenze", "de", set()),
     ("La Russia riconquista Sudzha", "it", {"recapture"}),
+    ("Corea del Norte retira 2.000 soldados de Rusia", "spa", {"withdraw"}),  # ISO 639-2, as some feeds write it
+    ("Corea del Norte retira 2.000 soldados de Rusia", "", {"withdraw"}),  # no language: every language's words
 ])
 def test_event_words_of_other_languages_count_only_in_their_language(title, lang, events):
     """The French, Spanish, Italian, Turkish and Arabic event words apply to items of that language: in

@@ -1013,6 +1013,7 @@ FOREIGN = {
     "korea": [Term("北朝鮮"), Term("朝鲜"), Term("كوريا الشمالية"), Term("צפון קוריאה")],
     "iran": [Term("イラン"), Term("伊朗"), Term("إيران"), Term("ایران"), Term("איראן"), Term("İran")],
     "crimea": [Term("Kırım"), Term("Istanbul")],
+    "ukraine": [Term("زيلينسكي")],
 }
 
 
@@ -1032,6 +1033,7 @@ FOREIGN = {
     ("عاجل | إِيرَان تعلن حالة التأهب", "iran", "إِيرَان"),
     ("إيـــران ترد على التقارير", "iran", "إيـــران"),
     ("گزارش تازه درباره برنامه ايران", "iran", "ايران"),
+    ("زيلينسكى يطالب بمزيد من الدعم", "ukraine", "زيلينسكى"),  # Egyptian outlets write a final yeh as ى
     # Turkish İ and ı in capitals and in other languages' feeds
     ("SON DAKİKA: KIRIM KÖPRÜSÜNDE PATLAMA", "crimea", "KIRIM"),
     ("Ankara: İran'a yeni yaptırım yok", "iran", "İran'a"),
@@ -1074,6 +1076,15 @@ def test_a_chinese_term_inside_a_longer_word_is_quoted_with_what_surrounds_it():
     word boundaries, and the alert shows the characters around the term so the reader sees it."""
     [match] = Matcher([wl({"us": [Term("美国")]})]).match("南美国家领导人举行峰会")
     assert [h.text for h in match.hits] == ["南美国家"]
+
+
+def test_a_chinese_quotation_that_ends_a_sentence_ends_it():
+    """Chinese news closes a quoted sentence with 。” and goes on at once: that ends the sentence (a rule for
+    the Japanese 。」と made the lead run to the end of the teaser)."""
+    groups = {"korea": [Term("朝鲜")], "russia": [Term("俄罗斯")]}
+    teaser = "发言人说：“朝鲜将继续试射导弹。”日本表示抗议。第三句话在这里。朝鲜与俄罗斯加强合作。"
+    assert Matcher([wl(groups)]).match("导弹试射", teaser)
+    assert not Matcher([wl(groups, fields="title+lead")]).match("导弹试射", teaser)
 
 
 def test_a_japanese_quotation_inside_a_sentence_does_not_end_the_lead():
