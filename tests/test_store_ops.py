@@ -235,9 +235,14 @@ def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_wi
     for name in ("mediabot.db-wal", "mediabot.db-shm"):  # the README's restore
         (workdir / "state" / name).unlink(missing_ok=True)
     shutil.copy(backup, db)
-    again = run_cli(["poll", "--once"], env)
+    feed_server.routes["/news.xml"] = Route(status=503)  # the first run after it: the feed host is down
+    failed = run_cli(["poll", "--once"], env)
+    assert "older than the last poll of this state directory" in failed.stderr
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE feeds SET next_poll=NULL")  # its backoff is over
+    feed_server.routes["/news.xml"] = Route(rss([story, UNRELATED]))
+    again = run_cli(["poll", "--once"], env)  # a later run still knows the store went back
     assert again.returncode == 0, again.stderr
-    assert "older than the last poll of this state directory" in again.stderr
     assert len(telegram.sent_to(channel)) == 1  # not again
     fresh = dict(MATCHING, title="Nordkorea schickt weitere Soldaten nach Kursk", link="https://n.example/new",
                  guid="new", ago=5)
