@@ -204,18 +204,12 @@ def test_a_store_that_cannot_write_fails_with_store_error_whatever_the_call(stor
     assert store.count("items") == 1 and store.pending_count() == 1
 
 
-def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_window(workdir, feed_server,
-                                                                                      telegram):
-    """README, Backup and restore: items seen after the backup count as new again, "but only those inside
-    the recent window can alert". A restored store knew the feed, so everything of the last 48 h that the
-    feed still listed went out a second time (hunt13b: a story of 12 hours ago)."""
-    import shutil
-
+def _polled_once(workdir: Path, feed_server, telegram, channel: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A deployment whose troop list goes to `channel`, one feed, polled once by `poll --once`: its environment."""
     from tests.conftest import run_cli, write_feeds_yaml
     from tests.servers import Route, rss
-    from tests.test_e2e import MATCHING, UNRELATED
+    from tests.test_e2e import UNRELATED
 
-    channel = -1001234567890
     wl = workdir / "watchlists" / "dprk-troops.yaml"
     wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
     write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"), "lang": "de"}])
@@ -223,6 +217,22 @@ def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_wi
            "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url}
     feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
     assert run_cli(["poll", "--once"], env).returncode == 0
+    return env
+
+
+def test_a_restored_backup_alerts_only_recent_items_again_not_the_whole_dedup_window(workdir, feed_server,
+                                                                                      telegram):
+    """README, Backup and restore: items seen after the backup count as new again, "but only those inside
+    the recent window can alert". A restored store knew the feed, so everything of the last 48 h that the
+    feed still listed went out a second time (hunt13b: a story of 12 hours ago)."""
+    import shutil
+
+    from tests.conftest import run_cli
+    from tests.servers import Route, rss
+    from tests.test_e2e import MATCHING, UNRELATED
+
+    channel = -1001234567890
+    env = _polled_once(workdir, feed_server, telegram, channel)
     db = workdir / "state" / "mediabot.db"
     backup = workdir / "backup.db"
     with sqlite3.connect(db) as src, sqlite3.connect(backup) as dst:
@@ -259,18 +269,12 @@ def test_a_clock_put_right_after_running_ahead_is_not_taken_for_a_restore(workdi
     the database down: a later start is no "restore", and a new undated story alerts (review of the restore
     detection: every cron run until the clock caught up polled like a first poll, and such stories never
     alerted)."""
-    from tests.conftest import run_cli, write_feeds_yaml
+    from tests.conftest import run_cli
     from tests.servers import Route, rss
     from tests.test_e2e import MATCHING, UNRELATED
 
     channel = -1001234567890
-    wl = workdir / "watchlists" / "dprk-troops.yaml"
-    wl.write_text(wl.read_text(encoding="utf-8") + f"\nchats: [{channel}]\n", encoding="utf-8")
-    write_feeds_yaml(workdir / "watchlists", [{"id": "news", "url": feed_server.url("/news.xml"), "lang": "de"}])
-    env = {"MEDIABOT_WATCHLISTS_DIR": str(workdir / "watchlists"), "MEDIABOT_STATE_DIR": str(workdir / "state"),
-           "TELEGRAM_BOT_TOKEN": telegram.TOKEN, "TELEGRAM_API_BASE_URL": telegram.base_url}
-    feed_server.routes["/news.xml"] = Route(rss([UNRELATED]))
-    assert run_cli(["poll", "--once"], env).returncode == 0
+    env = _polled_once(workdir, feed_server, telegram, channel)
     db = workdir / "state" / "mediabot.db"
     ahead = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="microseconds")
     with sqlite3.connect(db) as con:  # what a run with the clock a day ahead writes
