@@ -405,7 +405,19 @@ class Deliverer:
         return self.stats
 
     async def run(self, *, until_idle: bool = False, timeout: float | None = None) -> None:
-        """The delivery loop. With `until_idle`, stop once nothing is due or in flight."""
+        """The delivery loop. With `until_idle`, stop once nothing is due or in flight. However it ends (also
+        cancelled: a stop that could not wait for a hanging send), what was sent but not recorded gets a last
+        try to be recorded, and is logged if it cannot: it would go out again at the next start."""
+        try:
+            await self._run(until_idle, timeout)
+        finally:
+            if self._unrecorded:  # a last try (the store's own wait on the loop, 2 s)
+                self._record_unrecorded()
+                if self._unrecorded:
+                    logger.error("%d messages were sent but the state store could not record them; they may be "
+                                 "sent again at the next start", len(self._unrecorded))
+
+    async def _run(self, until_idle: bool, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stopping:
             if deadline is not None and time.monotonic() > deadline:
@@ -478,11 +490,6 @@ class Deliverer:
                 await asyncio.sleep(0)
         if self._in_flight:
             await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
-        if self._unrecorded:  # a last try (the store's own wait on the loop, 2 s): lost now, they go out again
-            self._record_unrecorded()
-            if self._unrecorded:
-                logger.error("%d messages were sent but the state store could not record them; they may be sent "
-                             "again at the next start", len(self._unrecorded))
 
     def _due(self, now: datetime) -> list[OutboxRow]:
         """Due rows, routed. The query and the routing run when something changed or every 0.5 s,

@@ -4,6 +4,7 @@ store: Telegram's errors become the right outcome, holds and digests, and a cras
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -465,6 +466,31 @@ async def test_a_store_that_cannot_record_a_sent_message_never_makes_it_go_again
     assert [r.state for r in rt.store.outbox_rows()] == ["sent"] * 3
     assert sum("cannot record deliveries" in r.getMessage() for r in caplog.records) == 1
     assert not any("never retrieved" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stop_that_cancels_delivery_still_records_what_was_sent(runtime, telegram):
+    """The store could not record an alert Telegram took (a full disk, another process's lock) and a stop
+    cancelled delivery while another send still hung on Telegram: the sent alert was only in memory, and the
+    next start sent it again. The cancelled loop now records it on its way out."""
+    rt = runtime()
+    queue(rt, [A, B])
+
+    def store_breaks(_message: object) -> None:  # after the first message Telegram accepted
+        telegram.on_accept = None
+        telegram.delay = 3.0  # the next send hangs
+        rt.store._db.execute("PRAGMA query_only=ON")
+
+    telegram.on_accept = store_breaks
+    run = asyncio.ensure_future(rt.deliverer.run())
+    await asyncio.sleep(1.0)
+    assert len(telegram.messages) == 1
+    rt.store._db.execute("PRAGMA query_only=OFF")  # the store records again, but delivery is paused
+    run.cancel()  # the stop's grace ran out (scheduler: wait_for on the delivery task)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    states = {r.chat_id: r.state for r in rt.store.outbox_rows()}
+    assert states[telegram.messages[0].chat_id] == "sent"
+    telegram.delay = 0.0
 
 
 def test_an_alerts_time_names_its_time_zone():
