@@ -348,15 +348,13 @@ def _lexicon(classes: Mapping[str, str]) -> tuple[dict[str, str], tuple[tuple[st
 # that an item mentions the event: in the other item they keep a headline's word from splitting a copy.
 _MENTIONS = {"withdraw": "вывод* вивод* left leave leaves leaving verlassen verlies* verließ* покинул* покинут* "
                          "залишил* залишат*"}
-_EVENT_LEXICON = _lexicon(_EVENTS)
-_MENTION_LEXICON = _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") for k in _EVENTS})
 _ACTOR_LEXICON = _lexicon(_ACTORS)
 _EVERY_LANGUAGE = {k: " ".join(words[k] for words in _EVENTS_BY_LANG.values() if k in words) for k in _EVENTS}
-_LANG_LEXICONS = {  # language -> (event lexicon, mention lexicon): the base words and that language's; "*" (an
-    # item of no known language) all of them: an event word can only keep two items apart, never fold them
+_LANG_LEXICONS = {  # language -> (event lexicon, mention lexicon): the base words and that language's; "" (any
+    # other language) the base words; "*" (no known language) all of them: they only keep two items apart
     lang: (_lexicon({k: _EVENTS[k] + " " + more.get(k, "") for k in _EVENTS}),
            _lexicon({k: _EVENTS[k] + " " + _MENTIONS.get(k, "") + " " + more.get(k, "") for k in _EVENTS}))
-    for lang, more in (*_EVENTS_BY_LANG.items(), ("*", _EVERY_LANGUAGE))
+    for lang, more in (("", {}), *_EVENTS_BY_LANG.items(), ("*", _EVERY_LANGUAGE))
 }
 _LANG_CODES = {"fra": "fr", "fre": "fr", "spa": "es", "ita": "it", "tur": "tr", "ara": "ar", "deu": "de", "ger": "de",
                "eng": "en", "rus": "ru", "ukr": "uk", "kor": "ko"}  # ISO 639-2, as some feeds write them
@@ -399,11 +397,10 @@ def word_classes(stems: Iterable[str], mentions: bool = True, lang: str = "") ->
     """(event classes, actors) named by a set of stems of an item in `lang`. `mentions`: also the ambiguous
     words that show an item speaks of an event (for the other item of a pair; a headline's classes leave
     them out)."""
-    lang = lang_key(lang)
+    lang = lang_key(lang) or "*"  # none known: every language's words (they only keep items apart)
     if lang not in _LANG_LEXICONS:
-        lang = "" if lang else "*"  # a language of its own: the base words; none known: every word (they only split)
-    events_of, mentioned_of = _LANG_LEXICONS[lang] if lang else (_EVENT_LEXICON, _MENTION_LEXICON)
-    lexicon = mentioned_of if mentions else events_of
+        lang = ""  # a language without words of its own: the base words
+    lexicon = _LANG_LEXICONS[lang][1 if mentions else 0]
     found: list[tuple[frozenset[str], frozenset[str]]] = []
     for st in stems:
         named = _NAMED.get((st, mentions, lang))

@@ -60,7 +60,8 @@ _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _HANGUL_OR_HAN = re.compile(r"[\uac00-\ud7a3\u4e00-\u9fff]")
 _HAN_PREFIX = re.compile(r"[\u4e00-\u9fff][\uac00-\ud7a3]")
 _CJK = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")  # Han and kana
-_PROCLITIC_SCRIPT = re.compile(r"[\u0620-\u064a\u05d0-\u05ea]")  # an Arabic or Hebrew letter
+_PROCLITIC_LETTERS = "\u0620-\u064a\u05d0-\u05ea"  # Arabic and Hebrew letters
+_PROCLITIC_SCRIPT = re.compile(f"[{_PROCLITIC_LETTERS}]")
 # Arabic: a conjunction (و, ف), then a preposition (ب, ل, ك), then the article (ال), each optional; Hebrew:
 # up to two of ו ה ב ל מ ש כ. What is left must keep four letters: a shorter one is too often another word
 # (העזה "the daring" is not ה + עזה Gaza, הקים "he set up" not ה + קים Kim); list such names' forms as aliases.
@@ -250,6 +251,7 @@ class Matcher:
         self._acronym: dict[str, list[_Atom]] = {}
         self._regex: list[tuple[_Atom, re2._Regexp]] = []
         self._inside: list[_Atom] = []  # Chinese and Japanese terms, found inside words
+        self._proclitics = False  # some term is Arabic or Hebrew: words of those scripts are tried without prefixes
         self._words = _WordCache()
         # The later words of phrases: (part, threshold, exact) -> id, and (id, word) -> score, cached.
         self._part_ids: dict[tuple[str, float, bool], int] = {}
@@ -309,6 +311,7 @@ class Matcher:
                 # Chinese and Japanese run a clause together as one "word": look for the term inside it.
                 self._inside.append(_Atom(wi, group, term, folded, threshold, spelling=spelling, inside=True))
                 continue
+            self._proclitics = self._proclitics or bool(_PROCLITIC_SCRIPT.match(folded[0]))
             if term.mode == "exact":
                 self._exact.setdefault(folded[0], []).append(
                     _Atom(wi, group, term, folded, threshold, self._later_ids(folded, threshold, True)))
@@ -340,7 +343,7 @@ class Matcher:
                 for atom in self._inside:
                     if atom.parts[0] in word:
                         found[id(atom)] = (atom, 100.0)
-            elif _PROCLITIC_SCRIPT.match(word):  # Arabic and Hebrew glue "and", "in", "to", "the" to a noun
+            elif self._proclitics and _PROCLITIC_SCRIPT.match(word):  # Arabic and Hebrew glue "and", "to" on
                 for base in _without_proclitics(word):
                     self._first_part_hits(base, cache, found)
         result = tuple(found.values())
@@ -816,7 +819,7 @@ def _slips(wl: Watchlist) -> list[str]:
     return out
 
 
-_SHORT_UNDER_PROCLITICS = re.compile(r"[\u0620-\u064a\u05d0-\u05ea]{2,3}")  # one Arabic or Hebrew word of 2-3 letters
+_SHORT_UNDER_PROCLITICS = re.compile(f"[{_PROCLITIC_LETTERS}]{{2,3}}")  # one Arabic or Hebrew word of 2-3 letters
 
 
 def _unused_groups(wl: Watchlist) -> list[str]:

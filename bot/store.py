@@ -175,6 +175,8 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._dir_fd: int | None = None
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._marker = path.with_name(path.name + ".last-poll")  # the latest poll, beside the file (went_back)
+        self._noted: str | None = None  # what it holds, as this process last read or wrote it
         # One connection, used from the event loop and from the pipeline's worker thread (the big
         # per-feed write runs there so the loop stays free): a transaction holds this lock throughout.
         self._lock = threading.RLock()
@@ -372,29 +374,27 @@ class SqliteStore:
         """Why the file at `path` is no longer the one this store writes to (deleted or replaced under
         the running bot: every later write goes to a file nobody will open again), or cannot be looked at
         (a network filesystem's hiccup), or None."""
-        gone = self.file_gone()
-        if gone is not None:
-            return gone
-        try:
-            os.stat(self.path)
-        except OSError as exc:
-            return f"{self.path}: {exc.strerror or exc}"
-        return None
+        return self._file_check()[0]
 
     def file_gone(self) -> str | None:
         """Why the file at `path` is certainly not this store's any more: deleted, or another file in its
         place. None otherwise, also when it cannot be looked at just now (NFS's stale handle, a reconnect)."""
+        problem, certain = self._file_check()
+        return problem if certain else None
+
+    def _file_check(self) -> tuple[str | None, bool]:
+        """(what is wrong with the file at `path`, or None; whether it is certainly not this store's file)."""
         if self._identity is None:
-            return None
+            return None, False
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return f"{self.path} was deleted while mediabot ran; what it records now is lost at exit"
-        except OSError:
-            return None
+            return f"{self.path} was deleted while mediabot ran; what it records now is lost at exit", True
+        except OSError as exc:
+            return f"{self.path}: {exc.strerror or exc}", False
         if (st.st_dev, st.st_ino) != self._identity:
-            return f"{self.path} was replaced while mediabot ran; it still writes to the old file"
-        return None
+            return f"{self.path} was replaced while mediabot ran; it still writes to the old file", True
+        return None, False
 
     def check_writable(self) -> bool:
         """True when a write transaction can be opened (for /healthz). Raises StoreError when the file
@@ -435,17 +435,15 @@ class SqliteStore:
         was committed, not from memory (a poll whose write failed is not in the database), and whatever its
         direction (a clock that was ahead and was put right)."""
         latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
-        if latest is None:
+        if latest is None or latest == self._noted:
             return
-        marker = self.path.with_name(self.path.name + ".last-poll")
+        tmp = self._marker.with_name(self._marker.name + ".tmp")
         try:
-            if marker.exists() and marker.read_text(encoding="ascii").strip() == latest:
-                return
-            tmp = marker.with_name(marker.name + ".tmp")
             tmp.write_text(latest + "\n", encoding="ascii")
-            os.replace(tmp, marker)
-        except (OSError, UnicodeError) as exc:  # only a restore goes unnoticed; polls and alerts go on
-            logger.debug("cannot write %s: %s", marker, exc)
+            os.replace(tmp, self._marker)
+            self._noted = latest
+        except OSError as exc:  # only a restore goes unnoticed; polls and alerts go on
+            logger.debug("cannot write %s: %s", self._marker, exc)
 
     def went_back(self) -> datetime | None:
         """When the file is older than the polls this state directory saw (a backup put back in place): the
@@ -455,9 +453,8 @@ class SqliteStore:
         latest = self._db.execute("SELECT MAX(last_success) FROM feeds").fetchone()[0]
         row = self._db.execute("SELECT value FROM meta WHERE key='restored_at'").fetchone()
         known = row[0] if row else None
-        marker = self.path.with_name(self.path.name + ".last-poll")
         try:
-            noted = marker.read_text(encoding="ascii").strip()
+            noted = self._noted = self._marker.read_text(encoding="ascii").strip()
         except (OSError, UnicodeError):
             noted = ""
         if latest is not None and noted > latest and latest != known:

@@ -133,8 +133,7 @@ _SCRIPT_MAP = str.maketrans(
     {"ı": "i", "أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ی": "ي", "ک": "ك", "ة": "ه", "ـ": None}
     | {chr(c): None for c in (*range(0x0591, 0x05C8), *range(0x0610, 0x061B), *range(0x064B, 0x0660), 0x0670,
                               *range(0x06D6, 0x06EE)) if unicodedata.category(chr(c)) == "Mn"})
-_NEEDS_SCRIPT_MAP = re.compile(r"[ı\u0591-\u05c7\u0610-\u061a\u0622-\u0625\u0629\u0640\u064b-\u065f\u0670\u0671"
-                               r"\u06a9\u06cc\u0649\u06d6-\u06ed]")
+_NEEDS_SCRIPT_MAP = re.compile(f"[{re.escape(''.join(map(chr, _SCRIPT_MAP)))}ى]")  # its keys, and alef maksura
 
 
 def fold_word(word: str) -> str:
@@ -144,13 +143,14 @@ def fold_word(word: str) -> str:
     """
     if "j" in word or "w" in word:
         word = word.replace("j", "y").replace("w", "v")
-    if not word.isascii() and _NEEDS_SCRIPT_MAP.search(word):
-        word = word.translate(_SCRIPT_MAP)
-        if word.endswith("ى") and len(word) > 3:  # Egyptian spelling of a final yeh (زيلينسكى); not على, إلى
-            word = word[:-1] + "ي"
-    if not word.isascii() and _NEEDS_NFD.search(word):
-        # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
-        word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
+    if not word.isascii():
+        if _NEEDS_SCRIPT_MAP.search(word):
+            word = word.translate(_SCRIPT_MAP)
+            if word.endswith("ى") and len(word) > 3:  # Egyptian spelling of a final yeh (زيلينسكى); not على, إلى
+                word = word[:-1] + "ي"
+        if _NEEDS_NFD.search(word):
+            # Strip remaining diacritics (é -> e). Hangul jamo are not combining marks, so NFC rebuilds them.
+            word = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", word)))
     if _HAS_LATIN_SEQ_OR_DOUBLE.search(word):  # one scan for the common word with neither
         for old, new in _LATIN_SEQ:
             if old in word:
